@@ -1,0 +1,4 @@
+from rgenima_app.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Imaging: FreeSurfer, the canonical ROI table and ROI extraction."""
