@@ -1,0 +1,1 @@
+"""Group analysis: bootstrap stability, stage-specific ROIs, gene enrichment."""

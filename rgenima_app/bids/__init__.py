@@ -1,0 +1,1 @@
+"""BIDS inputs, validation and the derivatives writer."""

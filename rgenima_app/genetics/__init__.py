@@ -1,0 +1,1 @@
+"""Genetics: genotype readers, QC, the gene panel and SNP text serialization."""

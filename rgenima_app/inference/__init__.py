@@ -1,0 +1,1 @@
+"""Inference: per-participant prediction and attention rollout."""
