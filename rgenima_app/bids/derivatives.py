@@ -1,0 +1,285 @@
+"""The BIDS-Derivatives writer: dataset files, path building, atomic writes and sidecars.
+
+Every file rgenima writes into OUTPUT_DIR goes through this module, so that
+- paths follow the layout of DESIGN.md 3.3 (entities in BIDS order) and stay inside OUTPUT_DIR;
+- writes are atomic (a temporary name in the same folder, then ``os.replace``): an interrupted run
+  never leaves a file that looks complete;
+- files shared by concurrent participant jobs (dataset_description.json, .bidsignore,
+  desc-rois_dseg.tsv) are created once, atomically, whoever comes first.
+Every pattern written here is listed in ``bids_spec/derivatives.yaml``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+
+from rgenima_app import __version__
+from rgenima_app.environment import container
+from rgenima_app.errors import OutputNotWritableError, UsageError
+
+BIDS_VERSION = "1.10.0"
+
+#: Entity order of the BIDS specification (the subset rgenima uses), then ``stat`` for statmaps.
+ENTITY_ORDER = ("sub", "ses", "task", "acq", "ce", "rec", "run", "space", "res", "den", "label", "desc", "stat")
+
+#: Non-BIDS files of the derivatives dataset, hidden from the validator.
+BIDSIGNORE = """\
+logs/
+models/
+figures/
+sub-*/figures/
+sub-*/genotype
+**/genotype/
+*_statmap.nii.gz
+*_statmap.json
+*.html
+*_predictions.tsv
+*_predictions.json
+*_roiattention.tsv
+*_roigeneattention.tsv
+*_roistability.tsv
+*_roigenestability.tsv
+*_geneenrichment.tsv
+*_split.tsv
+*_morph.tsv
+*_metrics.tsv
+*_metrics.json
+"""
+
+_LABEL = re.compile(r"^[A-Za-z0-9]+$")
+
+
+def _file_mode() -> int:
+    """The mode a plainly created file gets (mkstemp's 0600 would hide outputs from collaborators)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _temporary_beside(target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=f"-{target.name}")
+    os.close(fd)
+    os.chmod(tmp_name, _file_mode())
+    return Path(tmp_name)
+
+
+def check_label(value: str, entity: str) -> str:
+    """A BIDS label is alphanumeric; anything else (``../x``, spaces) is refused."""
+    if not isinstance(value, str) or not _LABEL.match(value):
+        raise UsageError(
+            f"invalid {entity} label {value!r}: BIDS labels contain only letters and digits",
+            hint=f"give the {entity} label as in the dataset, e.g. '01' for sub-01",
+        )
+    return value
+
+
+@contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it onto ``target`` only if the block succeeds.
+
+    The temporary name is hidden (starts with a dot) and keeps the target's extension, so libraries
+    that pick a format by extension (nibabel) write the right one.
+    """
+    target = Path(target)
+    try:
+        tmp = _temporary_beside(target)
+    except OSError as exc:
+        raise OutputNotWritableError(
+            f"cannot write {target}: {exc.strerror or exc}",
+            hint="check that the output directory exists, is writable and has free space",
+        ) from exc
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputNotWritableError(
+            f"cannot write {target}: {exc.strerror or exc}",
+            hint="check free space and permissions of the output directory",
+        ) from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text(target: Path, text: str) -> Path:
+    with atomic_path(target) as tmp:
+        tmp.write_text(text)
+    return Path(target)
+
+
+def write_json(target: Path, obj: dict) -> Path:
+    return write_text(target, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def write_tsv(target: Path, table: pd.DataFrame) -> Path:
+    """A TSV with ``n/a`` for missing values, as BIDS asks."""
+    with atomic_path(target) as tmp:
+        table.to_csv(tmp, sep="\t", index=False, na_rep="n/a", lineterminator="\n")
+    return Path(target)
+
+
+def create_once(target: Path, text: str) -> bool:
+    """Create ``target`` with ``text`` unless it exists; atomic and safe between concurrent jobs.
+
+    Returns True when this call created it. ``os.link`` fails if the target exists, so exactly one of
+    several racing writers wins, and nobody ever sees a half-written file.
+    """
+    target = Path(target)
+    if target.exists():
+        return False
+    try:
+        tmp_name = _temporary_beside(target)
+        tmp_name.write_text(text)
+    except OSError as exc:
+        raise OutputNotWritableError(f"cannot write {target}: {exc.strerror or exc}",
+                                     hint="check free space and permissions of the output directory") from exc
+    try:
+        os.link(tmp_name, target)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(tmp_name)
+
+
+def sidecar_path(path: Path) -> Path:
+    """``x.nii.gz`` / ``x.tsv`` -> ``x.json``."""
+    name = Path(path).name
+    stem = name.split(".", 1)[0]
+    return Path(path).with_name(stem + ".json")
+
+
+class DerivativesWriter:
+    """Writes rgenima's BIDS-Derivatives dataset at ``output_dir``."""
+
+    def __init__(self, output_dir: Path | str, source_dir: Path | str | None = None):
+        self.root = Path(output_dir).resolve()
+        self.source_dir = Path(source_dir).resolve() if source_dir else None
+
+    # -- paths -------------------------------------------------------------------------------
+    def path(
+        self,
+        subject: str | None,
+        session: str | None = None,
+        *,
+        suffix: str,
+        extension: str,
+        datatype: str | None = None,
+        **entities: str,
+    ) -> Path:
+        """The path of a derivative file, e.g. ``sub-01/ses-1/anat/sub-01_ses-1_desc-rois_dseg.nii.gz``.
+
+        ``subject=None`` gives a group-level file at the dataset root (``desc-x_predictions.tsv``).
+        ``datatype`` is the folder under the subject/session (``anat``, ``genotype``); None puts the
+        file directly in the subject (or session) folder. Unknown entities are refused.
+        """
+        values: dict[str, str] = {}
+        if subject is not None:
+            values["sub"] = check_label(subject, "participant")
+        if session is not None:
+            values["ses"] = check_label(session, "session")
+        for key, value in entities.items():
+            if key not in ENTITY_ORDER:
+                raise ValueError(f"unknown BIDS entity {key!r}")
+            if value is not None:
+                values[key] = check_label(str(value), key)
+        name = "_".join(f"{k}-{values[k]}" for k in ENTITY_ORDER if k in values)
+        name = f"{name}_{suffix}{extension}" if name else f"{suffix}{extension}"
+        folder = self.root
+        if subject is not None:
+            folder = folder / f"sub-{subject}"
+            if session is not None:
+                folder = folder / f"ses-{session}"
+        if datatype is not None:
+            folder = folder / datatype
+        return folder / name
+
+    # -- dataset-level files -----------------------------------------------------------------
+    def dataset_description(self) -> dict:
+        generated_by = {"Name": "rgenima", "Version": __version__,
+                        "Description": "R-GenIMA: interpretable multimodal AI of T1w MRI ROIs and SNP genotypes "
+                                       "for Alzheimer's disease stage"}
+        in_container = container()
+        if in_container:
+            generated_by["Container"] = in_container
+        description = {
+            "Name": "rgenima derivatives",
+            "BIDSVersion": BIDS_VERSION,
+            "DatasetType": "derivative",
+            "GeneratedBy": [generated_by],
+            "HowToAcknowledge": "Cite R-GenIMA (Zhao et al., arXiv:2512.18986) and FreeSurfer.",
+        }
+        source = {}
+        if self.source_dir is not None:
+            source["URL"] = self.source_dir.as_uri()
+            source_description = self.source_dir / "dataset_description.json"
+            try:
+                original = json.loads(source_description.read_text())
+                if original.get("DatasetDOI"):
+                    source["DOI"] = original["DatasetDOI"]
+                if original.get("Name"):
+                    description["Name"] = f"rgenima derivatives of {original['Name']}"
+            except (OSError, ValueError):
+                pass  # the input was validated before; a missing description changes nothing here
+            description["SourceDatasets"] = [source]
+        return description
+
+    def initialize(self, roi_table: pd.DataFrame | None = None) -> None:
+        """Create the dataset-level files once (safe when several participant jobs start together)."""
+        self.check_writable()
+        create_once(self.root / "dataset_description.json", json.dumps(self.dataset_description(), indent=2) + "\n")
+        create_once(self.root / ".bidsignore", BIDSIGNORE)
+        if roi_table is not None:
+            columns = ["index", "name", "label", "name_fs6", "hemisphere", "kind"]
+            create_once(self.root / "desc-rois_dseg.tsv",
+                        roi_table[columns].to_csv(sep="\t", index=False, lineterminator="\n"))
+
+    def check_writable(self) -> None:
+        """Refuse early, with exit 73, an output directory that cannot be created or written."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = tempfile.NamedTemporaryFile(dir=self.root, prefix=".write-test-", delete=True)
+            probe.close()
+        except OSError as exc:
+            raise OutputNotWritableError(
+                f"the output directory {self.root} is not writable: {exc.strerror or exc}",
+                hint="choose another OUTPUT_DIR or fix its permissions (containers: mount it read-write)",
+            ) from exc
+
+    # -- files with sidecars -----------------------------------------------------------------
+    def write_tsv(self, path: Path, table: pd.DataFrame, sidecar: dict | None = None) -> Path:
+        """Write a TSV (and its JSON sidecar first, so a present TSV always has its sidecar)."""
+        if sidecar is not None:
+            write_json(sidecar_path(path), sidecar)
+        return write_tsv(path, table)
+
+    def write_json(self, path: Path, obj: dict) -> Path:
+        return write_json(path, obj)
+
+    def write_nifti(self, path: Path, image, sidecar: dict | None = None) -> Path:
+        """Write a nibabel image atomically (and its sidecar first)."""
+        import nibabel as nib
+
+        if sidecar is not None:
+            write_json(sidecar_path(path), sidecar)
+        with atomic_path(path) as tmp:
+            nib.save(image, str(tmp))
+        return Path(path)
+
+    def source_uri(self, path: Path | str) -> str:
+        """A BIDS URI for a ``Sources`` field: ``bids:raw:sub-01/anat/...`` for inputs, ``bids::...`` for outputs."""
+        path = Path(path).resolve()
+        if self.source_dir is not None and path.is_relative_to(self.source_dir):
+            return f"bids:raw:{path.relative_to(self.source_dir).as_posix()}"
+        if path.is_relative_to(self.root):
+            return f"bids::{path.relative_to(self.root).as_posix()}"
+        return path.as_uri()

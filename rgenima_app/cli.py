@@ -1,0 +1,154 @@
+"""The ``rgenima`` command line (BIDS-Apps convention): parse, check, dispatch, map errors to exit codes.
+
+This is the only module that knows about click and exit codes (DESIGN.md 3.1).
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from rgenima_app import __version__
+from rgenima_app import errors
+from rgenima_app.config import DEEPSPEED_PRESETS, DEVICES, FINETUNE_MODES, RunConfig, parse_memory
+
+EXIT_CODES = {
+    errors.UsageError: 2,
+    errors.InvalidBidsError: 16,
+    errors.NoDataError: 18,
+    errors.MissingInputError: 66,
+    errors.OutputNotWritableError: 73,
+    errors.FreeSurferLicenseError: 126,
+    errors.FreeSurferMissingError: 127,
+    errors.ProcessingError: 1,
+}
+
+log = logging.getLogger("rgenima")
+
+
+class MultiValueOption(click.Option):
+    """An option that takes one or more values after one flag: ``--participant-label 01 02 sub-03``.
+
+    Values are collected until the next token that starts with ``-`` (BIDS labels never do), as
+    argparse's ``nargs='+'`` does in fMRIPrep. Repeating the flag also works.
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs["multiple"] = True
+        super().__init__(*args, **kwargs)
+
+    def add_to_parser(self, parser, ctx) -> None:
+        super().add_to_parser(parser, ctx)
+        for name in self.opts:
+            parser_option = parser._long_opt.get(name) or parser._short_opt.get(name)
+            if parser_option is None:
+                continue
+            single = parser_option.process
+
+            def greedy(value, state, _single=single):
+                _single(value, state)
+                while state.rargs and not state.rargs[0].startswith("-"):
+                    _single(state.rargs.pop(0), state)
+
+            parser_option.process = greedy
+
+
+def _path(**kwargs) -> click.Path:
+    return click.Path(path_type=Path, **kwargs)
+
+
+HELP = f"""rgenima {__version__}: R-GenIMA as a BIDS-App.
+
+Relates T1w MRI (109 FreeSurfer ROIs) and SNP genotypes to Alzheimer's disease stage
+(NC, SMC, MCI, AD) with an interpretable multimodal LLM.
+
+\b
+BIDS_DIR      the input BIDS dataset (T1w images, participants.tsv)
+OUTPUT_DIR    where the BIDS-Derivatives dataset is written (not inside BIDS_DIR)
+ANALYSIS_LEVEL
+  participant  FreeSurfer + ROIs per participant; with --model: prediction and attention
+  group        with --train: train a model; with --model: cohort analysis and group report
+"""
+
+
+@click.command(help=HELP, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.argument("bids_dir", type=_path())
+@click.argument("output_dir", type=_path())
+@click.argument("analysis_level", type=click.Choice(["participant", "group"]))
+@click.option("--participant-label", "--participant_label", "participant_label", cls=MultiValueOption,
+              metavar="LABEL [LABEL ...]", help="Participants to process (sub- prefix optional). Default: all.")
+@click.option("--session-label", "--session_label", "session_label", cls=MultiValueOption,
+              metavar="LABEL [LABEL ...]", help="Sessions to process (ses- prefix optional). Default: all.")
+@click.option("--bids-filter-file", type=_path(), help="JSON of pybids filters, e.g. {\"t1w\": {\"acquisition\": \"mprage\"}}.")
+@click.option("--skip-bids-validation", "--skip_bids_validation", is_flag=True, help="Do not validate BIDS_DIR.")
+@click.option("-w", "--work-dir", type=_path(), help="Work directory (caches, nipype). Default: OUTPUT_DIR/.work.")
+@click.option("--fs-subjects-dir", type=_path(),
+              help="FreeSurfer SUBJECTS_DIR; subjects with mri/aparc+aseg.mgz are reused. "
+                   "Default: OUTPUT_DIR/sourcedata/freesurfer.")
+@click.option("--fs-license-file", type=_path(), help="FreeSurfer license (also $FS_LICENSE).")
+@click.option("--fs-no-reconall", is_flag=True, help="Never run recon-all: a missing FreeSurfer subject is an error.")
+@click.option("--nprocs", "--n-cpus", "nprocs", type=click.IntRange(min=1), help="Parallel processes (nipype MultiProc).")
+@click.option("--omp-nthreads", type=click.IntRange(min=1), help="Threads per process (recon-all -openmp, torch).")
+@click.option("--mem", "mem", metavar="SIZE", help="Memory limit: MB, or with unit (16G).")
+@click.option("--use-plugin", type=_path(), help="nipype plugin YAML (e.g. SLURM, SGE).")
+@click.option("--stop-on-first-crash", is_flag=True, help="Stop at the first failing participant.")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("--genotypes", type=_path(), help="PLINK .bed (or prefix) or VCF/BCF with the participants' genotypes.")
+@click.option("--genome-build", type=click.Choice(["GRCh37", "GRCh38"]), default="GRCh37", show_default=True,
+              help="Build of the genotype positions (selects the gene-panel coordinates).")
+@click.option("--gene-panel", type=_path(), help="TSV (gene, chrom, start, end) replacing the packaged AD panel.")
+@click.option("--model", type=_path(), help="A trained model bundle (directory) for prediction/analysis.")
+@click.option("--train", is_flag=True, help="Group level: train a model on the labelled participants.")
+@click.option("--train-config", type=_path(), help="Training configuration (TOML).")
+@click.option("--llm", default="tiny", show_default=True, help="'tiny' or a local Hugging Face model directory.")
+@click.option("--finetune", type=click.Choice(FINETUNE_MODES), default="full", show_default=True,
+              help="Stage-2 fine-tuning of the LLM.")
+@click.option("--deepspeed", metavar="CONFIG|PRESET", help=f"DeepSpeed config JSON or preset ({', '.join(DEEPSPEED_PRESETS)}).")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--roi-size", type=click.IntRange(min=4, max=256), default=96, show_default=True,
+              help="Edge of the cubic ROI patch (voxels).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed (runs are deterministic given it).")
+@click.option("--reports-only", is_flag=True, help="Only (re)write the HTML reports from existing outputs.")
+@click.version_option(__version__, "--version", prog_name="rgenima", message="%(prog)s %(version)s")
+def rgenima(**options) -> None:
+    _set_up_logging(options["verbose"])
+    options["mem_mb"] = parse_memory(options.pop("mem"))
+    options["participant_label"] = list(options["participant_label"])
+    options["session_label"] = list(options["session_label"])
+    config = RunConfig(**options).resolve()
+
+    from rgenima_app.pipeline import run
+
+    run(config)
+
+
+def _set_up_logging(verbose: int) -> None:
+    """Warnings on stderr by default, -v info, -vv debug; the run's log file always gets info."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel([logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)])
+    handler.setFormatter(logging.Formatter("%(asctime)s rgenima %(levelname)s: %(message)s", "%H:%M:%S"))
+    log.handlers = [handler]
+    log.setLevel(logging.DEBUG)
+    log.propagate = False
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: user errors print one clear message and exit with the contract's code."""
+    try:
+        rgenima.main(args=argv, prog_name="rgenima", standalone_mode=False)
+    except click.exceptions.Exit as exc:  # --help, --version
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:  # bad usage: click's own message, exit 2
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("rgenima: interrupted", err=True)
+        sys.exit(130)
+    except errors.RgenimaError as exc:
+        click.echo(f"rgenima: error: {exc}", err=True)
+        sys.exit(EXIT_CODES.get(type(exc), next(c for k, c in EXIT_CODES.items() if isinstance(exc, k))))
+    except KeyboardInterrupt:
+        click.echo("rgenima: interrupted; rerun the same command to resume", err=True)
+        sys.exit(130)

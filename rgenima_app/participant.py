@@ -1,0 +1,58 @@
+"""The participant level: each T1w sample through the imaging and genetics stages, with progress.
+
+Samples are independent: one failing sample is logged with its traceback and the others go on
+(unless --stop-on-first-crash); the run then fails with the list of failed samples.
+"""
+from __future__ import annotations
+
+import logging
+import traceback
+
+import pandas as pd
+from tqdm import tqdm
+
+from rgenima_app.bids.derivatives import DerivativesWriter, write_text
+from rgenima_app.bids.inputs import T1wSample
+from rgenima_app.config import RunConfig
+from rgenima_app.errors import MissingInputError, ProcessingError, RgenimaError
+
+log = logging.getLogger("rgenima")
+
+
+def process_samples(config: RunConfig, writer: DerivativesWriter, samples: list[T1wSample],
+                    participants: pd.DataFrame) -> None:
+    failed: list[tuple[str, str]] = []
+    for sample in tqdm(samples, desc="participants", unit="sample", disable=None):
+        try:
+            process_sample(config, writer, sample, participants)
+        except RgenimaError as exc:
+            if config.stop_on_first_crash or len(samples) == 1:
+                raise
+            log.error("%s failed: %s", sample.name, exc)
+            failed.append((sample.name, str(exc).splitlines()[0]))
+        except Exception as exc:
+            if config.stop_on_first_crash:
+                raise
+            crash = config.output_dir / "logs" / f"crash-{sample.name}.txt"
+            write_text(crash, traceback.format_exc())
+            log.error("%s failed unexpectedly (%s); traceback in %s", sample.name, exc, crash)
+            failed.append((sample.name, f"{type(exc).__name__}: {exc}"))
+    if failed:
+        listing = "\n  ".join(f"{name}: {why}" for name, why in failed)
+        raise ProcessingError(f"{len(failed)} of {len(samples)} sample(s) failed:\n  {listing}",
+                              hint="see OUTPUT_DIR/logs; rerun the same command to retry them (finished ones are kept)")
+    log.info("participant level finished: %d sample(s)", len(samples))
+
+
+def process_sample(config: RunConfig, writer: DerivativesWriter, sample: T1wSample,
+                   participants: pd.DataFrame) -> None:
+    subject_dir = config.fs_subjects_dir / sample.name
+    aparc = subject_dir / "mri" / "aparc+aseg.mgz"
+    if aparc.is_file():
+        log.info("%s: reusing FreeSurfer subject %s", sample.name, subject_dir)
+    elif config.fs_no_reconall:
+        raise MissingInputError(f"{sample.name}: {aparc} is missing and --fs-no-reconall forbids running recon-all",
+                                hint="point --fs-subjects-dir at the FreeSurfer subjects, or drop --fs-no-reconall")
+    else:
+        raise ProcessingError(f"{sample.name}: {aparc} is missing and running recon-all is not available in this version",
+                              hint="run FreeSurfer first and pass its SUBJECTS_DIR as --fs-subjects-dir")

@@ -1,0 +1,143 @@
+"""Orchestration of a run: check the inputs, then the participant or group level, stage by stage.
+
+Data flows one way: bids -> imaging / genetics -> models -> training / inference -> analysis -> reports.
+Each stage lives in its own package; this module only decides what runs, in which order, and logs it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+
+from rgenima_app import __version__
+from rgenima_app.bids.derivatives import DerivativesWriter, write_text
+from rgenima_app.bids.inputs import collect_t1w, load_bids_filters, normalize_label, read_participants
+from rgenima_app.bids.validation import validate_bids
+from rgenima_app.config import DEEPSPEED_PRESETS, RunConfig, read_train_config
+from rgenima_app.errors import MissingInputError, ProcessingError, RgenimaError, UsageError
+from rgenima_app.imaging.roi_table import load_roi_table
+
+log = logging.getLogger("rgenima")
+
+GENOTYPE_SUFFIXES = (".bed", ".vcf", ".vcf.gz", ".bcf")
+
+
+def run(config: RunConfig) -> None:
+    """Run one ``rgenima`` invocation; user errors propagate as RgenimaError, crashes are logged."""
+    check_arguments(config)
+    writer = DerivativesWriter(config.output_dir, config.bids_dir)
+    writer.check_writable()
+    run_id = f"rgenima-{config.analysis_level}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{os.getpid()}"
+    logs_dir = config.output_dir / "logs"
+    handler = _log_to_file(logs_dir / f"{run_id}.log")
+    log.info("rgenima %s, %s level, run %s", __version__, config.analysis_level, run_id)
+    try:
+        if config.analysis_level == "participant":
+            run_participant_level(config, writer, run_id)
+        else:
+            run_group_level(config, writer, run_id)
+    except RgenimaError as exc:
+        log.info("stopped: %s", exc)  # the console gets the message once, from the CLI
+        raise
+    except Exception as exc:  # a bug or an unforeseen failure: keep the traceback for the report
+        crash = logs_dir / f"crash-{run_id}.txt"
+        write_text(crash, traceback.format_exc())
+        raise ProcessingError(f"rgenima failed unexpectedly: {type(exc).__name__}: {exc}",
+                              hint=f"the traceback is in {crash}; please report it") from exc
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+
+
+def _log_to_file(path: Path) -> logging.Handler:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s: %(message)s"))
+    handler.setLevel(logging.DEBUG)
+    log.addHandler(handler)
+    if log.level == logging.NOTSET or log.level > logging.INFO:
+        log.setLevel(logging.INFO)
+    return handler
+
+
+# -- argument checks: everything a user can get wrong is refused before any work starts --------------
+def check_arguments(config: RunConfig) -> None:
+    if not config.bids_dir.is_dir():
+        raise MissingInputError(f"BIDS_DIR {config.bids_dir} does not exist or is not a directory",
+                                hint="give the root folder of a BIDS dataset")
+    if config.output_dir == config.bids_dir or config.output_dir.is_relative_to(config.bids_dir):
+        raise UsageError(f"OUTPUT_DIR {config.output_dir} is inside BIDS_DIR {config.bids_dir}",
+                         hint="write the derivatives outside the input dataset, e.g. next to it")
+    config.participant_label = [normalize_label(p) for p in config.participant_label]
+    config.session_label = [normalize_label(s, "session") for s in config.session_label]
+    for option in ("bids_filter_file", "gene_panel", "train_config", "use_plugin", "fs_license_file"):
+        path = getattr(config, option)
+        if path is not None and not path.is_file():
+            raise MissingInputError(f"--{option.replace('_', '-')} {path} does not exist or is not a file")
+    if config.model is not None and not config.model.is_dir():
+        raise MissingInputError(f"--model {config.model} is not a model bundle directory",
+                                hint="give the folder written by 'rgenima ... group --train' (models/<name>)")
+    if config.genotypes is not None:
+        config.genotypes = resolve_genotypes(config.genotypes)
+    if config.llm != "tiny" and not Path(config.llm).is_dir():
+        raise MissingInputError(f"--llm {config.llm} is neither 'tiny' nor a local model directory",
+                                hint="models are never downloaded: give a directory with config.json and *.safetensors")
+    if config.deepspeed is not None and config.deepspeed not in DEEPSPEED_PRESETS and not Path(config.deepspeed).is_file():
+        raise MissingInputError(f"--deepspeed {config.deepspeed} is neither a preset nor a file",
+                                hint=f"presets: {', '.join(DEEPSPEED_PRESETS)}")
+    if config.train_config is not None:
+        read_train_config(config.train_config)
+    if config.analysis_level == "participant" and config.train:
+        raise UsageError("--train is a group-level option", hint="run 'rgenima BIDS_DIR OUTPUT_DIR group --train'")
+    if config.analysis_level == "group" and not (config.train or config.model):
+        raise UsageError("the group level needs --train (to train a model) or --model (to analyse a cohort)")
+    _refuse_stages_not_built(config)
+
+
+def _refuse_stages_not_built(config: RunConfig) -> None:
+    """Stages of later releases fail loudly (exit 1) before any work, never silently."""
+    missing = []
+    if config.model is not None:
+        missing.append("prediction and interpretation with --model")
+    if config.train:
+        missing.append("training with --train")
+    if config.reports_only:
+        missing.append("--reports-only")
+    if missing:
+        raise ProcessingError(f"{' and '.join(missing)}: not available in rgenima {__version__}",
+                              hint="this version runs the participant level's FreeSurfer/ROI and genotype stages")
+
+
+def resolve_genotypes(path: Path) -> Path:
+    """``--genotypes``: a PLINK ``.bed`` or prefix, or a VCF/BCF; returns the file to read."""
+    if path.is_file() and path.name.endswith(GENOTYPE_SUFFIXES):
+        return path
+    if not path.name.endswith(GENOTYPE_SUFFIXES) and path.with_name(path.name + ".bed").is_file():
+        return path.with_name(path.name + ".bed")
+    raise MissingInputError(f"--genotypes {path} is not a readable PLINK .bed (or prefix) or VCF/BCF file",
+                            hint="give cohort.bed (with cohort.bim and cohort.fam beside it), cohort, or cohort.vcf.gz")
+
+
+# -- participant level ---------------------------------------------------------------------------------
+def run_participant_level(config: RunConfig, writer: DerivativesWriter, run_id: str) -> None:
+    if config.skip_bids_validation:
+        log.info("BIDS validation skipped (--skip-bids-validation)")
+    else:
+        validate_bids(config.bids_dir)
+    filters = load_bids_filters(config.bids_filter_file)
+    samples = collect_t1w(config.bids_dir, config.participant_label, config.session_label, filters)
+    participants = read_participants(config.bids_dir)
+    log.info("%d T1w image(s) of %d participant(s) selected", len(samples), len({s.subject for s in samples}))
+    writer.initialize(load_roi_table())
+    config.save(config.output_dir / "logs", run_id)
+    from rgenima_app.participant import process_samples
+
+    process_samples(config, writer, samples, participants)
+
+
+# -- group level ------------------------------------------------------------------------------------
+def run_group_level(config: RunConfig, writer: DerivativesWriter, run_id: str) -> None:
+    # --train and --model are refused by _refuse_stages_not_built until their stages exist.
+    raise ProcessingError("the group level is not available in this version")
