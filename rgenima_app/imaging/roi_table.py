@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from importlib import resources
 
+import numpy as np
 import pandas as pd
 
 N_ROIS = 109
@@ -53,3 +54,21 @@ def resolve_roi_names(names: list[str]) -> list[str]:
             f"desc-rois_dseg.tsv, e.g. Left-Hippocampus, ctx-lh-entorhinal"
         )
     return [by_name[n] for n in names]
+
+
+@lru_cache(maxsize=1)
+def _fit_extents() -> np.ndarray:
+    with resources.files("rgenima_app.data").joinpath("roi_fit_extents.tsv").open("r") as fh:
+        table = pd.read_csv(fh, sep="\t")
+    if list(table["label"]) != roi_labels():
+        raise RuntimeError("packaged roi_fit_extents.tsv does not follow the canonical ROI order")
+    return table["extent_mm"].to_numpy(dtype=float)
+
+
+def roi_fit_extents_mm() -> np.ndarray:
+    """Physical patch edge (mm) of each canonical ROI for ``extract_rois(mode="fit")``.
+
+    Packaged as ``rgenima_app/data/roi_fit_extents.tsv`` (``scripts/build_roi_fit_extents.py``):
+    the largest bounding-box side of the ROI over real FreeSurfer subjects, with a margin.
+    """
+    return _fit_extents().copy()
