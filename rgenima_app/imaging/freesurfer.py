@@ -1,0 +1,167 @@
+"""FreeSurfer for one T1w sample: reuse a finished subject or run recon-all (through nipype).
+
+The decision, in order (``ensure_freesurfer_subject``):
+1. ``<subjects_dir>/<subject>/mri/aparc+aseg.mgz`` exists -> reuse it (no license or FreeSurfer needed);
+2. ``--fs-no-reconall`` -> ``MissingInputError`` (exit 66) naming that path;
+3. a license: ``--fs-license-file``, ``$FS_LICENSE``, ``$FREESURFER_HOME/license.txt`` (or the older
+   ``.license``); none -> ``FreeSurferLicenseError`` (exit 126);
+4. ``recon-all`` on the PATH with ``$FREESURFER_HOME`` set; else ``FreeSurferMissingError`` (exit 127);
+5. no stale ``scripts/IsRunning.*`` lock in a half-done subject; else ``ProcessingError`` with the
+   command that clears it;
+6. recon-all runs in a nipype workflow (``workflow.py``), resuming a half-done subject.
+
+Subjects are named after the BIDS sample: ``sub-01`` or ``sub-01_ses-1`` (one cross-sectional
+FreeSurfer subject per session).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from rgenima_app.errors import FreeSurferLicenseError, FreeSurferMissingError, MissingInputError, ProcessingError
+
+log = logging.getLogger("rgenima")
+
+SEGMENTATION = Path("mri") / "aparc+aseg.mgz"
+#: Intensity volumes on the grid of aparc+aseg, in order of preference. T1.mgz (intensity-normalised,
+#: white matter at 110) is what recon-all always makes; norm.mgz/brain.mgz serve subjects shipped without it.
+INTENSITY_CANDIDATES = (Path("mri") / "T1.mgz", Path("mri") / "norm.mgz", Path("mri") / "brain.mgz")
+
+
+def fs_subject_name(subject: str, session: str | None = None) -> str:
+    """FreeSurfer subject name of a BIDS sample: ``sub-01`` or ``sub-01_ses-1`` (labels without prefixes)."""
+    subject = subject.removeprefix("sub-")
+    name = f"sub-{subject}"
+    if session:
+        name += f"_ses-{session.removeprefix('ses-')}"
+    return name
+
+
+@dataclass
+class FreeSurferSubject:
+    """A finished FreeSurfer subject: where it is and which volumes ROI extraction reads."""
+
+    name: str
+    subject_dir: Path
+    reused: bool  # True: found finished; False: recon-all ran in this call
+
+    @property
+    def segmentation(self) -> Path:
+        return self.subject_dir / SEGMENTATION
+
+    @property
+    def intensity(self) -> Path:
+        """The intensity volume to extract ROIs from (T1.mgz, else norm.mgz, else brain.mgz)."""
+        for candidate in INTENSITY_CANDIDATES:
+            if (self.subject_dir / candidate).is_file():
+                return self.subject_dir / candidate
+        names = ", ".join(str(c) for c in INTENSITY_CANDIDATES)
+        raise MissingInputError(f"FreeSurfer subject {self.subject_dir} has no intensity volume ({names})",
+                                hint="the subject is incomplete: rerun recon-all for it (remove the folder)")
+
+
+def find_license(license_file: str | os.PathLike | None = None,
+                 environ: Mapping[str, str] | None = None) -> Path:
+    """The FreeSurfer license: ``license_file``, else ``$FS_LICENSE``, else ``$FREESURFER_HOME/license.txt``."""
+    environ = os.environ if environ is None else environ
+    if license_file is not None:
+        path = Path(license_file).expanduser()
+        if not path.is_file():
+            raise FreeSurferLicenseError(f"FreeSurfer license file not found: {path} (--fs-license-file)",
+                                         hint="give the path of your license.txt "
+                                              "(free from https://surfer.nmr.mgh.harvard.edu/registration.html)")
+        return path.resolve()
+    candidates = []
+    if environ.get("FS_LICENSE"):
+        candidates.append(Path(environ["FS_LICENSE"]).expanduser())
+    if environ.get("FREESURFER_HOME"):
+        home = Path(environ["FREESURFER_HOME"])
+        candidates += [home / "license.txt", home / ".license"]
+    for path in candidates:
+        if path.is_file():
+            return path.resolve()
+    looked = ", ".join(str(p) for p in candidates) or "$FS_LICENSE and $FREESURFER_HOME are unset"
+    raise FreeSurferLicenseError(
+        f"recon-all must run but no FreeSurfer license was found (looked at: {looked})",
+        hint="pass --fs-license-file /path/to/license.txt (or set FS_LICENSE); in a container, mount the file; "
+             "or give finished subjects with --fs-subjects-dir",
+    )
+
+
+def check_freesurfer(environ: Mapping[str, str] | None = None) -> Path:
+    """Path of ``recon-all``; raises ``FreeSurferMissingError`` when FreeSurfer is not installed."""
+    environ = os.environ if environ is None else environ
+    recon_all = shutil.which("recon-all", path=environ.get("PATH"))
+    if recon_all is None or not environ.get("FREESURFER_HOME"):
+        missing = "recon-all is not on the PATH" if recon_all is None else "FREESURFER_HOME is not set"
+        raise FreeSurferMissingError(
+            f"FreeSurfer is needed (a subject has no {SEGMENTATION}) but {missing}",
+            hint="install FreeSurfer 6/7 and source $FREESURFER_HOME/SetUpFreeSurfer.sh, use the rgenima "
+                 "container with FreeSurfer, or give finished subjects with --fs-subjects-dir",
+        )
+    return Path(recon_all)
+
+
+def stale_locks(subject_dir: Path) -> list[Path]:
+    """``scripts/IsRunning.*`` files that recon-all leaves behind when it is killed."""
+    return sorted((Path(subject_dir) / "scripts").glob("IsRunning.*"))
+
+
+def ensure_freesurfer_subject(
+    subject: str,
+    session: str | None,
+    t1w_files: Sequence[str | os.PathLike],
+    subjects_dir: str | os.PathLike,
+    work_dir: str | os.PathLike,
+    *,
+    license_file: str | os.PathLike | None = None,
+    no_reconall: bool = False,
+    omp_nthreads: int = 1,
+    nprocs: int = 1,
+    mem_gb: float | None = None,
+    use_plugin: str | os.PathLike | None = None,
+    crash_dir: str | os.PathLike | None = None,
+    stop_on_first_crash: bool = False,
+    environ: Mapping[str, str] | None = None,
+) -> FreeSurferSubject:
+    """Reuse ``<subjects_dir>/<sub-XX[_ses-YY]>`` when finished, else run recon-all on ``t1w_files``."""
+    name = fs_subject_name(subject, session)
+    subject_dir = Path(subjects_dir) / name
+    segmentation = subject_dir / SEGMENTATION
+    if segmentation.is_file():
+        log.info("%s: reusing FreeSurfer subject %s", name, subject_dir)
+        return FreeSurferSubject(name, subject_dir, reused=True)
+    if no_reconall:
+        raise MissingInputError(
+            f"{name}: {segmentation} is missing and --fs-no-reconall forbids running recon-all",
+            hint="point --fs-subjects-dir at the folder that holds the FreeSurfer subjects "
+                 f"(named {name}), or drop --fs-no-reconall",
+        )
+    license_path = find_license(license_file, environ)
+    check_freesurfer(environ)
+    locks = stale_locks(subject_dir)
+    if locks:
+        listing = " ".join(str(p) for p in locks)
+        raise ProcessingError(
+            f"{name}: FreeSurfer subject {subject_dir} is unfinished and locked ({listing}): "
+            "a recon-all run on it was interrupted, or is still running",
+            hint=f"if no recon-all is running on it, clear the lock with: rm -f {listing}  (rgenima then resumes it)",
+        )
+    from rgenima_app.imaging.workflow import freesurfer_workflow, plugin_settings, run_workflow
+
+    Path(subjects_dir).mkdir(parents=True, exist_ok=True)
+    plugin, plugin_args = plugin_settings(nprocs=nprocs, mem_gb=mem_gb, use_plugin=use_plugin)
+    workflow = freesurfer_workflow(
+        name, [Path(p) for p in t1w_files], Path(subjects_dir), Path(work_dir), license_path,
+        omp_nthreads=omp_nthreads, crash_dir=crash_dir, stop_on_first_crash=stop_on_first_crash,
+    )
+    log.info("%s: running recon-all (nipype %s plugin) into %s", name, plugin, subject_dir)
+    run_workflow(workflow, plugin, plugin_args, subject_dir)
+    if not segmentation.is_file():
+        raise ProcessingError(f"{name}: recon-all finished but {segmentation} is missing",
+                              hint=f"see {subject_dir / 'scripts' / 'recon-all.log'}")
+    return FreeSurferSubject(name, subject_dir, reused=False)
