@@ -199,3 +199,17 @@ def test_bad_options(synthetic_pair):
         extract_rois(t1, aparc, roi_size=S, mode="squash")
     with pytest.raises(ValueError, match="roi_size"):
         extract_rois(t1, aparc, roi_size=1)
+
+
+@pytest.mark.gpu
+def test_gpu_matches_cpu(synthetic_pair):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    t1, aparc, *_ = synthetic_pair
+    cpu = extract_rois(t1, aparc, roi_size=S, device="cpu")
+    gpu = extract_rois(t1, aparc, roi_size=S, device="cuda")
+    np.testing.assert_allclose(gpu.patches, cpu.patches, rtol=1e-4, atol=1e-5)
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(gpu.table, cpu.table, check_exact=False, rtol=1e-9)
