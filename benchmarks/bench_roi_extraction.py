@@ -74,13 +74,16 @@ def measure(method: str, subject: Path, size: int, repeats: int, device: str) ->
 
     t1, seg, load_s = load(subject)
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    times, buffer = [], None
+    times, buffer, patches = [], None, None
     for _ in range(repeats):
+        patches = None  # the previous result is not held while the next is computed
         start = time.perf_counter()
         if method == "naive":
             patches = naive(t1, seg, size)
         elif method == "rgenima":
             patches = extract_rois(t1, seg, roi_size=size, device=device).patches
+        elif method == "rgenima_fit":
+            patches = extract_rois(t1, seg, roi_size=size, device=device, mode="fit").patches
         else:  # rgenima writing into one reused buffer, as a loop over many subjects does
             buffer = buffer if buffer is not None else np.empty((109, size, size, size), dtype=np.float32)
             patches = extract_rois(t1, seg, roi_size=size, device="cpu", out=buffer).patches
@@ -111,7 +114,7 @@ def main() -> None:
     if not (args.subject / "mri" / "aparc+aseg.mgz").is_file():
         raise SystemExit(f"no FreeSurfer subject at {args.subject} (give --subject or set RGENIMA_SHARED_DATA)")
     results = {}
-    for method in ("rgenima", "rgenima_reused_buffer", "naive"):
+    for method in ("rgenima", "rgenima_fit", "rgenima_reused_buffer", "naive"):
         if method == "rgenima_reused_buffer" and args.device not in ("cpu",):
             continue
         child = subprocess.run([sys.executable, __file__, "--_one", method, "--subject", str(args.subject),
