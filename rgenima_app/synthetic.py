@@ -347,7 +347,9 @@ def generate_cohort(out: Path, params: GeneratorParameters, progress: bool = Tru
             name = f"sub-{labels[i]}" + (f"_ses-{session}" if session else "")
             anat = bids / f"sub-{labels[i]}" / (f"ses-{session}" if session else "") / "anat"
             anat.mkdir(parents=True, exist_ok=True)
-            nib.save(nib.Nifti1Image(intensity.astype(np.int16), phantom.affine), str(anat / f"{name}_T1w.nii.gz"))
+            t1w = nib.Nifti1Image(intensity.astype(np.int16), phantom.affine)
+            t1w.header.set_xyzt_units("mm", "sec")
+            nib.save(t1w, str(anat / f"{name}_T1w.nii.gz"))
             write_freesurfer_subject(fs_root, name, phantom, sample_labels, intensity)
             image_lik = image_likelihood(counts[None, planted], base[planted], means[:, planted],
                                          params.kept_fraction_sd)[0]
