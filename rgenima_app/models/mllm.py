@@ -100,6 +100,8 @@ class RGenIMA(nn.Module):
         self.prompt_template = prompt_template
         self.image_encoder = image_encoder
         self.llm_description = dict(llm_description or {})
+        self.finetune_mode = "full"  # set_finetune_mode() changes it
+        self.lora_settings = None
         self._answer_ids = [self._answer_token_ids(s) for s in STAGES]
 
     # ----------------------------------------------------------------- plumbing
@@ -233,6 +235,17 @@ class RGenIMA(nn.Module):
     def loss(self, samples: list[MLLMSample]) -> torch.Tensor:
         """Convenience: ``forward(encode(samples))``."""
         return self.forward(self.encode(samples, with_answers=True))
+
+    @torch.no_grad()
+    def run_prompt(self, samples: list[MLLMSample]) -> tuple[PromptBatch, torch.Tensor]:
+        """One forward pass over the left-padded prompts only (e.g. inside ``record_attention``).
+
+        Returns the batch (layouts, ``pad_offsets``) and the log-probabilities (B, V) of the first
+        answer token at the query position.
+        """
+        prompt = self.encode(samples, with_answers=False, padding_side="left")
+        hidden = self._run(prompt, use_cache=False).last_hidden_state[:, -1]
+        return prompt, torch.log_softmax(self.lm_head(hidden).float(), dim=-1)
 
     @torch.no_grad()
     def answer_probabilities(self, samples: list[MLLMSample]) -> torch.Tensor:
