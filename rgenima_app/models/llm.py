@@ -104,3 +104,14 @@ def describe_config(config) -> dict:
         "vocab_size": int(config.vocab_size),
         "config_sha256": hashlib.sha256(as_json.encode()).hexdigest(),
     }
+
+
+def qwen2_5_7b_config(vocab_size: int = 152064):
+    """A Qwen2.5-7B-shaped ``Qwen2Config`` (sizes from the public model card), for random-init benchmarks."""
+    from transformers import Qwen2Config
+
+    return Qwen2Config(
+        vocab_size=vocab_size, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
+        num_attention_heads=28, num_key_value_heads=4, max_position_embeddings=32768, rope_theta=1e6,
+        rms_norm_eps=1e-6, tie_word_embeddings=False,
+    )
