@@ -34,7 +34,7 @@ from safetensors.torch import load_file, save_file
 from rgenima_app import STAGES, __version__
 from rgenima_app.errors import MissingInputError, OutputNotWritableError, UsageError
 from rgenima_app.imaging.roi_table import roi_names
-from rgenima_app.models.llm import DTYPES, PICKLE_SUFFIXES, check_safetensors_dir, load_local_llm, describe_config
+from rgenima_app.models.llm import PICKLE_SUFFIXES, check_safetensors_dir, describe_config, load_local_llm
 from rgenima_app.models.mllm import RGenIMA
 from rgenima_app.models.prompt import ANSWER_TEMPLATE, IMAGE_TOKEN
 from rgenima_app.models.rit import RiT, RiTConfig
