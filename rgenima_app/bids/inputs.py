@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ DIAGNOSIS_ALIASES = {
     "ad": "AD", "dementia": "AD", "dem": "AD",
 }
 _MISSING = {"", "n/a", "na", "nan"}
+log = logging.getLogger("rgenima")
 
 
 def normalize_label(label: str, entity: str = "participant") -> str:
@@ -120,7 +122,7 @@ def collect_t1w(
     session_labels: list[str] | None = None,
     bids_filters: dict | None = None,
 ) -> list[T1wSample]:
-    """Find the T1w images to process: one per participant and session (the first run when several).
+    """Find the T1w images to process: one per participant and session (the first by name when several).
 
     Raises NoDataError (exit 18) naming the labels found when a requested label does not exist or the
     filters select nothing.
@@ -149,7 +151,11 @@ def collect_t1w(
     for f in sorted(files, key=lambda f: f.path):
         entities = f.get_entities()
         key = (entities["subject"], entities.get("session"))
-        samples.setdefault(key, T1wSample(key[0], key[1], Path(f.path)))
+        if key in samples:
+            log.warning("%s: several T1w images; using %s, not %s (choose with --bids-filter-file)",
+                        samples[key].name, samples[key].t1w.name, Path(f.path).name)
+            continue
+        samples[key] = T1wSample(key[0], key[1], Path(f.path))
     if not samples:
         raise NoDataError(
             f"no T1w image in {bids_dir} matches the selection",

@@ -1,0 +1,337 @@
+"""The model bundle (DESIGN.md 3.4): a directory that holds a trained R-GenIMA, safetensors only.
+
+    rgenima.json          format version, app version, labels, ROI list and size, genome build, SNP text
+                          format, prompt (template, chat format, image token, answer), LLM description,
+                          fine-tune mode, image encoder and connector configs, training summary, metrics
+    snp_panel.tsv         the SNP panel (when given)
+    rit.safetensors       the frozen RiT (or wholebrain.safetensors for the whole-brain baseline)
+    connector.safetensors
+    llm/                  full LLM weights (full fine-tune; also the tiny LLM's base in every mode)
+    llm_adapter/          LoRA adapters (peft), with the base model described in rgenima.json
+    tokenizer/
+    MODEL_CARD.md
+
+Loading checks the bundle against this code before building anything and refuses, naming what
+differs: an unknown format version, other stage labels, another ROI list, an ROI size other than the
+one asked for, any pickled file, or a missing/misshapen tensor.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from rgenima_app import STAGES, __version__
+from rgenima_app.errors import MissingInputError, OutputNotWritableError, UsageError
+from rgenima_app.imaging.roi_table import roi_names
+from rgenima_app.models.llm import PICKLE_SUFFIXES, check_safetensors_dir, describe_config, load_local_llm
+from rgenima_app.models.mllm import RGenIMA
+from rgenima_app.models.prompt import ANSWER_TEMPLATE, IMAGE_TOKEN
+from rgenima_app.models.rit import RiT, RiTConfig
+from rgenima_app.models.wholebrain import WholeBrainConfig, WholeBrainResNet
+
+BUNDLE_FORMAT = "rgenima-model-bundle"
+BUNDLE_FORMAT_VERSION = 1
+METADATA = "rgenima.json"
+_ENCODER_FILES = {"rit": "rit.safetensors", "wholebrain": "wholebrain.safetensors"}
+
+
+@dataclass
+class LoadedBundle:
+    """A loaded bundle: the model (eval mode), its metadata and SNP panel (or None)."""
+
+    model: RGenIMA
+    metadata: dict
+    snp_panel: pd.DataFrame | None
+    path: Path
+
+    @property
+    def roi_size(self) -> int | None:
+        return self.metadata["rois"]["size"]
+
+    def was_trained_on(self, participant_id: str) -> bool:
+        """Whether ``participant_id`` (with or without ``sub-``) is among the hashed training participants."""
+        training = self.metadata.get("training") or {}
+        hashed = set(training.get("participants_sha256") or [])
+        return hash_participant_id(participant_id, training.get("participant_salt", "")) in hashed
+
+
+def hash_participant_id(participant_id: str, salt: str) -> str:
+    """Salted SHA-256 of a participant label (``sub-`` prefix removed), as stored in the bundle."""
+    label = participant_id.removeprefix("sub-")
+    return hashlib.sha256(f"{salt}:{label}".encode()).hexdigest()
+
+
+def training_summary(participants: list[str], **fields) -> dict:
+    """A ``training`` block for ``save_bundle``: hashed participant IDs plus any other fields."""
+    salt = secrets.token_hex(16)
+    return {"participant_salt": salt, "n_participants": len(set(participants)),
+            "participants_sha256": sorted({hash_participant_id(p, salt) for p in participants}), **fields}
+
+
+# ------------------------------------------------------------------------------------------ save
+def save_bundle(path: str | Path, model: RGenIMA, *, genome_build: str | None = None,
+                snp_text_format: str | None = None, training: dict | None = None,
+                metrics: dict | None = None, snp_panel: pd.DataFrame | None = None,
+                model_card_notes: str = "", overwrite: bool = False) -> Path:
+    """Write ``model`` as a bundle at ``path`` (atomically: built beside it, then renamed into place)."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputNotWritableError(f"model bundle {path} already exists", "choose another name or remove it")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    except OSError as exc:
+        raise OutputNotWritableError(f"cannot write the model bundle under {path.parent}: {exc}") from exc
+    try:
+        metadata = _write_contents(tmp, model, genome_build, snp_text_format, training, metrics, snp_panel)
+        (tmp / "MODEL_CARD.md").write_text(model_card(metadata, model_card_notes))
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def _write_contents(root: Path, model: RGenIMA, genome_build, snp_text_format, training, metrics, snp_panel):
+    encoder = model.image_encoder
+    encoder_meta = None
+    if encoder is not None:
+        kind = "rit" if isinstance(encoder, RiT) else "wholebrain"
+        save_file(_contiguous(encoder.state_dict()), str(root / _ENCODER_FILES[kind]))
+        encoder_meta = {"kind": kind, "config": encoder.config.to_dict()}
+    save_file(_contiguous(model.connector.state_dict()), str(root / "connector.safetensors"))
+    model.tokenizer.save_pretrained(root / "tokenizer")
+
+    llm_meta = dict(model.llm_description)
+    is_tiny = llm_meta.get("kind") == "tiny"
+    base = model._base()
+    if model.finetune_mode == "lora":
+        model.llm.save_pretrained(root / "llm_adapter")
+        if is_tiny:  # the random base exists nowhere else
+            _save_peft_base(model.llm, root / "llm")
+    elif model.finetune_mode == "full" or is_tiny:
+        base.save_pretrained(root / "llm")
+    llm_meta["weights"] = "llm" if (root / "llm").is_dir() else "base"
+    llm_meta.update(describe_config(base.config))
+
+    roi_size = None
+    if encoder_meta and encoder_meta["kind"] == "rit":
+        roi_size = encoder.config.roi_size
+    metadata = {
+        "format": BUNDLE_FORMAT,
+        "format_version": BUNDLE_FORMAT_VERSION,
+        "app_version": __version__,
+        "labels": list(STAGES),
+        "rois": {"names": roi_names(), "size": roi_size, "n_image_tokens": model.n_image_tokens},
+        "genome_build": genome_build,
+        "snp_text_format": snp_text_format,
+        "prompt": {"template": model.prompt_template, "chat_format": model.chat_format,
+                   "image_token": IMAGE_TOKEN, "answer_template": ANSWER_TEMPLATE},
+        "llm": llm_meta,
+        "finetune": model.finetune_mode,
+        "lora": model.lora_settings.to_dict() if model.lora_settings else None,
+        "image_encoder": encoder_meta,
+        "connector": {"kind": model.connector_kind, "in_dim": model.image_dim, "out_dim": model.hidden_size},
+        "training": training or {},
+        "metrics": metrics or {},
+    }
+    if snp_panel is not None:
+        snp_panel.to_csv(root / "snp_panel.tsv", sep="\t", index=False)
+    (root / METADATA).write_text(json.dumps(metadata, indent=2, default=str))
+    return metadata
+
+
+def _contiguous(state: dict) -> dict:
+    return {k: v.detach().contiguous() for k, v in state.items()}
+
+
+def _save_peft_base(peft_model, directory: Path) -> None:
+    """Save the base weights under a peft model (LoRA layers stripped) as a plain HF model."""
+    from transformers import AutoModelForCausalLM
+
+    inner = peft_model.get_base_model()
+    state = {k.replace(".base_layer", ""): v for k, v in inner.state_dict().items() if "lora_" not in k}
+    plain = AutoModelForCausalLM.from_config(inner.config)
+    plain.load_state_dict(state, strict=True)
+    plain.to(next(inner.parameters()).dtype).save_pretrained(directory)
+
+
+def model_card(metadata: dict, notes: str = "") -> str:
+    """MODEL_CARD.md text from the bundle metadata."""
+    llm = metadata["llm"]
+    enc = metadata.get("image_encoder") or {}
+    lines = [
+        f"# rgenima model bundle", "",
+        "R-GenIMA: a multimodal LLM that classifies Alzheimer's disease stage "
+        f"({', '.join(metadata['labels'])}) from 109 FreeSurfer ROI tokens and SNP genotypes as text.", "",
+        "## Model",
+        f"- LLM: {llm.get('kind')} {llm.get('source', '')} ({llm.get('model_type')}, "
+        f"{llm.get('num_hidden_layers')} layers, hidden size {llm.get('hidden_size')}, dtype {llm.get('dtype')})",
+        f"- Fine-tune mode: {metadata['finetune']}",
+        f"- Image encoder: {enc.get('kind', 'none')}; ROI size {metadata['rois']['size']}; "
+        f"{metadata['rois']['n_image_tokens']} image tokens; connector {metadata['connector']['kind']}",
+        f"- Genome build: {metadata.get('genome_build')}; SNP text format: {metadata.get('snp_text_format')}",
+        f"- Prompt layout: {metadata['prompt']['chat_format']}", "",
+        "## Training", "```json", json.dumps({k: v for k, v in (metadata.get('training') or {}).items()
+                                               if k not in ('participants_sha256', 'participant_salt')},
+                                              indent=2, default=str), "```", "",
+        "## Metrics", "```json", json.dumps(metadata.get("metrics") or {}, indent=2, default=str), "```", "",
+        "## Intended use and limits",
+        "Research on neuroimaging-genetics associations; not a diagnostic device. Predictions outside the "
+        "training cohort's scanners, ancestry and age range are unvalidated. Evaluation on participants "
+        "that were in training is refused (hashed IDs in rgenima.json).",
+    ]
+    if notes:
+        lines += ["", "## Notes", notes]
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------ load
+def read_bundle_metadata(path: str | Path, expected_roi_size: int | None = None) -> dict:
+    """Check a bundle against this code and return its metadata (see the module docstring)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise MissingInputError(f"model bundle not found: {path}", "--model takes a bundle directory "
+                                "written by 'rgenima ... group --train' (OUTPUT_DIR/models/<name>)")
+    pickled = sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.suffix in PICKLE_SUFFIXES)
+    if pickled:
+        raise MissingInputError(f"model bundle {path} contains pickled file(s) {', '.join(pickled)}; rgenima "
+                                "loads safetensors only", "re-save the weights as .safetensors and remove these files")
+    meta_path = path / METADATA
+    try:
+        metadata = json.loads(meta_path.read_text())
+    except FileNotFoundError as exc:
+        raise MissingInputError(f"{meta_path} is missing: {path} is not an rgenima model bundle") from exc
+    except (OSError, json.JSONDecodeError) as exc:
+        raise MissingInputError(f"{meta_path} is unreadable: {exc}") from exc
+    if metadata.get("format") != BUNDLE_FORMAT or metadata.get("format_version") != BUNDLE_FORMAT_VERSION:
+        raise MissingInputError(
+            f"{meta_path}: bundle format {metadata.get('format')!r} version {metadata.get('format_version')!r} "
+            f"(written by rgenima {metadata.get('app_version')}); this rgenima {__version__} reads "
+            f"{BUNDLE_FORMAT!r} version {BUNDLE_FORMAT_VERSION}", "use the rgenima version that wrote the bundle")
+    if list(metadata.get("labels") or []) != list(STAGES):
+        raise MissingInputError(f"{meta_path}: the bundle's labels {metadata.get('labels')} differ from "
+                                f"rgenima's {list(STAGES)}", "this bundle was not trained on rgenima's stages")
+    names = list((metadata.get("rois") or {}).get("names") or [])
+    if names != roi_names():
+        expected = roi_names()
+        diff = [f"#{i + 1}: {a!r} vs {b!r}" for i, (a, b) in enumerate(zip(names, expected)) if a != b][:3]
+        raise MissingInputError(
+            f"{meta_path}: the bundle's ROI list ({len(names)} ROIs) differs from rgenima's canonical "
+            f"{len(expected)} ROIs" + (f" ({'; '.join(diff)})" if diff else ""),
+            "retrain the model with this rgenima version")
+    size = metadata["rois"].get("size")
+    if expected_roi_size is not None and size is not None and size != expected_roi_size:
+        raise UsageError(f"--roi-size {expected_roi_size} differs from the model's ROI size {size} ({meta_path})",
+                         f"drop --roi-size or set it to {size}")
+    return metadata
+
+
+def load_bundle(path: str | Path, *, expected_roi_size: int | None = None, base_llm: str | Path | None = None,
+                device: str = "cpu", attn_implementation: str = "sdpa") -> LoadedBundle:
+    """Load a bundle written by ``save_bundle``; ``base_llm`` overrides the recorded base LLM directory."""
+    path = Path(path)
+    meta = read_bundle_metadata(path, expected_roi_size)
+    encoder = None
+    enc_meta = meta.get("image_encoder")
+    if enc_meta:
+        kind = enc_meta["kind"]
+        encoder = RiT(RiTConfig.from_dict(enc_meta["config"])) if kind == "rit" else \
+            WholeBrainResNet(WholeBrainConfig(**enc_meta["config"]))
+        _load_tensors(encoder, path / _ENCODER_FILES[kind])
+    tokenizer = _load_tokenizer(path / "tokenizer")
+    llm = _load_llm(path, meta, base_llm, attn_implementation)
+    conn = meta["connector"]
+    model = RGenIMA(llm, tokenizer, image_dim=conn["in_dim"], n_image_tokens=meta["rois"]["n_image_tokens"],
+                    connector=conn["kind"], chat_format=meta["prompt"]["chat_format"], image_encoder=encoder,
+                    llm_description={k: v for k, v in meta["llm"].items() if k != "weights"},
+                    prompt_template=meta["prompt"]["template"])
+    _load_tensors(model.connector, path / "connector.safetensors")
+    model.finetune_mode = meta["finetune"]
+    panel = pd.read_csv(path / "snp_panel.tsv", sep="\t") if (path / "snp_panel.tsv").is_file() else None
+    model.to(device).eval()
+    return LoadedBundle(model=model, metadata=meta, snp_panel=panel, path=path)
+
+
+def _load_tensors(module: torch.nn.Module, file: Path) -> None:
+    if not file.is_file():
+        raise MissingInputError(f"model bundle file {file} is missing", "copy the complete bundle directory")
+    try:
+        state = load_file(str(file))
+    except (SafetensorError, OSError) as exc:
+        raise MissingInputError(f"{file} is not a readable safetensors file: {exc}") from exc
+    own = module.state_dict()
+    missing = sorted(own.keys() - state.keys())
+    unexpected = sorted(state.keys() - own.keys())
+    wrong = sorted(k for k in own.keys() & state.keys() if tuple(own[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or wrong:
+        raise MissingInputError(
+            f"{file} does not match the model described in rgenima.json: missing tensor(s) {missing[:3]}, "
+            f"unexpected {unexpected[:3]}, wrong shape {wrong[:3]}", "the bundle is damaged or incomplete")
+    module.load_state_dict(state, strict=True)
+
+
+def _load_tokenizer(directory: Path):
+    from transformers import AutoTokenizer
+
+    if not directory.is_dir():
+        raise MissingInputError(f"model bundle tokenizer {directory} is missing")
+    try:
+        return AutoTokenizer.from_pretrained(directory, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise MissingInputError(f"cannot load the tokenizer in {directory}: {exc}") from exc
+
+
+def _load_llm(path: Path, meta: dict, base_llm, attn_implementation: str):
+    llm_meta = meta["llm"]
+    dtype = llm_meta.get("dtype", "float32")
+    if llm_meta.get("weights") == "llm":
+        llm_dir = path / "llm"
+        if not llm_dir.is_dir():
+            raise MissingInputError(f"model bundle directory {llm_dir} is missing", "copy the complete bundle")
+        model, _ = load_local_llm(llm_dir, dtype, attn_implementation)
+    else:
+        source = Path(base_llm or llm_meta.get("source") or "")
+        if not source.is_dir():
+            raise MissingInputError(f"the bundle's base LLM {source} is not available",
+                                    "pass the base model's local directory (it is not stored in the bundle)")
+        model, _ = load_local_llm(source, dtype, attn_implementation)
+    if model.config.vocab_size != llm_meta.get("vocab_size") or \
+            describe_config(model.config)["config_sha256"] != llm_meta.get("config_sha256"):
+        raise MissingInputError(f"the LLM loaded for {path} does not match the one the bundle was trained "
+                                f"with ({llm_meta.get('model_type')}, {llm_meta.get('num_hidden_layers')} layers)",
+                                "give the exact base model the bundle names in rgenima.json")
+    if meta["finetune"] == "lora":
+        model = _load_adapter(model, path / "llm_adapter")
+    return model
+
+
+def _load_adapter(model, directory: Path):
+    from peft import PeftModel
+
+    if not directory.is_dir():
+        raise MissingInputError(f"model bundle directory {directory} (LoRA adapters) is missing")
+    check_safetensors_dir(directory, "LoRA adapter directory")
+    stored = set()
+    for file in directory.glob("*.safetensors"):
+        stored |= set(load_file(str(file)).keys())
+    peft_model = PeftModel.from_pretrained(model, directory, is_trainable=False)
+    expected = {k.replace(".default", "") for k, _ in peft_model.named_parameters() if "lora_" in k}
+    missing = sorted(expected - stored)
+    if missing:
+        raise MissingInputError(f"{directory} lacks {len(missing)} LoRA tensor(s), e.g. {missing[:2]}",
+                                "the bundle is damaged or incomplete")
+    return peft_model

@@ -1,0 +1,27 @@
+"""Helpers for tests that run the real ``rgenima`` console script."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from derivatives_spec import unlisted_files
+
+
+def rgenima_command() -> list[str]:
+    """The installed console script (as users run it); ``python -m rgenima_app`` if not on PATH."""
+    exe = shutil.which("rgenima", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    return [exe] if exe else [sys.executable, "-m", "rgenima_app"]
+
+
+def run_rgenima(*args, check_spec: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``rgenima ARGS``; after a run that wrote an output dataset, check every file against the spec."""
+    result = subprocess.run([*rgenima_command(), *map(str, args)], capture_output=True, text=True,
+                            env={**os.environ, **(env or {})}, timeout=900)
+    positional = [a for a in map(str, args) if not a.startswith("-")]
+    if check_spec and len(positional) >= 2 and Path(positional[1]).is_dir():
+        unlisted = unlisted_files(Path(positional[1]))
+        assert not unlisted, f"files not in bids_spec/derivatives.yaml: {unlisted}"
+    return result

@@ -1,0 +1,86 @@
+"""RiT: token shapes, the conv patch embedding's meaning, options and parameter counts."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rgenima_app.imaging.roi_table import N_ROIS
+from rgenima_app.models.rit import RiT, RiTConfig, log_volumes, parameter_report, patch_embedding_weights
+
+S, D = 8, 32
+
+
+def small(**kw) -> RiT:
+    return RiT(RiTConfig(roi_size=S, dim=D, depth=2, heads=4, dropout=0.0, **kw)).eval()
+
+
+@pytest.mark.parametrize("encoder", ["conv", "strided"])
+def test_shapes(encoder):
+    rit = small(patch_encoder=encoder, strided_channels=(4, 8))
+    out = rit(torch.randn(3, N_ROIS, S, S, S))
+    assert out.tokens.shape == (3, N_ROIS, D)
+    assert out.cls.shape == (3, D)
+    assert out.logits.shape == (3, 4)
+    tokens, pooled = rit.features(torch.randn(2, N_ROIS, S, S, S))
+    assert tokens.shape == (2, N_ROIS, D) and pooled.shape == (2, D)
+
+
+def test_conv_patch_embedding_is_the_papers_conv3d():
+    """The flattened matmul equals Conv3d(kernel = stride = S) on each ROI patch."""
+    rit = small()
+    patches = torch.randn(5, S, S, S)
+    conv = rit.patch_embed.proj
+    reference = conv(patches.unsqueeze(1)).flatten(1)  # (5, D, 1, 1, 1) -> (5, D)
+    assert torch.allclose(rit.patch_embed(patches), reference, atol=1e-5)
+    assert tuple(conv.weight.shape) == (D, 1, S, S, S) and conv.stride == (S, S, S)
+
+
+def test_roi_identity_matters():
+    """Identical patches in every ROI still give different tokens (the ROI embedding marks identity)."""
+    rit = small()
+    out = rit(torch.ones(1, N_ROIS, S, S, S))
+    assert not torch.allclose(out.tokens[0, 0], out.tokens[0, 1])
+
+
+def test_size_feature():
+    rit = small(use_size_feature=True)
+    patches = torch.randn(1, N_ROIS, S, S, S)
+    vol = log_volumes(torch.full((1, N_ROIS), 1000.0))
+    a = rit(patches, vol).tokens
+    b = rit(patches, vol * 0.5).tokens
+    assert not torch.allclose(a, b)
+    with pytest.raises(ValueError, match="log_volumes"):
+        rit(patches)
+    assert log_volumes(torch.tensor([0.0, -3.0]))[1] == 0  # absent ROI
+
+
+def test_wrong_patch_shape():
+    with pytest.raises(ValueError, match="RiT expects patches"):
+        small()(torch.randn(1, N_ROIS - 1, S, S, S))
+
+
+def test_bfloat16_patch_weight():
+    rit = small(patch_dtype="bfloat16")
+    assert rit.patch_embed.proj.weight.dtype == torch.bfloat16
+    out = rit(torch.randn(1, N_ROIS, S, S, S))
+    assert out.tokens.dtype == torch.float32 and torch.isfinite(out.tokens).all()
+
+
+def test_parameter_report():
+    rit = small()
+    report = parameter_report(rit)
+    assert report["patch_embed"] == patch_embedding_weights(S, D)
+    assert report["total"] == sum(p.numel() for p in rit.parameters())
+    # the paper's size: 96^3 * 768 weights (+ bias) in the patch embedding alone
+    assert patch_embedding_weights(96, 768) == 96**3 * 768 + 768
+    big = {enc: parameter_report(RiT(RiTConfig(roi_size=32, dim=64, depth=1, heads=4, patch_encoder=enc)))
+           for enc in ("conv", "strided")}
+    assert big["conv"]["patch_embed"] == 32**3 * 64 + 64
+    assert big["strided"]["patch_embed"] < big["conv"]["patch_embed"] / 5
+
+
+def test_invalid_config():
+    with pytest.raises(ValueError, match="patch_encoder"):
+        RiTConfig(patch_encoder="nope")
+    with pytest.raises(ValueError, match="divisible"):
+        RiTConfig(dim=30, heads=4)
