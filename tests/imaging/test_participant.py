@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from imaging_fixtures import make_volumes, save_volumes, synthetic_pair  # noqa: F401 (fixtures)
 from rgenima_app.bids.derivatives import DerivativesWriter
 from rgenima_app.errors import MissingInputError
 from rgenima_app.imaging.participant import process_participant_imaging, write_participant_imaging
@@ -67,6 +68,10 @@ def test_derivatives_written(layout):
     assert morph.loc[morph["label"] == 17, "voxels"].item() == (seg == 17).sum()
     assert (morph.loc[~morph["present"], "bbox_i_min"].isna()).all()
     assert paths["morph"].with_suffix(".json").is_file()
+    from derivatives_spec import unlisted_files
+
+    unlisted = [f for f in unlisted_files(tmp_path / "out") if not f.startswith("sourcedata/")]
+    assert unlisted == [], unlisted  # every imaging derivative is listed in bids_spec/derivatives.yaml
 
 
 def test_missing_subject_writes_nothing(layout):

@@ -1,4 +1,8 @@
-"""Small synthetic FreeSurfer-like volumes for the imaging tests (fixtures and builders)."""
+"""Synthetic FreeSurfer-like volumes for the imaging tests (fixtures and builders).
+
+A plain module, not a conftest.py: several conftest modules in sibling folders clash on import
+(`from conftest import ...` in tests/ would pick up whichever was imported first).
+"""
 from __future__ import annotations
 
 from pathlib import Path
