@@ -14,7 +14,8 @@ from tqdm import tqdm
 from rgenima_app.bids.derivatives import DerivativesWriter, write_text
 from rgenima_app.bids.inputs import T1wSample
 from rgenima_app.config import RunConfig
-from rgenima_app.errors import MissingInputError, ProcessingError, RgenimaError
+from rgenima_app.errors import ProcessingError, RgenimaError
+from rgenima_app.imaging.participant import process_participant_imaging, write_participant_imaging
 
 log = logging.getLogger("rgenima")
 
@@ -46,13 +47,11 @@ def process_samples(config: RunConfig, writer: DerivativesWriter, samples: list[
 
 def process_sample(config: RunConfig, writer: DerivativesWriter, sample: T1wSample,
                    participants: pd.DataFrame) -> None:
-    subject_dir = config.fs_subjects_dir / sample.name
-    aparc = subject_dir / "mri" / "aparc+aseg.mgz"
-    if aparc.is_file():
-        log.info("%s: reusing FreeSurfer subject %s", sample.name, subject_dir)
-    elif config.fs_no_reconall:
-        raise MissingInputError(f"{sample.name}: {aparc} is missing and --fs-no-reconall forbids running recon-all",
-                                hint="point --fs-subjects-dir at the FreeSurfer subjects, or drop --fs-no-reconall")
-    else:
-        raise ProcessingError(f"{sample.name}: {aparc} is missing and running recon-all is not available in this version",
-                              hint="run FreeSurfer first and pass its SUBJECTS_DIR as --fs-subjects-dir")
+    """FreeSurfer (reuse or recon-all) and ROI extraction of one sample, written as derivatives."""
+    imaging = process_participant_imaging(
+        sample.subject, sample.session, sample.t1w, config.fs_subjects_dir, config.work_dir,
+        roi_size=config.roi_size, device=config.device, fs_license_file=config.fs_license_file,
+        fs_no_reconall=config.fs_no_reconall, omp_nthreads=config.omp_nthreads, nprocs=config.nprocs,
+        mem_gb=config.mem_mb / 1024 if config.mem_mb else None, use_plugin=config.use_plugin,
+        crash_dir=config.output_dir / "logs", stop_on_first_crash=config.stop_on_first_crash)
+    write_participant_imaging(imaging, writer, sample.subject, sample.session)

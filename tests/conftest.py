@@ -30,12 +30,3 @@ def tiny_cohort(tmp_path_factory) -> Path:
                                  planted_rois=list(DEFAULT_PLANTED_ROIS), planted_genes=list(DEFAULT_PLANTED_GENES))
     generate_cohort(out, params, progress=False)
     return out
-
-
-def validator_available() -> bool:
-    import shutil
-
-    return shutil.which("bids-validator-deno") is not None
-
-
-requires_validator = pytest.mark.skipif(not validator_available(), reason="bids-validator-deno is not installed")

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from derivatives_spec import unlisted_files
 
 
@@ -25,3 +27,10 @@ def run_rgenima(*args, check_spec: bool = True, env: dict | None = None) -> subp
         unlisted = unlisted_files(Path(positional[1]))
         assert not unlisted, f"files not in bids_spec/derivatives.yaml: {unlisted}"
     return result
+
+
+def validator_available() -> bool:
+    return shutil.which("bids-validator-deno") is not None
+
+
+requires_validator = pytest.mark.skipif(not validator_available(), reason="bids-validator-deno is not installed")

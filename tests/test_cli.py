@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import requires_validator
-from helpers import run_rgenima
+from helpers import requires_validator, run_rgenima
 from rgenima_app import __version__
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import requires_validator
+from helpers import requires_validator
 from rgenima_app import STAGES
 from rgenima_app.genetics.panel import load_gene_panel
 from rgenima_app.imaging.roi_table import load_roi_table

@@ -49,6 +49,9 @@ sub-*/genotype
 *_geneenrichment.tsv
 *_split.tsv
 *_morph.tsv
+*_morph.json
+*_roiattention.json
+*_roigeneattention.json
 *_metrics.tsv
 *_metrics.json
 """
