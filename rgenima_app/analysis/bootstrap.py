@@ -11,8 +11,8 @@ features are one matrix product ``C @ X / N``. Percentiles need every replicate 
 the work is chunked over *features*: memory is ``B x chunk`` floats, whatever the number of features.
 
 Zero CI width: when every replicate mean is the same (one participant, or identical values in all
-participants) the ratio of eq. 17 has no meaning; stability is then NaN (``n/a`` in TSV files) and
-ranks below every finite value.
+participants; up to floating-point round-off) the ratio of eq. 17 has no meaning; stability is then NaN
+(``n/a`` in TSV files) and ranks below every finite value.
 
 Seeding: each group gets its own stream derived from ``(seed, group name)``, so a group's result does
 not depend on which other groups are present, and the ROI and ROI-gene tables of one group use the same
@@ -29,6 +29,7 @@ import pandas as pd
 
 DEFAULT_N_BOOT = 1000
 CI_PERCENTILES = (2.5, 97.5)
+ZERO_WIDTH_RTOL = 1e-9
 STAGE_ORDER = ("NC", "SMC", "MCI", "AD")
 # Replicate-mean matrices are built ``B x chunk`` at a time; 2**22 doubles = 32 MiB.
 _CHUNK_ELEMENTS = 2 ** 22
@@ -64,10 +65,16 @@ def draw_counts(n: int, n_boot: int, rng: np.random.Generator, sample_size: int 
 
 
 def stability_ratio(mean: np.ndarray, ci_low: np.ndarray, ci_high: np.ndarray) -> np.ndarray:
-    """Eq. 17, with NaN where the CI has zero width (see the module docstring)."""
-    width = np.asarray(ci_high, dtype=float) - np.asarray(ci_low, dtype=float)
+    """Eq. 17, with NaN where the CI has zero width (see the module docstring).
+
+    Widths within floating-point round-off of zero (below ``ZERO_WIDTH_RTOL`` times the interval's
+    magnitude) count as zero: resampled means of identical values differ only in the last bits.
+    """
+    low, high = np.asarray(ci_low, dtype=float), np.asarray(ci_high, dtype=float)
+    width = high - low
+    scale = np.maximum(np.abs(low), np.abs(high))
     out = np.full(np.shape(width), np.nan)
-    np.divide(mean, width, out=out, where=width > 0)
+    np.divide(mean, width, out=out, where=width > ZERO_WIDTH_RTOL * scale + np.finfo(float).tiny)
     return out
 
 

@@ -1,9 +1,11 @@
 """Fabricated attention with planted signal: known ground truth for tests, benchmarks and demos.
 
-Every participant gets positive, skewed (gamma) background attention over ROIs, ROI-gene pairs and genes;
-participants of a stage get ``1 + effect`` times more attention on that stage's planted ROIs, on the
-planted genes and on the planted ROI-gene pairs. ``effect = 0`` gives attention with no signal (the
-baseline a recovery must beat).
+Every participant gets positive, skewed (gamma) background attention over ROIs, ROI-gene pairs and genes
+(mean ``shape``); participants of a stage get ``effect * shape`` added to that stage's planted ROIs, to the
+planted genes and to the planted ROI-gene pairs, before each participant's attention is normalised. The
+shift is additive, so planted attention is larger *and* more consistent across participants, which is
+what the stability ratio (mean / CI width, invariant to scaling) rewards. ``effect = 0`` gives attention
+with no signal (the baseline a recovery must beat).
 """
 from __future__ import annotations
 
@@ -45,13 +47,13 @@ def fabricate_attention(n_per_group: Mapping[str, int], genes: Sequence[str],
     labels = np.asarray(groups)
     for stage, names in (planted_rois or {}).items():
         members = labels == stage
-        roi[np.ix_(members, [roi_index[r] for r in names])] *= 1.0 + effect
+        roi[np.ix_(members, [roi_index[r] for r in names])] += effect * shape
     if planted_genes:
-        gene[:, [gene_index[g] for g in planted_genes]] *= 1.0 + effect
+        gene[:, [gene_index[g] for g in planted_genes]] += effect * shape
     for stage, pairs in (planted_pairs or {}).items():
         members = np.flatnonzero(labels == stage)
         for r, g in pairs:
-            pair[members, roi_index[r], gene_index[g]] *= 1.0 + effect
+            pair[members, roi_index[r], gene_index[g]] += effect * shape
     return FabricatedCohort(
         groups=groups, roi_names=rois, genes=genes,
         roi_importance=roi / roi.sum(axis=1, keepdims=True),

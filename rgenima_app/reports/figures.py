@@ -80,7 +80,7 @@ def cohort_figure(counts: pd.DataFrame) -> str:
     ax.invert_yaxis()
     ax.set_xlabel("participants")
     if len(counts.columns) > 1:
-        ax.legend(frameon=False, loc="lower right", fontsize=8)
+        ax.legend(frameon=False, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=len(counts.columns), fontsize=8)
     return to_svg(fig, "cohort")
 
 
@@ -89,7 +89,7 @@ def confusion_figure(matrix: np.ndarray, labels: Sequence[str]) -> str:
     matrix = np.asarray(matrix, dtype=float)
     rows = matrix.sum(axis=1, keepdims=True)
     frac = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
-    fig, ax = _new_figure(3.6, 3.2)
+    fig, ax = _new_figure(3.4, 3.0)
     ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
     for i in range(matrix.shape[0]):
         for j in range(matrix.shape[1]):
@@ -168,15 +168,16 @@ def brain_slices(dseg, roi_values: Mapping[int, float], title: str, vmax: float 
     cmap = plt.get_cmap("inferno").copy()
     cmap.set_bad(alpha=0)
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, 3, figsize=(8.4, 3.0), facecolor="#0f1115")
+        fig, axes = plt.subplots(1, 3, figsize=(7.5, 2.7), facecolor="#0f1115",
+                                 gridspec_kw={"wspace": 0.02})
         for ax, (name, values, mask, aspect) in zip(axes, views):
             ax.imshow(np.where(mask, 0.35, 0.0).T, cmap=ListedColormap(["#0f1115", "#5b6170"]), origin="lower",
                       vmin=0, vmax=0.35, aspect=aspect, interpolation="nearest")
             ax.imshow(np.ma.masked_less_equal(values, 0).T, cmap=cmap, vmin=0, vmax=vmax, origin="lower",
                       aspect=aspect, interpolation="nearest")
-            ax.set_title(name, color="#d9dde5", fontsize=8, fontweight="normal")
+            ax.set_title(name, color="#aeb4c0", fontsize=9, fontweight="normal")
             ax.set_axis_off()
-        fig.suptitle(title, color="#f3f4f6", fontsize=10, fontweight="bold", x=0.02, ha="left")
+        fig.suptitle(title, color="#f3f4f6", fontsize=11, fontweight="bold", x=0.13, y=1.0, ha="left")
         mappable = plt.cm.ScalarMappable(norm=plt.Normalize(0, vmax), cmap=cmap)
         bar = fig.colorbar(mappable, ax=axes, fraction=0.025, pad=0.02)
         bar.ax.tick_params(colors="#d9dde5", labelsize=7)
@@ -191,7 +192,7 @@ def manhattan(table: pd.DataFrame, group: str, rois: Sequence[str], n_annotate: 
     """
     rois = list(rois)
     genes = list(dict.fromkeys(table["gene"]))
-    fig, ax = _new_figure(max(5.5, 1.3 * len(rois) + 1.5), 3.4)
+    fig, ax = _new_figure(10.0, 3.3)
     palette = plt.get_cmap("tab10" if len(rois) <= 10 else "tab20")
     ticks = []
     for i, roi in enumerate(rois):
@@ -203,19 +204,22 @@ def manhattan(table: pd.DataFrame, group: str, rois: Sequence[str], n_annotate: 
         best = part["stability"].dropna().sort_values(ascending=False).head(n_annotate)
         for rank, (gene, value) in enumerate(best.items()):
             xi = x[genes.index(gene)]
-            ax.annotate(gene, (xi, value), xytext=(4, 6 + 8 * rank), textcoords="offset points", fontsize=7,
-                        fontstyle="italic", arrowprops=dict(arrowstyle="-", lw=0.5, color="#666666"))
-    ax.set_xticks(ticks, [r.replace("ctx-", "") for r in rois], rotation=30, ha="right", fontsize=7.5)
+            side = -1 if rank % 2 == 0 else 1  # first gene to the left, second to the right: no overlap
+            ax.annotate(gene, (xi, value), xytext=(side * 6, 8 + 4 * rank), textcoords="offset points",
+                        fontsize=7.5, fontstyle="italic", ha="right" if side < 0 else "left",
+                        arrowprops=dict(arrowstyle="-", lw=0.5, color="#666666"))
+    ax.set_xticks(ticks, [r.replace("ctx-", "") for r in rois], rotation=20 if len(rois) > 6 else 0,
+                  ha="right" if len(rois) > 6 else "center", fontsize=8)
     ax.set_ylabel("stability (mean / 95% CI width)")
     ax.set_title(group, color=stage_color(group), loc="left")
     ax.margins(y=0.18)
     return to_svg(fig, f"manhattan-{group}")
 
 
-def gene_ranking_figure(ranking: pd.DataFrame, gwas: set[str], threshold: float, n: int = 30) -> str:
+def gene_ranking_figure(ranking: pd.DataFrame, gwas: set[str], threshold: float, n: int = 25) -> str:
     """Top ``n`` genes by top-set frequency; GWAS-supported genes coloured, stable genes in bold."""
     top = ranking.sort_values("rank").head(n)
-    fig, ax = _new_figure(4.6, 0.6 + 0.17 * len(top))
+    fig, ax = _new_figure(4.6, 0.7 + 0.15 * len(top))
     colors = [GWAS_COLOR if g in gwas else OTHER_COLOR for g in top["gene"]]
     ax.barh(range(len(top)), top["frequency"], color=colors)
     ax.axvline(threshold, color="#333333", lw=0.8, ls="--")

@@ -22,6 +22,7 @@ from ..bids.derivatives import write_text
 from . import figures
 
 LABELS = STAGE_ORDER
+BRAIN_MIN_FREQUENCY = 0.1
 CITATIONS = [
     "Zhao et al. R-GenIMA: Integrating Neuroimaging and Genetics with Interpretable Multimodal AI for "
     "Alzheimer's Disease Progression. arXiv:2512.18986.",
@@ -100,7 +101,9 @@ def _stage_section(analysis: GroupAnalysis, dseg, roi_labels: Mapping[str, int])
                  "rois": chosen[["roi", "frequency", "mean"]].to_dict("records"),
                  "bars": figures.stage_bars(table, group, threshold)}
         if dseg is not None:
-            values = {roi_labels[r]: f for r, f in zip(table["roi"], table["frequency"]) if r in roi_labels and f > 0}
+            # ROIs rarely in the top set stay grey: the map shows where the stage's signal is
+            values = {roi_labels[r]: f for r, f in zip(table["roi"], table["frequency"])
+                      if r in roi_labels and f >= BRAIN_MIN_FREQUENCY}
             panel["brain"] = figures.brain_slices(dseg, values, f"{group}: top-set frequency")
         panels.append(panel)
     return {
@@ -114,7 +117,9 @@ def _stage_section(analysis: GroupAnalysis, dseg, roi_labels: Mapping[str, int])
 def _manhattan_section(analysis: GroupAnalysis) -> list[dict]:
     out = []
     stage = analysis.stage_rois
-    for group in ordered_groups(list(analysis.roi_gene_stability["group"].unique())):
+    present = ordered_groups(list(analysis.roi_gene_stability["group"].unique()))
+    shown = [g for g in present if g in analysis.options.stages] or present  # the paper shows disease stages
+    for group in shown:
         rois = list(stage[(stage["group"] == group) & stage["selected"]].sort_values("rank")["roi"])
         if not rois:  # nothing stage-specific: show the group's top ROIs so the plot is not empty
             rois = list(stage[stage["group"] == group].sort_values("rank")["roi"].head(5))
@@ -147,9 +152,11 @@ def _headline(analysis: GroupAnalysis, metrics: list[dict], n_participants: int)
     accuracy = next((m for m in metrics if m["metric"].lower() in ("accuracy", "balanced accuracy")), None)
     if accuracy:
         tiles.append({"value": f"{accuracy['value']:.1%}", "label": f"{accuracy['metric']} (held out)"})
-    for panel_group, n in analysis.stage_rois[analysis.stage_rois["selected"]].groupby("group")["roi"].count().items():
-        if panel_group in analysis.options.stages:
-            tiles.append({"value": str(n), "label": f"{panel_group}-specific ROIs", "color": figures.stage_color(panel_group)})
+    selected = analysis.stage_rois[analysis.stage_rois["selected"]].groupby("group")["roi"].count()
+    for stage in analysis.options.stages:
+        if stage in set(analysis.stage_rois["group"]):
+            tiles.append({"value": str(int(selected.get(stage, 0))), "label": f"{stage}-specific ROIs",
+                          "color": figures.stage_color(stage)})
     enrich = analysis.enrichment
     if len(enrich):
         row = enrich.iloc[0]
