@@ -165,8 +165,7 @@ def brain_slices(dseg, roi_values: Mapping[int, float], title: str, vmax: float 
     views = [("sagittal", painted[cx, :, :], brain[cx, :, :], zooms[2] / zooms[1]),
              ("coronal", painted[:, cy, :], brain[:, cy, :], zooms[2] / zooms[0]),
              ("axial", painted[:, :, cz], brain[:, :, cz], zooms[1] / zooms[0])]
-    cmap = plt.get_cmap("inferno").copy()
-    cmap.set_bad(alpha=0)
+    cmap = plt.get_cmap("inferno").with_extremes(bad=(0, 0, 0, 0))
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(1, 3, figsize=(7.5, 2.7), facecolor="#0f1115",
                                  gridspec_kw={"wspace": 0.02})
