@@ -204,7 +204,7 @@ def manhattan(table: pd.DataFrame, group: str, rois: Sequence[str], n_annotate: 
         for rank, (gene, value) in enumerate(best.items()):
             xi = x[genes.index(gene)]
             side = -1 if rank % 2 == 0 else 1  # first gene to the left, second to the right: no overlap
-            ax.annotate(gene, (xi, value), xytext=(side * 6, 8 + 4 * rank), textcoords="offset points",
+            ax.annotate(gene, (xi, value), xytext=(side * 6, 8 + 10 * rank), textcoords="offset points",
                         fontsize=7.5, fontstyle="italic", ha="right" if side < 0 else "left",
                         arrowprops=dict(arrowstyle="-", lw=0.5, color="#666666"))
     ax.set_xticks(ticks, [r.replace("ctx-", "") for r in rois], rotation=20 if len(rois) > 6 else 0,
