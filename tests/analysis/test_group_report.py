@@ -1,0 +1,141 @@
+"""Group tables on disk and the self-contained group report (content, offline, headless screenshot)."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from rgenima_app.analysis.group import write_group_tables
+from rgenima_app.imaging.roi_table import load_roi_table
+from rgenima_app.reports.group import confusion_from_predictions, metrics_rows, render_group_report
+from rgenima_app.synthetic_phantom import build_phantom
+
+from .planted import GWAS
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed")
+METRICS = {"accuracy": (0.8123, 0.74, 0.88), "balanced_accuracy": {"value": 0.79, "ci_low": 0.71, "ci_high": 0.86}}
+SECTIONS = ("cohort", "performance", "stage-rois", "roi-gene", "genes", "methods")
+
+
+def _dseg() -> nib.Nifti1Image:
+    """A phantom's ROI map holding canonical ROI indices (the desc-rois_dseg convention)."""
+    phantom = build_phantom(48, 4.0)
+    table = load_roi_table()
+    lut = np.zeros(int(table["label"].max()) + 1, dtype=np.int16)
+    lut[table["label"].to_numpy()] = table["index"].to_numpy()
+    return nib.Nifti1Image(lut[phantom.labels], phantom.affine)
+
+
+def _predictions(groups: list[str]) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    labels = ["NC", "SMC", "MCI", "AD"]
+    predicted = [g if rng.random() < 0.75 else labels[rng.integers(4)] for g in groups]
+    return pd.DataFrame({"participant_id": [f"sub-{i:03d}" for i in range(len(groups))], "diagnosis": groups,
+                         "label": predicted, "held_out": rng.random(len(groups)) < 0.4})
+
+
+@pytest.fixture(scope="module")
+def report(planted_analysis, planted_cohort, tmp_path_factory):
+    out = tmp_path_factory.mktemp("group")
+    predictions = _predictions(planted_cohort.groups)
+    path = render_group_report(planted_analysis, out / "group.html", "tiny", predictions=predictions,
+                               metrics=METRICS, dseg=_dseg(), dseg_source="sub-001", gwas_genes=GWAS)
+    return path, predictions
+
+
+def test_group_tables_written_with_sidecars(planted_analysis, tmp_path):
+    paths = write_group_tables(planted_analysis, tmp_path, "tiny")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".tsv") == [
+        "desc-tiny_geneenrichment.tsv", "desc-tiny_generanking.tsv", "desc-tiny_roigenestability.tsv",
+        "desc-tiny_roistability.tsv"]
+    roi = pd.read_csv(paths["roistability"], sep="\t")
+    assert list(roi.columns) == ["group", "n", "roi", "mean", "ci_low", "ci_high", "stability", "frequency",
+                                 "stage_specific"]
+    assert len(roi) == 4 * 109 and roi["stage_specific"].dtype == bool
+    pairs = pd.read_csv(paths["roigenestability"], sep="\t")
+    assert len(pairs) == 4 * 109 * 40
+    enrichment = pd.read_csv(paths["geneenrichment"], sep="\t")
+    assert enrichment["group"].iloc[0] == "all" and {"odds_ratio", "p_value", "stable_gwas"} <= set(enrichment)
+    sidecar = json.loads(paths["roistability"].with_suffix(".json").read_text())
+    assert sidecar["Settings"]["n_boot"] == 300 and "stability" in sidecar
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no temporary left behind
+
+
+def test_report_content(report, planted_analysis):
+    path, predictions = report
+    text = path.read_text()
+    for section in SECTIONS:
+        assert f'<section id="{section}"' in text
+    assert f">{len(predictions)}<" in text                     # participants tile
+    assert "0.812" in text and "0.740 – 0.880" in text          # metric with its CI
+    assert "Confusion matrix" in text and text.count("<svg") >= 8
+    assert text.count("<img class=\"brain\"") == 4 and "src=\"data:image/png;base64," in text  # a brain per group
+    for roi in ("Left-Thalamus", "Left-Putamen", "ctx-lh-entorhinal"):
+        assert roi in text
+    assert "shared by all" in text and "SMC only" in text
+    row = planted_analysis.enrichment.iloc[0]
+    assert f"{row.p_value:.3g}" in text and f"{row.odds_ratio:.3g}" in text
+    assert "top 8" in text and "300 bootstrap" in text          # methods follow the settings
+    assert "<script" not in text
+
+
+def test_report_makes_no_external_reference(report):
+    text = report[0].read_text()
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text, flags=re.I)
+    assert not re.search(r"url\(\s*['\"]?(https?:)?//", text, flags=re.I) and "@import" not in text
+    # the only URLs left are SVG namespace names (identifiers, never fetched)
+    leftovers = set(re.findall(r"https?://[^\s\"'<>]+", text))
+    assert leftovers <= {"http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink"}, leftovers
+
+
+def test_metrics_and_confusion_helpers():
+    rows = metrics_rows(pd.DataFrame({"metric": ["macro_f1"], "value": [0.5], "ci_low": [np.nan], "ci_high": [0.6]}))
+    assert rows == [{"metric": "macro f1", "value": 0.5, "ci": "—"}]
+    preds = pd.DataFrame({"diagnosis": ["AD", "AD", "NC", "MCI"], "label": ["AD", "NC", "NC", "AD"],
+                          "held_out": [True, True, True, False]})
+    matrix = confusion_from_predictions(preds)
+    assert list(matrix.index) == ["NC", "AD"] and matrix.loc["AD", "NC"] == 1 and matrix.to_numpy().sum() == 3
+
+
+def _page_requests(netlog: dict) -> list[str]:
+    """URLs that the page (not the browser's own services, whose initiator is 'not an origin') requested."""
+    types = {v: k for k, v in netlog["constants"]["logEventTypes"].items()}
+    urls = []
+    for event in netlog["events"]:
+        params = event.get("params", {})
+        if (types.get(event["type"]) == "URL_REQUEST_START_JOB" and "url" in params
+                and params.get("initiator") != "not an origin"):
+            urls.append(params["url"])
+    return [u for u in urls if not u.startswith(("file:", "data:"))]
+
+
+def _screenshot(html, tmp_path, name):
+    png, log = tmp_path / f"{name}.png", tmp_path / f"{name}-net.json"
+    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--no-first-run", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
+                    f"--user-data-dir={tmp_path / (name + '-profile')}", "--window-size=1280,2400",
+                    f"--log-net-log={log}", f"--screenshot={png}", html.as_uri()],
+                   check=True, capture_output=True, timeout=180)
+    return png, json.loads(log.read_text())
+
+
+@needs_chromium
+def test_headless_chromium_renders_without_requests(report, tmp_path):
+    from matplotlib.image import imread
+
+    png, netlog = _screenshot(report[0], tmp_path, "group")
+    pixels = imread(png)[..., :3]
+    assert pixels.shape[:2] == (2400, 1280)
+    assert pixels.std() > 0.05 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 200  # not blank
+    assert _page_requests(netlog) == []
+    # the check would see a request: a page that loads an external image is caught
+    probe = tmp_path / "probe.html"
+    probe.write_text('<html><body><img src="http://198.51.100.7/x.png"></body></html>')
+    assert any("198.51.100.7" in u for u in _page_requests(_screenshot(probe, tmp_path, "probe")[1]))
