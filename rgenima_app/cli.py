@@ -25,6 +25,18 @@ EXIT_CODES = {
     errors.ProcessingError: 1,
 }
 
+#: What each non-zero exit code means (README, Boutiques descriptor).
+EXIT_CODE_MEANINGS = {
+    1: "a processing step failed (or a stage is not available)",
+    2: "usage error: options or arguments that do not make sense",
+    16: "BIDS_DIR fails BIDS validation",
+    18: "the participant/session labels or filters select no data",
+    66: "a required input is missing or unreadable",
+    73: "the output (or work) directory cannot be written",
+    126: "FreeSurfer must run but no license file was found",
+    127: "FreeSurfer must run but is not installed",
+}
+
 log = logging.getLogger("rgenima")
 
 

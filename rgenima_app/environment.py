@@ -36,3 +36,43 @@ def package_versions() -> dict[str, str]:
         except PackageNotFoundError:
             found[name] = "not installed"
     return found
+
+
+#: Cache locations that libraries write to, and their folder under the fallback.
+CACHE_VARIABLES = {"HF_HOME": "huggingface", "TORCH_HOME": "torch", "XDG_CACHE_HOME": "xdg",
+                   "MPLCONFIGDIR": "matplotlib", "TRITON_CACHE_DIR": "triton"}
+
+
+def _writable(path: str | Path) -> bool:
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".rgenima-write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+        return True
+    except OSError:
+        return False
+
+
+def ensure_writable_caches(work_dir: Path) -> dict[str, str]:
+    """Point HOME and the libraries' caches at ``work_dir/.cache`` where they cannot be written.
+
+    Containers run read-only (``docker run --read-only``) or as an arbitrary user whose HOME does not
+    exist; Apptainer maps the host HOME, which may be full or read-only. Variables that are set to a
+    writable place are left alone. Returns the variables that were changed.
+    """
+    changed = {}
+    fallback = Path(work_dir) / ".cache"
+    home_ok = _writable(os.environ.get("HOME", "/nonexistent"))
+    if not home_ok:
+        changed["HOME"] = os.environ["HOME"] = str(fallback / "home")
+        Path(changed["HOME"]).mkdir(parents=True, exist_ok=True)
+    for variable, folder in CACHE_VARIABLES.items():
+        current = os.environ.get(variable)
+        if (current and _writable(current)) or (not current and home_ok):
+            continue
+        target = fallback / folder
+        target.mkdir(parents=True, exist_ok=True)
+        changed[variable] = os.environ[variable] = str(target)
+    return changed

@@ -16,6 +16,7 @@ from rgenima_app.bids.derivatives import DerivativesWriter, write_text
 from rgenima_app.bids.inputs import collect_t1w, load_bids_filters, normalize_label, read_participants
 from rgenima_app.bids.validation import validate_bids
 from rgenima_app.config import DEEPSPEED_PRESETS, RunConfig, read_train_config
+from rgenima_app.environment import ensure_writable_caches
 from rgenima_app.errors import MissingInputError, ProcessingError, RgenimaError, UsageError
 from rgenima_app.imaging.roi_table import load_roi_table
 
@@ -29,10 +30,13 @@ def run(config: RunConfig) -> None:
     check_arguments(config)
     writer = DerivativesWriter(config.output_dir, config.bids_dir)
     writer.check_writable()
+    redirected = ensure_writable_caches(config.work_dir)
     run_id = f"rgenima-{config.analysis_level}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{os.getpid()}"
     logs_dir = config.output_dir / "logs"
     handler = _log_to_file(logs_dir / f"{run_id}.log")
     log.info("rgenima %s, %s level, run %s", __version__, config.analysis_level, run_id)
+    for variable, path in redirected.items():
+        log.info("%s was not writable; using %s", variable, path)
     try:
         if config.analysis_level == "participant":
             run_participant_level(config, writer, run_id)

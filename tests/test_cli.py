@@ -164,3 +164,19 @@ def test_output_dataset_validates(tiny_cohort, tmp_path):
                                        capture_output=True, text=True).stdout)
     errors = [i for i in report["issues"]["issues"] if i["severity"] == "error"]
     assert errors == []
+
+
+def test_unwritable_home_and_caches_fall_back_to_the_work_dir(tiny_cohort, tmp_path):
+    """As in a read-only container: HOME and the cache variables point at places that cannot be written."""
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    out, work = tmp_path / "out", tmp_path / "work"
+    env = {"HOME": str(blocker / "home"), "MPLCONFIGDIR": str(blocker / "mpl"), "HF_HOME": str(blocker / "hf")}
+    result = run_rgenima(tiny_cohort / "bids", out, "participant", "--skip-bids-validation", "-w", work,
+                         "--fs-subjects-dir", tiny_cohort / "freesurfer", "--participant-label", "001",
+                         "--roi-size", "8", env=env)
+    assert result.returncode == 0, result.stderr
+    log_text = next((out / "logs").glob("*.log")).read_text()
+    assert f"HOME was not writable; using {work / '.cache' / 'home'}" in log_text
+    assert f"MPLCONFIGDIR was not writable; using {work / '.cache' / 'matplotlib'}" in log_text
+    assert (work / ".cache" / "huggingface").is_dir()
