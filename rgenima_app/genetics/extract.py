@@ -42,6 +42,9 @@ def select_panel_snps(genotypes: str | os.PathLike | GenotypeReader, gene_panel:
     report = run_qc(reader, geno=geno, maf=maf, hwe=hwe, hwe_midp=hwe_midp, mind=mind, samples=samples,
                     regions=panel_regions(gene_panel, window), snps_only=True)
     report["gene"] = assign_genes(report, gene_panel, window)
+    repeated = report["snp"].duplicated() & report["kept"]  # one row per SNP name in a model's panel
+    report.loc[repeated, "reason"] = "duplicate_id"
+    report.loc[repeated, "kept"] = False
     outside = report["gene"].isna()
     report.loc[outside & report["kept"], "reason"] = "outside_panel"
     report.loc[outside, "kept"] = False

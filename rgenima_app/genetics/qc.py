@@ -11,7 +11,8 @@
 
 Differences from PLINK, stated: all given samples count (PLINK 1.9 uses founders only for frequencies
 and HWE; rgenima cohorts are unrelated participants); variants off the autosomes are reported and not
-kept (PLINK treats chrX males as haploid); repeated variant IDs after the first are reported and not kept.
+kept (PLINK treats chrX males as haploid). Like PLINK, QC keeps repeated variant IDs; the panel selection
+(:func:`rgenima_app.genetics.extract.select_panel_snps`) keeps only the first.
 """
 from __future__ import annotations
 
@@ -90,7 +91,6 @@ def qc_from_counts(variants: pd.DataFrame, counts: np.ndarray, geno=0.05, maf=0.
         failures.append(("non_autosomal", ~report["chrom"].map(autosomal).to_numpy(bool)))
     if snps_only:
         failures.append(("not_snp", ~is_snp(report).to_numpy(bool)))
-    failures.append(("duplicate_id", report["snp"].duplicated().to_numpy()))
     if geno is not None:
         failures.append(("geno", nmiss > geno * n_total * (1 + _SLACK)))
     if hwe is not None:

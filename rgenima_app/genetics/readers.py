@@ -12,6 +12,7 @@ are kept and flagged by :func:`is_snp`. Chromosome names are reported without a 
 from __future__ import annotations
 
 import os
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -342,8 +343,10 @@ class VcfReader(GenotypeReader):
             elif self._indexed:
                 prefix = "chr" if self._chr_prefix else ""
                 for reg in merge_regions(regions):
-                    # query by the file's own contig names; X may appear as 23 in some files
-                    yield from vcf(f"{prefix}{reg.chrom}:{reg.start}-{reg.end}")
+                    with warnings.catch_warnings():  # cyvcf2 warns for every empty interval
+                        warnings.simplefilter("ignore")
+                        records = list(vcf(f"{prefix}{reg.chrom}:{reg.start}-{reg.end}"))
+                    yield from records
             else:  # no index: one streamed pass, keeping records inside the regions
                 merged = merge_regions(regions)
                 for rec in vcf:
