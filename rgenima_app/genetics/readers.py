@@ -306,7 +306,7 @@ class VcfReader(GenotypeReader):
         self._open = lambda: VCF(str(self.path), gts012=True, lazy=True, threads=threads)
         try:
             vcf = self._open()
-        except (OSError, Exception) as exc:  # cyvcf2 raises bare Exceptions on unreadable headers
+        except Exception as exc:  # cyvcf2 raises bare Exceptions on unreadable files
             raise MissingInputError(f"cannot read VCF {self.path}: {exc}") from exc
         formats = {h.info().get("ID") for h in vcf.header_iter() if h.type == "FORMAT"}
         if "GT" not in formats:

@@ -1,7 +1,6 @@
 """Gene panel, GWAS gene list, SNP -> gene assignment, build check, sample matching, panel extraction."""
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 

@@ -5,7 +5,6 @@ import shutil
 import subprocess
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from rgenima_app.errors import MissingInputError

@@ -65,7 +65,7 @@ def test_parse_rejects_text_that_does_not_fit():
 
 
 def test_token_counts_with_a_trained_bpe():
-    tokenizers = pytest.importorskip("tokenizers")
+    pytest.importorskip("tokenizers")
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
     rng = np.random.default_rng(0)
