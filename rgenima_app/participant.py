@@ -15,6 +15,7 @@ from rgenima_app.bids.derivatives import DerivativesWriter, write_text
 from rgenima_app.bids.inputs import T1wSample
 from rgenima_app.config import RunConfig
 from rgenima_app.errors import ProcessingError, RgenimaError
+from rgenima_app.genetics.participant import participant_genotypes, write_participant_genotypes
 from rgenima_app.imaging.participant import process_participant_imaging, write_participant_imaging
 
 log = logging.getLogger("rgenima")
@@ -23,6 +24,8 @@ log = logging.getLogger("rgenima")
 def process_samples(config: RunConfig, writer: DerivativesWriter, samples: list[T1wSample],
                     participants: pd.DataFrame) -> None:
     failed: list[tuple[str, str]] = []
+    if config.genotypes is not None:
+        failed += genotype_stage(config, writer, sorted({s.subject for s in samples}), participants)
     for sample in tqdm(samples, desc="participants", unit="sample", disable=None):
         try:
             process_sample(config, writer, sample, participants)
@@ -43,6 +46,21 @@ def process_samples(config: RunConfig, writer: DerivativesWriter, samples: list[
         raise ProcessingError(f"{len(failed)} of {len(samples)} sample(s) failed:\n  {listing}",
                               hint="see OUTPUT_DIR/logs; rerun the same command to retry them (finished ones are kept)")
     log.info("participant level finished: %d sample(s)", len(samples))
+
+
+def genotype_stage(config: RunConfig, writer: DerivativesWriter, subjects: list[str],
+                   participants: pd.DataFrame) -> list[tuple[str, str]]:
+    """Panel genotypes of each subject (once per participant, whatever its sessions)."""
+    tables = participant_genotypes(config.genotypes, participants, subjects, genome_build=config.genome_build,
+                                   panel_path=config.gene_panel)
+    for subject in subjects:
+        table = tables.get(f"sub-{subject}")
+        if table is not None:
+            write_participant_genotypes(writer, subject, table, config.genotypes, config.genome_build)
+    missing = [f"sub-{s}" for s in subjects if f"sub-{s}" not in tables]
+    if missing and len(missing) == len(subjects):
+        return [(", ".join(missing), f"no genotype sample in {config.genotypes}")]
+    return []
 
 
 def process_sample(config: RunConfig, writer: DerivativesWriter, sample: T1wSample,

@@ -266,23 +266,13 @@ def write_bids_dataset_files(bids: Path, params: GeneratorParameters, participan
         "MRAcquisitionType": "3D"}, indent=2) + "\n")
 
 
-def write_plink(prefix: Path, snps: pd.DataFrame, dosage: np.ndarray, sample_ids: list[str], sexes: list[str]) -> None:
-    from bed_reader import to_bed
-
-    prefix.parent.mkdir(parents=True, exist_ok=True)
-    to_bed(str(prefix) + ".bed", dosage.astype(np.float32), properties={
-        "fid": sample_ids, "iid": sample_ids, "sex": [1 if s == "M" else 2 for s in sexes],
-        "chromosome": snps["chrom"].tolist(), "sid": snps["snp"].tolist(), "cm_position": [0.0] * len(snps),
-        "bp_position": snps["pos"].tolist(), "allele_1": snps["a1"].tolist(), "allele_2": snps["a2"].tolist(),
-    }, count_A1=True)
-
-
 def generate_cohort(out: Path, params: GeneratorParameters, progress: bool = True) -> dict:
     """Write the cohort folder (bids/, freesurfer/, genotypes/, ground_truth.json/.tsv); return the truth."""
     import nibabel as nib
     from tqdm import tqdm
 
     from rgenima_app.genetics.panel import load_gene_panel
+    from rgenima_app.genetics.writers import write_plink
     from rgenima_app.imaging.roi_table import load_roi_table, resolve_roi_names
     from rgenima_app.synthetic_phantom import build_phantom
 
@@ -356,7 +346,9 @@ def generate_cohort(out: Path, params: GeneratorParameters, progress: bool = Tru
             truth_rows.append((f"sub-{labels[i]}", session, STAGES[stage[i]], gene_post[i], image_lik))
             bar.update()
     bar.close()
-    write_plink(out / "genotypes" / "cohort", snps, dosage, genetic_ids, sexes)
+    (out / "genotypes").mkdir(parents=True, exist_ok=True)
+    coded = np.where(np.isnan(dosage), -1, dosage).astype(np.int8).T  # SNP-major, -1 = missing call
+    write_plink(out / "genotypes" / "cohort", snps, coded, genetic_ids, sexes=[1 if s == "M" else 2 for s in sexes])
     return write_ground_truth(out, params, snps, causal, betas, thresholds, prior, truth_rows, base, table)
 
 

@@ -18,8 +18,12 @@ _DOSAGE_TO_CODE = {2: 0b00, 1: 0b10, 0: 0b11, -1: 0b01}
 
 
 def write_plink(prefix: str | os.PathLike, variants: pd.DataFrame, dosage: np.ndarray,
-                samples: Sequence[str], fids: Sequence[str] | None = None) -> Path:
-    """Write ``prefix.bed/.bim/.fam`` (SNP-major); ``variants`` has ``snp, chrom, pos, a1, a2``."""
+                samples: Sequence[str], fids: Sequence[str] | None = None,
+                sexes: Sequence[int] | None = None) -> Path:
+    """Write ``prefix.bed/.bim/.fam`` (SNP-major); ``variants`` has ``snp, chrom, pos, a1, a2``.
+
+    ``sexes``: PLINK sex codes (1 male, 2 female, 0 unknown) of the samples; unknown by default.
+    """
     prefix = Path(prefix)
     dosage = np.asarray(dosage, dtype=np.int8)
     n_var, n_samp = dosage.shape
@@ -38,7 +42,8 @@ def write_plink(prefix: str | os.PathLike, variants: pd.DataFrame, dosage: np.nd
                         "pos": variants["pos"].astype(int), "a1": variants["a1"], "a2": variants["a2"]})
     bim.to_csv(prefix.with_name(prefix.name + ".bim"), sep="\t", header=False, index=False)
     fam = pd.DataFrame({"fid": list(fids) if fids is not None else list(samples), "iid": list(samples),
-                        "father": 0, "mother": 0, "sex": 0, "phenotype": -9})
+                        "father": 0, "mother": 0, "sex": list(sexes) if sexes is not None else 0,
+                        "phenotype": -9})
     fam.to_csv(prefix.with_name(prefix.name + ".fam"), sep=" ", header=False, index=False)
     return prefix.with_name(prefix.name + ".bed")
 

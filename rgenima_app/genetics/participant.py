@@ -1,0 +1,57 @@
+"""The participant level's genotype stage: panel genotypes of the selected participants, as derivatives.
+
+Without a model, the SNP panel is every SNP of the gene panel's regions that passes QC in the whole
+genotype file (``select_panel_snps`` on all its samples), and missing calls are imputed with the file's
+A1 frequencies. With a model, the caller passes the model's own SNP panel (training frequencies).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from rgenima_app.genetics.extract import panel_genotypes, select_panel_snps
+from rgenima_app.genetics.panel import gene_panel
+from rgenima_app.genetics.readers import open_genotypes
+from rgenima_app.genetics.samples import match_samples
+
+log = logging.getLogger("rgenima")
+
+
+def participant_genotypes(genotypes: str | os.PathLike, participants: pd.DataFrame, subjects: list[str], *,
+                          genome_build: str = "GRCh37", panel_path: str | os.PathLike | None = None,
+                          snp_panel: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
+    """Panel genotypes (``snp, gene, chrom, pos, a1, a2, dosage, imputed``) of each subject that has them.
+
+    ``participants``: the participants.tsv table (index: labels without ``sub-``; optional ``genetic_id``).
+    ``subjects``: the labels to process. Subjects without a genotype sample are logged and left out.
+    """
+    reader = open_genotypes(genotypes)
+    if snp_panel is None:
+        snp_panel, _ = select_panel_snps(reader, gene_panel(panel_path, genome_build), build=genome_build)
+        log.info("%s: %d SNPs of the gene panel pass QC (all %d samples)", reader.path.name, len(snp_panel),
+                 len(reader.samples))
+    table = pd.DataFrame({"participant_id": [f"sub-{s}" for s in subjects]})
+    if "genetic_id" in participants.columns:
+        table["genetic_id"] = [participants["genetic_id"].get(s) for s in subjects]
+    match = match_samples(table, reader.samples)
+    match.log(log, source=reader.path.name)
+    if not match.matched:
+        return {}
+    return panel_genotypes(reader, snp_panel, match.matched)
+
+
+def write_participant_genotypes(writer, subject: str, table: pd.DataFrame, genotypes: Path,
+                                genome_build: str) -> Path:
+    """``sub-XX/genotype/sub-XX_desc-panel_genotypes.tsv`` with its sidecar."""
+    path = writer.path(subject, datatype="genotype", desc="panel", suffix="genotypes", extension=".tsv")
+    sidecar = {
+        "Description": "Genotypes of the gene panel's SNPs for this participant",
+        "Sources": [writer.source_uri(genotypes)],
+        "DosageOf": "the A1 allele of the panel (PLINK A1 / VCF ALT), 0-2; imputed calls are fractional",
+        "GenomeBuild": genome_build,
+        "imputed": "true where the call was missing or the SNP absent: dosage = 2 x A1 frequency",
+    }
+    return writer.write_tsv(path, table, sidecar=sidecar)
