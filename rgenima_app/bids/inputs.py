@@ -62,7 +62,7 @@ def read_participants(bids_dir: Path, diagnosis_column: str = "diagnosis", requi
         return pd.DataFrame(columns=["diagnosis"]).rename_axis("participant")
     try:
         table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise MissingInputError(f"cannot read {path}: {exc}", hint="participants.tsv must be tab-separated text") from exc
     if "participant_id" not in table.columns:
         raise UsageError(f"{path} has no 'participant_id' column", hint="BIDS requires it as the first column")
