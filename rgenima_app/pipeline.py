@@ -143,5 +143,12 @@ def run_participant_level(config: RunConfig, writer: DerivativesWriter, run_id: 
 
 # -- group level ------------------------------------------------------------------------------------
 def run_group_level(config: RunConfig, writer: DerivativesWriter, run_id: str) -> None:
-    # --train and --model are refused by _refuse_stages_not_built until their stages exist.
-    raise ProcessingError("the group level is not available in this version")
+    """``--train``: train and evaluate a model (training package); ``--model``: cohort analysis."""
+    if config.train:
+        from rgenima_app.training.group import train_group
+
+        train_group(config, writer, run_id)
+    else:
+        from rgenima_app.analysis.cohort import analyse_group
+
+        analyse_group(config, writer, run_id)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -59,6 +60,17 @@ class LoadedBundle:
     def roi_size(self) -> int | None:
         return self.metadata["rois"]["size"]
 
+    @property
+    def name(self) -> str:
+        """The model label of output file names (``desc-<name>``)."""
+        return self.metadata.get("name") or model_label(self.path.name)
+
+    @property
+    def roi_extraction(self) -> dict:
+        """ROI extraction settings of training: ``{"mode": ..., "normalization": ...}``."""
+        rois = self.metadata["rois"]
+        return {"mode": rois.get("mode", "stretch"), "normalization": rois.get("normalization", "wm")}
+
     def was_trained_on(self, participant_id: str) -> bool:
         """Whether ``participant_id`` (with or without ``sub-``) is among the hashed training participants."""
         training = self.metadata.get("training") or {}
@@ -83,8 +95,14 @@ def training_summary(participants: list[str], **fields) -> dict:
 def save_bundle(path: str | Path, model: RGenIMA, *, genome_build: str | None = None,
                 snp_text_format: str | None = None, training: dict | None = None,
                 metrics: dict | None = None, snp_panel: pd.DataFrame | None = None,
-                model_card_notes: str = "", overwrite: bool = False) -> Path:
-    """Write ``model`` as a bundle at ``path`` (atomically: built beside it, then renamed into place)."""
+                model_card_notes: str = "", overwrite: bool = False, name: str | None = None,
+                roi_mode: str = "stretch", roi_normalization: str = "wm") -> Path:
+    """Write ``model`` as a bundle at ``path`` (atomically: built beside it, then renamed into place).
+
+    ``name`` is the model label used in output file names (``desc-<name>``; letters and digits only;
+    default: the directory name without other characters). ``roi_mode`` and ``roi_normalization`` are
+    the ROI extraction settings the image encoder was trained with; prediction must use the same.
+    """
     path = Path(path)
     if path.exists() and not overwrite:
         raise OutputNotWritableError(f"model bundle {path} already exists", "choose another name or remove it")
@@ -94,7 +112,9 @@ def save_bundle(path: str | Path, model: RGenIMA, *, genome_build: str | None = 
     except OSError as exc:
         raise OutputNotWritableError(f"cannot write the model bundle under {path.parent}: {exc}") from exc
     try:
-        metadata = _write_contents(tmp, model, genome_build, snp_text_format, training, metrics, snp_panel)
+        metadata = _write_contents(tmp, model, genome_build, snp_text_format, training, metrics, snp_panel,
+                                   name=model_label(name or path.name),
+                                   imaging={"mode": roi_mode, "normalization": roi_normalization})
         (tmp / "MODEL_CARD.md").write_text(model_card(metadata, model_card_notes))
         if path.exists():
             shutil.rmtree(path)
@@ -105,7 +125,16 @@ def save_bundle(path: str | Path, model: RGenIMA, *, genome_build: str | None = 
     return path
 
 
-def _write_contents(root: Path, model: RGenIMA, genome_build, snp_text_format, training, metrics, snp_panel):
+def model_label(name: str) -> str:
+    """A BIDS-safe model label (letters and digits) for ``desc-<label>`` from a bundle or run name."""
+    label = re.sub(r"[^A-Za-z0-9]", "", str(name))
+    if not label:
+        raise UsageError(f"model name {name!r} has no letter or digit", "name the model with letters and digits")
+    return label
+
+
+def _write_contents(root: Path, model: RGenIMA, genome_build, snp_text_format, training, metrics, snp_panel,
+                    name: str, imaging: dict):
     encoder = model.image_encoder
     encoder_meta = None
     if encoder is not None:
@@ -134,8 +163,9 @@ def _write_contents(root: Path, model: RGenIMA, genome_build, snp_text_format, t
         "format": BUNDLE_FORMAT,
         "format_version": BUNDLE_FORMAT_VERSION,
         "app_version": __version__,
+        "name": name,
         "labels": list(STAGES),
-        "rois": {"names": roi_names(), "size": roi_size, "n_image_tokens": model.n_image_tokens},
+        "rois": {"names": roi_names(), "size": roi_size, "n_image_tokens": model.n_image_tokens, **imaging},
         "genome_build": genome_build,
         "snp_text_format": snp_text_format,
         "prompt": {"template": model.prompt_template, "chat_format": model.chat_format,
