@@ -103,11 +103,9 @@ def check_arguments(config: RunConfig) -> None:
 def _refuse_stages_not_built(config: RunConfig) -> None:
     """Stages of later releases fail loudly (exit 1) before any work, never silently."""
     missing = []
-    if config.model is not None:
+    if config.model is not None and config.analysis_level == "participant":
         missing.append("prediction and interpretation with --model")
-    if config.train:
-        missing.append("training with --train")
-    if config.reports_only:
+    if config.reports_only and config.analysis_level == "participant":
         missing.append("--reports-only")
     if missing:
         raise ProcessingError(f"{' and '.join(missing)}: not available in rgenima {__version__}",

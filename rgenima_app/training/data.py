@@ -1,0 +1,135 @@
+"""The training cohort: labelled samples, their ROI patches (imaging stage) and panel genotypes.
+
+Imaging is label-free and fold-independent: every sample's ROIs are extracted once (reusing
+FreeSurfer subjects and the work-dir ROI cache). Genotype QC is fitted per fold on that fold's
+training participants only (missingness, MAF, HWE and the A1 frequencies used to impute missing
+calls), and every participant's panel genotypes are then read with that panel.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from rgenima_app.bids.inputs import T1wSample
+from rgenima_app.config import RunConfig
+from rgenima_app.errors import NoDataError, ProcessingError, RgenimaError
+from rgenima_app.genetics.extract import panel_genotypes, select_panel_snps
+from rgenima_app.genetics.panel import gene_panel
+from rgenima_app.genetics.readers import open_genotypes
+from rgenima_app.genetics.samples import match_samples
+from rgenima_app.imaging.participant import process_participant_imaging
+from rgenima_app.training.settings import TrainSettings
+
+log = logging.getLogger("rgenima")
+
+
+@dataclass
+class CohortSample:
+    """One labelled sample (participant, session) and where its inputs are."""
+
+    name: str                       # sub-01 or sub-01_ses-1
+    participant: str                # label without sub-
+    session: str | None
+    diagnosis: str
+    patches: Path | None = None     # (109, S, S, S) float32 .npy in the work dir
+    volumes_mm3: np.ndarray | None = None
+
+
+@dataclass
+class Cohort:
+    """Labelled samples with their imaging; ``genetic_ids`` maps participant label -> genotype sample."""
+
+    samples: list[CohortSample]
+    genetic_ids: dict[str, str] = field(default_factory=dict)
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame([{"name": s.name, "participant": s.participant, "session": s.session,
+                              "diagnosis": s.diagnosis} for s in self.samples])
+
+    def labels(self) -> pd.Series:
+        """One stage per participant (sessions share it)."""
+        table = self.table().drop_duplicates("participant")
+        return pd.Series(table["diagnosis"].to_numpy(), index=table["participant"].to_numpy())
+
+
+def labelled_samples(t1w: list[T1wSample], participants: pd.DataFrame) -> list[CohortSample]:
+    """The samples whose participant has a diagnosis; the others are listed in the log."""
+    diagnosis = participants["diagnosis"] if "diagnosis" in participants else pd.Series(dtype=object)
+    samples, unlabelled = [], []
+    for s in t1w:
+        stage = diagnosis.get(s.subject)
+        if stage is None or pd.isna(stage):
+            unlabelled.append(s.name)
+            continue
+        samples.append(CohortSample(s.name, s.subject, s.session, str(stage)))
+    if unlabelled:
+        log.warning("%d sample(s) without a diagnosis are left out of training: %s", len(unlabelled),
+                    ", ".join(unlabelled[:20]) + (" ..." if len(unlabelled) > 20 else ""))
+    if not samples:
+        raise NoDataError("no selected participant has a diagnosis in participants.tsv",
+                          hint="training needs the 'diagnosis' column filled (NC, SMC, MCI, AD)")
+    return samples
+
+
+def prepare_imaging(config: RunConfig, t1w: list[T1wSample], samples: list[CohortSample],
+                    settings: TrainSettings) -> None:
+    """FreeSurfer (reuse or recon-all) and ROI patches of every sample; fills ``patches``/``volumes``."""
+    by_name = {s.name: s for s in t1w}
+    failed = []
+    for sample in tqdm(samples, desc="ROI extraction", unit="sample", disable=None):
+        source = by_name[sample.name]
+        try:
+            imaging = process_participant_imaging(
+                source.subject, source.session, source.t1w, config.fs_subjects_dir, config.work_dir,
+                roi_size=config.roi_size, mode=settings.imaging.mode, normalization=settings.imaging.normalization,
+                device=config.device, fs_license_file=config.fs_license_file, fs_no_reconall=config.fs_no_reconall,
+                omp_nthreads=config.omp_nthreads, nprocs=config.nprocs, use_plugin=config.use_plugin,
+                crash_dir=config.output_dir / "logs", stop_on_first_crash=config.stop_on_first_crash)
+        except RgenimaError as exc:
+            if config.stop_on_first_crash:
+                raise
+            failed.append(f"{sample.name}: {str(exc).splitlines()[0]}")
+            continue
+        sample.patches = imaging.patches_path
+        sample.volumes_mm3 = imaging.morph["volume_mm3"].to_numpy(float)
+    if failed:
+        raise ProcessingError(f"the imaging stage failed for {len(failed)} training sample(s):\n  " + "\n  ".join(failed),
+                              hint="fix or exclude them (--participant-label); finished samples are cached")
+
+
+def match_genotypes(config: RunConfig, participants: pd.DataFrame, cohort: Cohort) -> None:
+    """Fill ``cohort.genetic_ids`` from participants.tsv ``genetic_id`` or the labels; log the rest."""
+    reader = open_genotypes(config.genotypes)
+    labels = sorted({s.participant for s in cohort.samples})
+    table = pd.DataFrame({"participant_id": [f"sub-{p}" for p in labels]})
+    if "genetic_id" in participants.columns:
+        table["genetic_id"] = [participants["genetic_id"].get(p) for p in labels]
+    match = match_samples(table, reader.samples)
+    match.log(log, source=reader.path.name)
+    cohort.genetic_ids = {pid.removeprefix("sub-"): sample for pid, sample in match.matched.items()}
+    if not cohort.genetic_ids:
+        raise NoDataError(f"no labelled participant has a genotype sample in {config.genotypes}",
+                          hint="match participant labels or participants.tsv 'genetic_id' to the sample IDs "
+                               f"of the file (e.g. {', '.join(reader.samples[:3])})")
+
+
+def fold_genotypes(config: RunConfig, settings: TrainSettings, cohort: Cohort,
+                   train_participants: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, pd.DataFrame]]:
+    """QC on this fold's training participants -> (snp_panel, qc_report, participant -> panel table)."""
+    train_ids = [cohort.genetic_ids[p] for p in train_participants if p in cohort.genetic_ids]
+    if not train_ids:
+        raise NoDataError("no training participant of this split has genotypes",
+                          hint="check the sample IDs of --genotypes against participants.tsv")
+    g = settings.genetics
+    snp_panel, report = select_panel_snps(config.genotypes, gene_panel(config.gene_panel, config.genome_build),
+                                          build=config.genome_build, samples=train_ids,
+                                          geno=g.geno, maf=g.maf, hwe=g.hwe)
+    log.info("genotype QC on %d training participants: %d of %d panel variants kept", len(train_ids),
+             len(snp_panel), len(report))
+    tables = panel_genotypes(config.genotypes, snp_panel, cohort.genetic_ids)
+    return snp_panel, report, tables

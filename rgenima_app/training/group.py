@@ -1,0 +1,265 @@
+"""``rgenima BIDS OUT group --train``: cohort -> splits -> genotype QC -> stage 1 -> stage 2 -> evaluation.
+
+Per fold (one for a plain split): genotype QC on the fold's training participants, the RiT trained
+and frozen (stage 1), its tokens cached, the connector + LLM trained (stage 2), test participants
+evaluated, and the model bundle written. Outputs (model label ``<m>``, from the train config's
+``name``): ``models/<m>/`` (``<m>fold<k>`` with k-fold), ``desc-<m>_split.tsv``,
+``desc-<m>_evaluation.tsv`` (held-out metrics with CIs, one row per model and metric, baselines
+included), ``desc-<m>_testpredictions.tsv`` and ``figures/desc-<m>_training.svg``.
+
+Work that is done is not redone: ROI patches, stage-1 weights and RiT tokens are cached in the work
+dir, and stage 2 resumes from its last checkpoint, so an interrupted run finishes when rerun with the
+same command.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from rgenima_app import __version__
+from rgenima_app.bids.derivatives import DerivativesWriter, write_json, write_tsv
+from rgenima_app.bids.inputs import collect_t1w, load_bids_filters, read_participants
+from rgenima_app.bids.validation import validate_bids
+from rgenima_app.config import RunConfig, read_train_config
+from rgenima_app.errors import OutputNotWritableError, UsageError
+from rgenima_app.imaging.roi_table import load_roi_table
+from rgenima_app.models.bundle import model_label, save_bundle, training_summary
+from rgenima_app.models.finetune import LoraSettings, set_finetune_mode, trainable_parameters
+from rgenima_app.models.llm import build_llm
+from rgenima_app.models.mllm import RGenIMA
+from rgenima_app.models.tiny_llm import TinyLLMConfig
+from rgenima_app.training import data as cohort_data
+from rgenima_app.training.evaluate import evaluate_probabilities, predict_items, prediction_table
+from rgenima_app.training.metrics import summarize_folds
+from rgenima_app.training.settings import TrainSettings, train_settings
+from rgenima_app.training.splits import Fold, make_folds, split_table
+from rgenima_app.training.stage1 import load_rit, rit_config, save_rit, train_stage1
+from rgenima_app.training.stage2 import Stage2Item, Stage2Trainer
+from rgenima_app.training.tokens import rit_tokens
+
+log = logging.getLogger("rgenima")
+
+
+def resolve_device(choice: str) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA GPU is visible", hint="use --device cpu or auto")
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(choice)
+
+
+def bundle_names(label: str, folds: int) -> list[str]:
+    return [label] if not folds else [f"{label}fold{k + 1}" for k in range(folds)]
+
+
+def train_group(config: RunConfig, writer: DerivativesWriter, run_id: str) -> None:
+    settings = train_settings(read_train_config(config.train_config) if config.train_config else None,
+                              config.train_config or "--train-config")
+    label = model_label(settings.name)
+    names = bundle_names(label, settings.split.folds)
+    existing = [n for n in names if (config.output_dir / "models" / n).exists()]
+    if existing:
+        raise OutputNotWritableError(
+            f"model bundle(s) {', '.join(str(config.output_dir / 'models' / n) for n in existing)} already exist",
+            hint="rgenima never overwrites a trained model: remove it, or set another name in --train-config")
+    if config.genotypes is None:
+        raise UsageError("training needs --genotypes (every data configuration reads the SNP text)",
+                         hint="give the cohort's PLINK .bed/prefix or VCF")
+    if not config.skip_bids_validation:
+        validate_bids(config.bids_dir)
+    device = resolve_device(config.device)
+    t1w = collect_t1w(config.bids_dir, config.participant_label, config.session_label,
+                      load_bids_filters(config.bids_filter_file))
+    participants = read_participants(config.bids_dir, required=True)
+    cohort = cohort_data.Cohort(cohort_data.labelled_samples(t1w, participants))
+    cohort_data.match_genotypes(config, participants, cohort)
+    _select_samples(cohort, settings)
+    if settings.data != "gene":
+        cohort_data.prepare_imaging(config, t1w, cohort.samples, settings)
+    labels = cohort.labels()
+    folds = make_folds(labels, settings.split.test, settings.split.validation, settings.split.folds,
+                       settings.split.seed if settings.split.seed else config.seed)
+    writer.initialize(load_roi_table())
+    config.save(config.output_dir / "logs", run_id)
+    table = split_table(cohort.table(), folds)
+    write_json(writer.path(None, desc=label, suffix="split", extension=".json"), SPLIT_SIDECAR)
+    write_tsv(writer.path(None, desc=label, suffix="split", extension=".tsv"), table)
+    log.info("training %s on %d samples of %d participants (%s), %d fold(s), device %s", label,
+             len(cohort.samples), len(labels), settings.data, len(folds), device)
+
+    results = [train_fold(config, settings, cohort, fold, names[fold.index], device) for fold in folds]
+    write_evaluation(writer, label, settings, results)
+    from rgenima_app.reports.training import write_training_figure
+
+    write_training_figure(config.output_dir / "figures" / f"desc-{label}_training.svg",
+                          {names[r["fold"]]: r["curves"] for r in results})
+    log.info("training finished: %s", ", ".join(str(config.output_dir / "models" / n) for n in names))
+
+
+SPLIT_SIDECAR = {
+    "Description": "Participant-disjoint split of the training run (all sessions of a participant on one side)",
+    "fold": {"Description": "fold index (0 for a single train/validation/test split)"},
+    "role": {"Description": "train, validation (early stopping) or test (held-out evaluation only)",
+             "Levels": {"train": "training", "validation": "early stopping / model selection",
+                        "test": "held-out evaluation", "excluded": "not used in this fold"}},
+    "diagnosis": {"Description": "stage from participants.tsv (NC, SMC, MCI, AD)"},
+}
+
+
+def _select_samples(cohort: cohort_data.Cohort, settings: TrainSettings) -> None:
+    """Keep the samples the data configuration can use; gene-only needs one sample per participant."""
+    no_genotypes = sorted({s.name for s in cohort.samples if s.participant not in cohort.genetic_ids})
+    if no_genotypes:
+        log.warning("%d sample(s) without genotypes are left out of training: %s", len(no_genotypes),
+                    ", ".join(no_genotypes[:20]))
+    kept = [s for s in cohort.samples if s.participant in cohort.genetic_ids]
+    if settings.data == "gene":  # the SNP text is the same for every session
+        seen: set[str] = set()
+        kept = [s for s in kept if not (s.participant in seen or seen.add(s.participant))]
+    cohort.samples = kept
+
+
+def run_key(config: RunConfig, settings: TrainSettings, cohort: cohort_data.Cohort, fold: Fold) -> str:
+    """What the fold's trained state depends on: settings, options, inputs and the split."""
+    parts = {
+        "settings": settings.to_dict(), "llm": config.llm, "finetune": config.finetune, "seed": config.seed,
+        "roi_size": config.roi_size, "deepspeed": config.deepspeed, "genotypes": str(config.genotypes),
+        "genotypes_mtime": Path(config.genotypes).stat().st_mtime_ns,
+        "samples": [(s.name, s.diagnosis, str(s.patches)) for s in cohort.samples],
+        "roles": sorted(fold.roles.items()), "version": __version__,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def build_model(config: RunConfig, settings: TrainSettings, image_dim: int, n_image_tokens: int,
+                device: torch.device) -> RGenIMA:
+    """A fresh R-GenIMA (LLM from ``--llm``, connector) in the ``--finetune`` mode, seeded."""
+    torch.manual_seed(config.seed)
+    tiny = TinyLLMConfig(**{**asdict(TinyLLMConfig()), **settings.tiny, "seed": config.seed})
+    llm, tokenizer, description = build_llm(config.llm, tiny=tiny)
+    model = RGenIMA(llm, tokenizer, image_dim=image_dim, n_image_tokens=n_image_tokens,
+                    connector=settings.stage2.connector, llm_description=description)
+    lora = LoraSettings(r=settings.lora.r, alpha=settings.lora.alpha, dropout=settings.lora.dropout)
+    set_finetune_mode(model, config.finetune, lora)
+    return model.to(device)
+
+
+def train_fold(config: RunConfig, settings: TrainSettings, cohort: cohort_data.Cohort, fold: Fold,
+               bundle_name: str, device: torch.device) -> dict:
+    """Everything of one fold; returns its test predictions, metrics and curves."""
+    state_dir = config.work_dir / "training" / run_key(config, settings, cohort, fold)
+    train_p, val_p, test_p = (set(fold.participants(r)) for r in ("train", "validation", "test"))
+    log.info("fold %d: %d train, %d validation, %d test participants", fold.index, len(train_p), len(val_p), len(test_p))
+    snp_panel, qc_report, genotypes = cohort_data.fold_genotypes(config, settings, cohort, sorted(train_p))
+    in_role = lambda role: [s for s in cohort.samples if s.participant in role]  # noqa: E731
+
+    rit, curves, tokens = None, {}, {}
+    if settings.data != "gene":
+        rit_file = state_dir / "stage1" / "rit.safetensors"
+        rit_cfg = rit_config(settings.stage1, config.roi_size)
+        if rit_file.is_file():
+            log.info("stage 1: reusing the trained RiT in %s", rit_file)
+            rit = load_rit(rit_cfg, rit_file, device)
+            stage1_curve = json.loads((state_dir / "stage1" / "curve.json").read_text())
+        else:
+            rit, curve = train_stage1(in_role(train_p), in_role(val_p), settings.stage1, config.roi_size,
+                                      config.seed, device)
+            save_rit(rit, rit_file)
+            stage1_curve = curve.to_dict()
+            (state_dir / "stage1" / "curve.json").write_text(json.dumps(stage1_curve))
+        curves["stage1"] = stage1_curve
+        tokens = rit_tokens(rit, cohort.samples, config.work_dir / "tokens", device, settings.stage1.batch_size)
+
+    items = {s.name: Stage2Item(s.name, s.participant, s.diagnosis, genotypes.get(s.participant),
+                                tokens.get(s.name)) for s in cohort.samples}
+    pick = lambda role: [items[s.name] for s in in_role(role)]  # noqa: E731
+    dim = rit.config.dim if rit is not None else settings.stage1.dim
+    model = build_model(config, settings, dim, rit.config.n_rois if rit is not None else 109, device)
+    log.info("stage 2: %s", trainable_parameters(model))
+    trainer = Stage2Trainer(model, settings.stage2, data=settings.data, fmt=settings.genetics.snp_text_format,
+                            seed=config.seed, device=device, checkpoint_dir=state_dir / "stage2" / "checkpoint",
+                            deepspeed_config=deepspeed_config(config, settings))
+    curves["stage2"] = trainer.fit(pick(train_p), pick(val_p)).to_dict()
+    model.image_encoder = rit
+
+    test_items = pick(test_p)
+    proba = predict_items(model, test_items, settings.data, settings.genetics.snp_text_format,
+                          settings.stage2.eval_batch_size)
+    report = evaluate_probabilities(test_items, proba, n_boot=1000, seed=config.seed)
+    predictions = prediction_table(test_items, proba, fold.index, bundle_name)
+    training = training_summary(
+        sorted(train_p | val_p), fold=fold.index, data=settings.data, n_test=len(test_p),
+        split={"test": settings.split.test, "validation": settings.split.validation, "folds": settings.split.folds},
+        settings=settings.to_dict(), seed=config.seed, curves=curves,
+        qc={"variants_read": int(len(qc_report)), "snps_kept": int(len(snp_panel))})
+    metrics = {"test": report.to_dict(), "n_test_samples": len(test_items),
+               "confusion": report.confusion.to_dict(orient="index")}
+    bundle = config.output_dir / "models" / bundle_name
+    save_bundle(bundle, model, genome_build=config.genome_build, snp_text_format=settings.genetics.snp_text_format,
+                training=training, metrics=metrics, snp_panel=snp_panel, name=bundle_name,
+                roi_mode=settings.imaging.mode, roi_normalization=settings.imaging.normalization,
+                model_card_notes=model_card_notes(settings, report, len(test_items)))
+    log.info("fold %d: test accuracy %.3f (%d samples); bundle %s", fold.index,
+             report.table.set_index("metric").loc["accuracy", "value"], len(test_items), bundle)
+    shutil.rmtree(state_dir / "stage2" / "checkpoint", ignore_errors=True)  # the bundle now holds the result
+    return {"fold": fold.index, "report": report, "predictions": predictions, "curves": curves,
+            "bundle": bundle, "baselines": []}
+
+
+def deepspeed_config(config: RunConfig, settings: TrainSettings) -> dict | None:
+    if config.deepspeed is None:
+        return None
+    from rgenima_app.training.distributed import load_deepspeed_config
+
+    return load_deepspeed_config(config.deepspeed, settings.stage2)
+
+
+def model_card_notes(settings: TrainSettings, report, n_test: int) -> str:
+    rows = report.table.set_index("metric")
+    lines = [f"Held-out test set: {n_test} samples (participant-disjoint split; no test participant was used for "
+             "training, early stopping or QC).", "", "| metric | value | 95% CI |", "|---|---|---|"]
+    for metric in ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc"):
+        r = rows.loc[metric]
+        lines.append(f"| {metric} | {r['value']:.3f} | {r['ci_low']:.3f} – {r['ci_high']:.3f} |")
+    lines += ["", f"Data configuration: {settings.data}; SNP text: {settings.genetics.snp_text_format}."]
+    return "\n".join(lines)
+
+
+EVALUATION_SIDECAR = {
+    "Description": "Held-out (test-set) metrics of the training run, with participant-bootstrap 95% CIs; "
+                   "one row per model (R-GenIMA and any baselines), fold and metric",
+    "model": {"Description": "the model: the R-GenIMA bundle name or a baseline"},
+    "fold": {"Description": "fold index; 'mean' rows summarise k-fold (value = mean, ci_low/ci_high = mean -/+ sd)"},
+    "metric": {"Description": "accuracy, macro_f1, balanced_accuracy, macro_auc and per-class precision, recall, "
+                              "f1, specificity, auc"},
+    "value": {"Description": "metric on the test participants"},
+    "ci_low": {"Description": "2.5th percentile of 1000 participant-bootstrap resamples"},
+    "ci_high": {"Description": "97.5th percentile of 1000 participant-bootstrap resamples"},
+}
+
+
+def write_evaluation(writer: DerivativesWriter, label: str, settings: TrainSettings, results: list[dict]) -> None:
+    rows = []
+    for r in results:
+        for name, report in [(r["bundle"].name, r["report"]), *r["baselines"]]:
+            rows.append(report.table.assign(model=name, fold=r["fold"], data=settings.data))
+    table = pd.concat(rows, ignore_index=True)[["model", "data", "fold", "metric", "value", "ci_low", "ci_high"]]
+    if len(results) > 1:
+        summary = summarize_folds([r["report"] for r in results])
+        table = pd.concat([table, pd.DataFrame({
+            "model": label, "data": settings.data, "fold": "mean", "metric": summary["metric"],
+            "value": summary["mean"], "ci_low": summary["mean"] - summary["sd"],
+            "ci_high": summary["mean"] + summary["sd"]})], ignore_index=True)
+    write_json(writer.path(None, desc=label, suffix="evaluation", extension=".json"), EVALUATION_SIDECAR)
+    write_tsv(writer.path(None, desc=label, suffix="evaluation", extension=".tsv"), table)
+    predictions = pd.concat([r["predictions"] for r in results], ignore_index=True)
+    write_json(writer.path(None, desc=label, suffix="testpredictions", extension=".json"), {
+        "Description": "Class probabilities of the held-out test samples of each fold (training-time evaluation)"})
+    write_tsv(writer.path(None, desc=label, suffix="testpredictions", extension=".tsv"), predictions)

@@ -1,0 +1,185 @@
+"""Training settings: defaults, overridden by ``--train-config`` (TOML) and by the command line.
+
+A train config has one table per part; every key is optional::
+
+    name = "rgenima"                 # model label: models/<name>/, desc-<name>_*
+    data = "image_gene"              # gene | image_gene | mixture
+    [split]   test = 0.2   validation = 0.15   folds = 0 (0: one split; k >= 2: k-fold)   seed = 0
+    [genetics] snp_text_format = "compact"   geno = 0.05   maf = 0.05   hwe = 1e-6
+    [imaging] mode = "stretch"   normalization = "wm"
+    [stage1]  epochs = 30  batch_size = 8  lr = 3e-4  weight_decay = 0.05  patience = 5  dim = 768
+              depth = 4  heads = 8  patch_encoder = "conv"  use_size_feature = false
+    [stage2]  epochs = 3  batch_size = 4  lr = 2e-6  ...  (see Stage2Settings)
+    [lora]    r = 16  alpha = 32  dropout = 0.05
+    [baselines] run = ["snp_mlp", "bert_rit_concat", ...]
+
+Unknown tables or keys are refused with the list of known ones, so a typo never silently falls back
+to a default.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from rgenima_app.errors import UsageError
+
+DATA_CONFIGS = ("gene", "image_gene", "mixture")
+
+
+@dataclass
+class SplitSettings:
+    test: float = 0.2
+    validation: float = 0.15
+    folds: int = 0
+    seed: int = 0
+
+
+@dataclass
+class GeneticsSettings:
+    snp_text_format: str = "compact"
+    geno: float = 0.05
+    maf: float = 0.05
+    hwe: float = 1e-6
+
+
+@dataclass
+class ImagingSettings:
+    mode: str = "stretch"
+    normalization: str = "wm"
+
+
+@dataclass
+class Stage1Settings:
+    epochs: int = 30
+    batch_size: int = 8
+    lr: float = 3e-4
+    weight_decay: float = 0.05
+    patience: int = 5
+    dim: int = 768
+    depth: int = 4
+    heads: int = 8
+    dropout: float = 0.1
+    patch_encoder: str = "conv"
+    use_size_feature: bool = False
+
+
+@dataclass
+class Stage2Settings:
+    epochs: int = 3
+    batch_size: int = 4
+    gradient_accumulation: int = 1
+    lr: float = 2e-6
+    connector_lr: float | None = None  # default: lr
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.03
+    max_grad_norm: float = 1.0
+    mixture_fraction: float = 0.5      # share of SNP-only copies in the mixture configuration
+    permute_genes: bool = True         # gene-block order augmentation (training samples only)
+    connector: str = "linear"
+    dtype: str = "auto"                # auto: bfloat16 on a GPU that supports it, else float32
+    checkpoint_every: int = 50         # optimizer steps between resumable checkpoints
+    eval_batch_size: int = 8
+    patience: int = 0                  # epochs without validation improvement before stopping (0: off)
+
+
+@dataclass
+class LoraTableSettings:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+
+
+@dataclass
+class BaselineSettings:
+    run: list[str] = field(default_factory=list)
+    epochs: int = 60
+    lr: float = 1e-3
+
+
+@dataclass
+class TrainSettings:
+    """Everything ``group --train`` needs besides the run configuration."""
+
+    name: str = "rgenima"
+    data: str = "image_gene"
+    tiny: dict = field(default_factory=dict)   # overrides of TinyLLMConfig for --llm tiny
+    split: SplitSettings = field(default_factory=SplitSettings)
+    genetics: GeneticsSettings = field(default_factory=GeneticsSettings)
+    imaging: ImagingSettings = field(default_factory=ImagingSettings)
+    stage1: Stage1Settings = field(default_factory=Stage1Settings)
+    stage2: Stage2Settings = field(default_factory=Stage2Settings)
+    lora: LoraTableSettings = field(default_factory=LoraTableSettings)
+    baselines: BaselineSettings = field(default_factory=BaselineSettings)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+_TABLES = {"split": SplitSettings, "genetics": GeneticsSettings, "imaging": ImagingSettings,
+           "stage1": Stage1Settings, "stage2": Stage2Settings, "lora": LoraTableSettings,
+           "baselines": BaselineSettings}
+
+
+def _fill(cls, values: dict, where: str):
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise UsageError(f"{where}: unknown key(s) {', '.join(unknown)}", hint=f"known keys: {', '.join(known)}")
+    defaults, values = cls(), dict(values)
+    for key, value in values.items():
+        default = getattr(defaults, key)
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise UsageError(f"{where}.{key} must be true or false, not {value!r}")
+        if isinstance(default, (int, float)) and not isinstance(default, bool) and \
+                (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise UsageError(f"{where}.{key} must be a number, not {value!r}")
+        if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float):
+            raise UsageError(f"{where}.{key} must be a whole number, not {value!r}")
+        if isinstance(default, float) and isinstance(value, int):
+            values[key] = float(value)
+    return cls(**values)
+
+
+def train_settings(document: dict | None, source: Path | str = "--train-config") -> TrainSettings:
+    """Settings from a parsed train-config TOML (or defaults when None); checked, never silently ignored."""
+    document = dict(document or {})
+    analysis = document.pop("analysis", None)  # read by the group analysis, not by training
+    del analysis
+    top = {k: v for k, v in document.items() if k not in _TABLES}
+    unknown = sorted(set(top) - {"name", "data", "tiny"})
+    if unknown:
+        raise UsageError(f"{source}: unknown key(s) or table(s) {', '.join(unknown)}",
+                         hint=f"known: name, data, tiny, {', '.join(_TABLES)}, analysis")
+    settings = TrainSettings(**{k: v for k, v in top.items()})
+    for table, cls in _TABLES.items():
+        if table in document:
+            if not isinstance(document[table], dict):
+                raise UsageError(f"{source}: '{table}' must be a table ([{table}])")
+            setattr(settings, table, _fill(cls, document[table], f"{source} [{table}]"))
+    check_settings(settings, source)
+    return settings
+
+
+def check_settings(s: TrainSettings, source: Path | str) -> None:
+    if s.data not in DATA_CONFIGS:
+        raise UsageError(f"{source}: data = {s.data!r}", hint=f"choose one of {', '.join(DATA_CONFIGS)}")
+    if not 0 < s.split.test < 1 or not 0 <= s.split.validation < 1 or s.split.test + s.split.validation >= 1:
+        raise UsageError(f"{source}: split fractions test={s.split.test}, validation={s.split.validation}",
+                         hint="each in [0, 1) (test > 0) and together below 1")
+    if s.split.folds == 1 or s.split.folds < 0:
+        raise UsageError(f"{source}: split.folds = {s.split.folds}", hint="0 for one split, or k >= 2 for k-fold")
+    if s.genetics.snp_text_format not in ("compact", "verbose"):
+        raise UsageError(f"{source}: genetics.snp_text_format = {s.genetics.snp_text_format!r}",
+                         hint="compact or verbose")
+    if s.imaging.mode not in ("stretch", "fit"):
+        raise UsageError(f"{source}: imaging.mode = {s.imaging.mode!r}", hint="stretch or fit")
+    if not 0 <= s.stage2.mixture_fraction <= 1:
+        raise UsageError(f"{source}: stage2.mixture_fraction must be in [0, 1]")
+    for table in (s.stage1, s.stage2):
+        if table.epochs < 1 or table.batch_size < 1:
+            raise UsageError(f"{source}: epochs and batch_size must be at least 1")
+    from rgenima_app.training.baselines import BASELINES
+
+    unknown = sorted(set(s.baselines.run) - set(BASELINES))
+    if unknown:
+        raise UsageError(f"{source}: unknown baseline(s) {', '.join(unknown)}", hint=f"known: {', '.join(BASELINES)}")

@@ -1,0 +1,122 @@
+"""Stage 1: the RiT learns 4-way stage classification from ROI patches; then it is frozen.
+
+Early stopping watches the validation loss (never the test set): the weights of the best
+validation epoch are kept. Without a validation set the last epoch's weights are kept. Patches are
+read from the work-dir cache (memory-mapped), one batch at a time. The trained weights are stored in
+the run's work directory, so a rerun does not train stage 1 again.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm import tqdm
+
+from rgenima_app import STAGES
+from rgenima_app.models.rit import RiT, RiTConfig, log_volumes
+from rgenima_app.training.data import CohortSample
+from rgenima_app.training.settings import Stage1Settings
+
+log = logging.getLogger("rgenima")
+
+
+@dataclass
+class Curve:
+    """Per-epoch losses/accuracies of one training stage (for the figure and the model card)."""
+
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"train_loss": self.train_loss, "val_loss": self.val_loss, "val_accuracy": self.val_accuracy}
+
+
+def rit_config(settings: Stage1Settings, roi_size: int) -> RiTConfig:
+    return RiTConfig(roi_size=roi_size, dim=settings.dim, depth=settings.depth, heads=settings.heads,
+                     dropout=settings.dropout, patch_encoder=settings.patch_encoder,
+                     use_size_feature=settings.use_size_feature)
+
+
+def image_batch(samples: list[CohortSample], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(patches (B, 109, S, S, S), log volumes (B, 109)) of some samples, on ``device``."""
+    patches = torch.from_numpy(np.stack([np.load(s.patches, mmap_mode="r") for s in samples])).to(device)
+    volumes = log_volumes(torch.from_numpy(np.stack([s.volumes_mm3 for s in samples]))).to(device)
+    return patches, volumes
+
+
+def _targets(samples: list[CohortSample], device) -> torch.Tensor:
+    return torch.tensor([STAGES.index(s.diagnosis) for s in samples], device=device)
+
+
+@torch.no_grad()
+def _evaluate(model: RiT, samples: list[CohortSample], batch_size: int, device) -> tuple[float, float]:
+    model.eval()
+    losses, correct = [], 0
+    for i in range(0, len(samples), batch_size):
+        batch = samples[i:i + batch_size]
+        patches, volumes = image_batch(batch, device)
+        logits = model(patches, volumes).logits
+        target = _targets(batch, device)
+        losses.append(float(nn.functional.cross_entropy(logits, target, reduction="sum")))
+        correct += int((logits.argmax(-1) == target).sum())
+    return sum(losses) / len(samples), correct / len(samples)
+
+
+def train_stage1(train: list[CohortSample], validation: list[CohortSample], settings: Stage1Settings,
+                 roi_size: int, seed: int, device: torch.device) -> tuple[RiT, Curve]:
+    """Train a RiT on ``train``; early stopping on ``validation`` (may be empty)."""
+    torch.manual_seed(seed)
+    model = RiT(rit_config(settings, roi_size)).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    rng = np.random.default_rng(seed)
+    curve, best, best_loss, stale = Curve(), None, float("inf"), 0
+    bar = tqdm(range(settings.epochs), desc="stage 1 (RiT)", unit="epoch", disable=None)
+    for epoch in bar:
+        model.train()
+        order = rng.permutation(len(train))
+        total = 0.0
+        for i in range(0, len(order), settings.batch_size):
+            batch = [train[j] for j in order[i:i + settings.batch_size]]
+            patches, volumes = image_batch(batch, device)
+            loss = nn.functional.cross_entropy(model(patches, volumes).logits, _targets(batch, device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(batch)
+        curve.train_loss.append(total / len(train))
+        if validation:
+            val_loss, val_acc = _evaluate(model, validation, settings.batch_size, device)
+            curve.val_loss.append(val_loss)
+            curve.val_accuracy.append(val_acc)
+            bar.set_postfix(train=f"{curve.train_loss[-1]:.3f}", val=f"{val_loss:.3f}", acc=f"{val_acc:.2f}")
+            if val_loss < best_loss - 1e-6:
+                best, best_loss, stale = copy.deepcopy(model.state_dict()), val_loss, 0
+            else:
+                stale += 1
+                if settings.patience and stale >= settings.patience:
+                    log.info("stage 1: early stop after epoch %d (best validation loss %.4f)", epoch + 1, best_loss)
+                    break
+    if best is not None:
+        model.load_state_dict(best)
+    model.requires_grad_(False).eval()
+    return model, curve
+
+
+def save_rit(model: RiT, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp))
+    tmp.replace(path)
+
+
+def load_rit(config: RiTConfig, path: Path, device) -> RiT:
+    model = RiT(config)
+    model.load_state_dict(load_file(str(path)))
+    return model.to(device).requires_grad_(False).eval()
