@@ -21,30 +21,56 @@ from rgenima_app.imaging.participant import process_participant_imaging, write_p
 log = logging.getLogger("rgenima")
 
 
+class SampleGuard:
+    """Runs one sample's step: a failure is logged and collected (or raised with --stop-on-first-crash,
+    or when the run has a single sample), so that the other samples go on."""
+
+    def __init__(self, config: RunConfig, n_samples: int):
+        self.config, self.n_samples = config, n_samples
+        self.failed: list[tuple[str, str]] = []
+
+    def __call__(self, name: str, fn, *args, record: bool = True):
+        try:
+            return fn(*args)
+        except RgenimaError as exc:
+            if self.config.stop_on_first_crash or (self.n_samples == 1 and record):
+                raise
+            if record:
+                log.error("%s failed: %s", name, exc)
+                self.failed.append((name, str(exc).splitlines()[0]))
+        except Exception as exc:
+            if self.config.stop_on_first_crash:
+                raise
+            if record:
+                crash = self.config.output_dir / "logs" / f"crash-{name.split(',')[0].split()[0]}.txt"
+                write_text(crash, traceback.format_exc())
+                log.error("%s failed unexpectedly (%s); traceback in %s", name, exc, crash)
+                self.failed.append((name, f"{type(exc).__name__}: {exc}"))
+        return None
+
+    def finish(self, n_samples: int) -> None:
+        if self.failed:
+            listing = "\n  ".join(f"{name}: {why}" for name, why in self.failed)
+            raise ProcessingError(f"{len(self.failed)} of {n_samples} sample(s) failed:\n  {listing}",
+                                  hint="see OUTPUT_DIR/logs; rerun the same command to retry them "
+                                       "(finished ones are kept)")
+
+
 def process_samples(config: RunConfig, writer: DerivativesWriter, samples: list[T1wSample],
                     participants: pd.DataFrame) -> None:
-    failed: list[tuple[str, str]] = []
+    guard = SampleGuard(config, len(samples))
+    if config.model is not None:
+        from rgenima_app.inference.participant import predict_samples
+
+        predict_samples(config, writer, samples, participants, guard)
+        guard.finish(len(samples))
+        log.info("participant level with --model finished: %d sample(s)", len(samples))
+        return
     if config.genotypes is not None:
-        failed += genotype_stage(config, writer, sorted({s.subject for s in samples}), participants)
+        guard.failed += genotype_stage(config, writer, sorted({s.subject for s in samples}), participants)
     for sample in tqdm(samples, desc="participants", unit="sample", disable=None):
-        try:
-            process_sample(config, writer, sample, participants)
-        except RgenimaError as exc:
-            if config.stop_on_first_crash or len(samples) == 1:
-                raise
-            log.error("%s failed: %s", sample.name, exc)
-            failed.append((sample.name, str(exc).splitlines()[0]))
-        except Exception as exc:
-            if config.stop_on_first_crash:
-                raise
-            crash = config.output_dir / "logs" / f"crash-{sample.name}.txt"
-            write_text(crash, traceback.format_exc())
-            log.error("%s failed unexpectedly (%s); traceback in %s", sample.name, exc, crash)
-            failed.append((sample.name, f"{type(exc).__name__}: {exc}"))
-    if failed:
-        listing = "\n  ".join(f"{name}: {why}" for name, why in failed)
-        raise ProcessingError(f"{len(failed)} of {len(samples)} sample(s) failed:\n  {listing}",
-                              hint="see OUTPUT_DIR/logs; rerun the same command to retry them (finished ones are kept)")
+        guard(sample.name, process_sample, config, writer, sample, participants)
+    guard.finish(len(samples))
     log.info("participant level finished: %d sample(s)", len(samples))
 
 

@@ -98,13 +98,15 @@ def check_arguments(config: RunConfig) -> None:
     if config.analysis_level == "group" and not (config.train or config.model):
         raise UsageError("the group level needs --train (to train a model) or --model (to analyse a cohort)")
     _refuse_stages_not_built(config)
+    if config.model is not None and config.analysis_level == "participant":
+        from rgenima_app.inference.participant import check_model
+
+        check_model(config)
 
 
 def _refuse_stages_not_built(config: RunConfig) -> None:
     """Stages of later releases fail loudly (exit 1) before any work, never silently."""
     missing = []
-    if config.model is not None and config.analysis_level == "participant":
-        missing.append("prediction and interpretation with --model")
     if config.reports_only and config.analysis_level == "participant":
         missing.append("--reports-only")
     if missing:

@@ -44,6 +44,7 @@ sub-*/genotype
 *_predictions.json
 *_roiattention.tsv
 *_roigeneattention.tsv
+*_geneattention.tsv
 *_roistability.tsv
 *_roigenestability.tsv
 *_geneenrichment.tsv
@@ -52,6 +53,7 @@ sub-*/genotype
 *_morph.json
 *_roiattention.json
 *_roigeneattention.json
+*_geneattention.json
 *_metrics.tsv
 *_metrics.json
 """

@@ -291,7 +291,9 @@ def load_bundle(path: str | Path, *, expected_roi_size: int | None = None, base_
                     prompt_template=meta["prompt"]["template"])
     _load_tensors(model.connector, path / "connector.safetensors")
     model.finetune_mode = meta["finetune"]
-    panel = pd.read_csv(path / "snp_panel.tsv", sep="\t") if (path / "snp_panel.tsv").is_file() else None
+    panel = (pd.read_csv(path / "snp_panel.tsv", sep="\t", keep_default_na=False, na_values=["n/a", ""],
+                         dtype={"snp": str, "chrom": str, "a1": str, "a2": str, "gene": str})
+             if (path / "snp_panel.tsv").is_file() else None)
     model.to(device).eval()
     return LoadedBundle(model=model, metadata=meta, snp_panel=panel, path=path)
 

@@ -1,0 +1,143 @@
+"""The participant-level outputs of a prediction (DESIGN.md 3.3), written through the DerivativesWriter.
+
+Per sample (``sub-X[_ses-Y]``, model label ``<model>``):
+
+* ``sub-X[_ses-Y]_desc-<model>_predictions.tsv`` (+ .json): ``label``, ``p_NC``, ``p_SMC``, ``p_MCI``, ``p_AD``
+* ``..._roiattention.tsv`` (+ .json): ``index``, ``roi``, ``importance`` — 109 rows, canonical order
+* ``..._geneattention.tsv`` (+ .json): ``gene``, ``importance`` — one row per gene of the SNP text
+* ``..._roigeneattention.tsv`` (+ .json): ``roi``, ``gene``, ``attention`` — long format
+* ``anat/..._desc-<model>_stat-attention_statmap.nii.gz`` (+ .json): ROI importance in each ROI's voxels
+
+A sample without image has ``n/a`` importances and an empty ROI-gene table (and no statmap); a sample
+without genotypes has empty gene tables.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from rgenima_app import STAGES, __version__
+from rgenima_app.bids.derivatives import DerivativesWriter
+from rgenima_app.imaging.roi_table import load_roi_table
+from rgenima_app.inference.predict import Prediction
+from rgenima_app.inference.rollout import DEFINITION
+from rgenima_app.models.bundle import LoadedBundle
+
+
+def _paths(writer: DerivativesWriter, prediction: Prediction, model: str) -> dict[str, Path]:
+    item = prediction.input
+    paths = {kind: writer.path(item.subject, item.session, desc=model, suffix=kind, extension=".tsv")
+             for kind in ("predictions", "roiattention", "geneattention", "roigeneattention")}
+    paths["statmap"] = writer.path(item.subject, item.session, datatype="anat", desc=model, stat="attention",
+                                   suffix="statmap", extension=".nii.gz")
+    paths["dseg"] = writer.path(item.subject, item.session, datatype="anat", desc="rois", suffix="dseg",
+                                extension=".nii.gz")
+    paths["genotypes"] = writer.path(item.subject, datatype="genotype", desc="panel", suffix="genotypes",
+                                     extension=".tsv")
+    return paths
+
+
+def prediction_table(prediction: Prediction) -> pd.DataFrame:
+    item = prediction.input
+    row = {"participant_id": f"sub-{item.subject}"}
+    if item.session:
+        row["session_id"] = f"ses-{item.session}"
+    row["label"] = prediction.label
+    row.update({f"p_{s}": float(p) for s, p in zip(STAGES, prediction.probabilities)})
+    return pd.DataFrame([row])
+
+
+def roi_table(prediction: Prediction) -> pd.DataFrame:
+    rois = load_roi_table()
+    importance = prediction.rollout.roi_importance
+    return pd.DataFrame({"index": rois["index"], "roi": rois["name"],
+                         "importance": importance if importance is not None else np.nan})
+
+
+def gene_table(prediction: Prediction) -> pd.DataFrame:
+    r = prediction.rollout
+    return pd.DataFrame({"gene": r.genes, "importance": r.gene_importance if r.gene_importance is not None else []})
+
+
+def roi_gene_table(prediction: Prediction) -> pd.DataFrame:
+    r = prediction.rollout
+    if r.roi_gene is None:
+        return pd.DataFrame({"roi": pd.Series(dtype=str), "gene": pd.Series(dtype=str),
+                             "attention": pd.Series(dtype=float)})
+    names = list(load_roi_table()["name"])
+    return pd.DataFrame({"roi": np.repeat(names, len(r.genes)), "gene": np.tile(r.genes, len(names)),
+                         "attention": r.roi_gene.reshape(-1)})
+
+
+def attention_map(prediction: Prediction) -> nib.Nifti1Image | None:
+    """ROI importance painted into each ROI's voxels, on the grid of the sample's dseg; 0 outside ROIs."""
+    importance = prediction.rollout.roi_importance
+    imaging = prediction.input.imaging
+    if importance is None or imaging is None:
+        return None
+    index = np.asarray(imaging.dseg.dataobj).astype(np.int64)
+    lut = np.zeros(len(importance) + 1, dtype=np.float32)
+    lut[1:] = importance
+    data = lut[np.clip(index, 0, len(importance))] * (index > 0)
+    image = nib.Nifti1Image(data.astype(np.float32), imaging.dseg.affine)
+    image.header.set_xyzt_units("mm")
+    return image
+
+
+def write_prediction(writer: DerivativesWriter, prediction: Prediction, bundle: LoadedBundle,
+                     model_hash: str, genotypes_file: Path | None = None) -> dict[str, Path]:
+    """Write every output of one sample; returns the paths written (statmap only with an image)."""
+    model = bundle.name
+    paths = _paths(writer, prediction, model)
+    item = prediction.input
+    sources = []
+    if item.imaging is not None:
+        sources += [writer.source_uri(p) for p in item.imaging.t1w_files]
+        sources.append(writer.source_uri(paths["dseg"]))
+    if prediction.n_snps is not None:
+        sources.append(writer.source_uri(paths["genotypes"]))
+        if genotypes_file is not None:
+            sources.append(writer.source_uri(genotypes_file))
+    sources.append(writer.source_uri(bundle.path))
+    common = {"Model": model, "ModelHash": model_hash, "ModelPath": str(Path(bundle.path).resolve())}
+    pred_sidecar = {
+        "Description": "Alzheimer's disease stage predicted by R-GenIMA (argmax of the class probabilities)",
+        "Sources": sources, **common,
+        "ImputedSNPs": prediction.imputed_snps, "PanelSNPs": prediction.n_snps,
+        "Modalities": prediction.modalities,
+        "HeldOut": prediction.held_out,
+        "Warnings": prediction.warnings,
+        "AbsentROIs": prediction.absent_rois,
+        "SNPTextFormat": bundle.metadata.get("snp_text_format"),
+        "SoftwareVersion": __version__,
+        "label": {"Description": "predicted stage", "Levels": {s: s for s in STAGES}},
+        **{f"p_{s}": {"Description": f"probability of {s}: softmax over the four answers' log-likelihoods"}
+           for s in STAGES},
+    }
+    written = {"predictions": writer.write_tsv(paths["predictions"], prediction_table(prediction), pred_sidecar)}
+    attention_sources = [writer.source_uri(paths["predictions"])]
+    rollout_sidecar = {"Sources": attention_sources, "Definition": DEFINITION, **common,
+                       "Modalities": prediction.modalities}
+    written["roiattention"] = writer.write_tsv(paths["roiattention"], roi_table(prediction), dict(
+        rollout_sidecar, Description="ROI importance: rolled-out attention of the answer position to each ROI "
+                                     "token, normalised over the 109 ROIs (n/a without an image)",
+        importance={"Description": "R[q, roi] / sum over ROIs of R[q, roi]"}))
+    written["geneattention"] = writer.write_tsv(paths["geneattention"], gene_table(prediction), dict(
+        rollout_sidecar, Description="Gene importance: rolled-out attention of the answer position summed over "
+                                     "the gene's SNP-text tokens (empty without genotypes)",
+        importance={"Description": "sum over the gene's tokens t of R[q, t]"}))
+    written["roigeneattention"] = writer.write_tsv(paths["roigeneattention"], roi_gene_table(prediction), dict(
+        rollout_sidecar, Description="ROI x gene attention: rolled-out attention of each ROI token summed over "
+                                     "the gene's SNP-text tokens (empty without image or genotypes)",
+        attention={"Description": "sum over the gene's tokens t of R[roi, t]"}))
+    image = attention_map(prediction)
+    if image is not None:
+        written["statmap"] = writer.write_nifti(paths["statmap"], image, sidecar={
+            "Description": "ROI importance (attention rollout) painted into the voxels of each ROI, on the grid "
+                           "of the desc-rois_dseg image (FreeSurfer conformed space); 0 outside the ROIs",
+            "Sources": [writer.source_uri(paths["dseg"]), writer.source_uri(paths["roiattention"])],
+            "Definition": DEFINITION, **common})
+    return written

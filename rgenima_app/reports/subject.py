@@ -1,0 +1,204 @@
+"""The subject report ``sub-X.html``: one self-contained page per participant and model.
+
+Built from what the participant level wrote for the model (so it can be re-rendered from the outputs
+alone): for each session, the predicted stage and the class probabilities beside the model's test-set
+metrics, the attention map as orthogonal slices, the top ROIs and genes, the ROI × gene heat map of the
+top pairs, QC facts (absent ROIs, imputed SNPs, modalities, held-out status), warnings and errors, and
+the methods with citations and software versions. Figures are inline SVG or data-URI PNG; nothing is
+fetched from elsewhere.
+"""
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Mapping
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from rgenima_app import STAGES, __version__
+from rgenima_app.bids.derivatives import DerivativesWriter, write_text
+from rgenima_app.reports import figures
+
+N_TOP_ROIS, N_TOP_GENES, N_HEAT = 15, 15, 10
+CITATIONS = [
+    "Zhao et al. R-GenIMA: Integrating Neuroimaging and Genetics with Interpretable Multimodal AI for "
+    "Alzheimer's Disease Progression. arXiv:2512.18986.",
+    "Abnar S, Zuidema W. Quantifying Attention Flow in Transformers. ACL 2020.",
+    "Fischl B. FreeSurfer. NeuroImage 2012;62(2):774-781.",
+    "Liu H, Li C, Wu Q, Lee YJ. Visual Instruction Tuning (LLaVA). NeurIPS 2023.",
+    "Qwen Team. Qwen2.5 Technical Report. arXiv:2412.15115.",
+]
+
+
+# --------------------------------------------------------------------------------------- figures
+def probability_figure(probabilities: Mapping[str, float], predicted: str) -> str:
+    fig, ax = figures._new_figure(4.2, 1.7)
+    values = [probabilities[s] for s in STAGES]
+    colors = [figures.stage_color(s) if s == predicted else matplotlib_alpha(figures.stage_color(s)) for s in STAGES]
+    ax.barh(range(len(STAGES)), values, color=colors)
+    for i, v in enumerate(values):
+        ax.text(min(v + 0.02, 0.9), i, f"{v:.1%}", va="center", fontsize=8)
+    ax.set_yticks(range(len(STAGES)), STAGES)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("probability")
+    return figures.to_svg(fig, "probabilities")
+
+
+def matplotlib_alpha(color: str, alpha: float = 0.35):
+    from matplotlib.colors import to_rgba
+
+    return to_rgba(color, alpha)
+
+
+def bars_figure(names: list[str], values: np.ndarray, xlabel: str, name: str, color: str, italic: bool = False) -> str:
+    fig, ax = figures._new_figure(4.6, 0.6 + 0.2 * max(len(names), 1))
+    ax.barh(range(len(names)), values, color=color)
+    ax.set_yticks(range(len(names)), [n.replace("ctx-", "") for n in names], fontsize=7.5,
+                  fontstyle="italic" if italic else "normal")
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    return figures.to_svg(fig, name)
+
+
+def heatmap_figure(matrix: pd.DataFrame, name: str) -> str:
+    fig, ax = figures._new_figure(1.8 + 0.45 * matrix.shape[1], 0.9 + 0.26 * matrix.shape[0])
+    values = matrix.to_numpy(dtype=float)
+    image = ax.imshow(values, cmap="magma_r", aspect="auto", vmin=0, vmax=float(values.max()) or 1.0)
+    ax.set_xticks(range(matrix.shape[1]), matrix.columns, rotation=45, ha="right", fontsize=7.5, fontstyle="italic")
+    ax.set_yticks(range(matrix.shape[0]), [r.replace("ctx-", "") for r in matrix.index], fontsize=7.5)
+    ax.spines[:].set_visible(False)
+    ax.tick_params(length=0)
+    bar = fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
+    bar.set_label("ROI → gene attention", fontsize=7)
+    bar.ax.tick_params(labelsize=7)
+    return figures.to_svg(fig, name)
+
+
+# --------------------------------------------------------------------------------------- content
+def metric_rows(metrics: Mapping | None) -> tuple[list[dict], int | None]:
+    """Rows ``{metric, value, ci}`` of a bundle's test metrics (``{"test": {m: {value, ci_low, ci_high}}}``
+    as training writes them, or flat ``{m: value}``), and the number of test samples when known."""
+    metrics = dict(metrics or {})
+    n = metrics.get("n_test_samples")
+    source = metrics.get("test") if isinstance(metrics.get("test"), Mapping) else metrics
+    rows = []
+    for key, value in source.items():
+        if key in ("confusion", "n_test_samples"):
+            continue
+        low = high = None
+        if isinstance(value, Mapping):
+            value, low, high = value.get("value"), value.get("ci_low"), value.get("ci_high")
+        elif isinstance(value, (list, tuple)) and len(value) == 3:
+            value, low, high = value
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value is None:
+            continue
+        ci = f"{low:.3f} – {high:.3f}" if isinstance(low, (int, float)) and isinstance(high, (int, float)) \
+            and not (math.isnan(low) or math.isnan(high)) else "—"
+        rows.append({"metric": str(key).replace("_", " "), "value": f"{float(value):.3f}", "ci": ci})
+    return rows, int(n) if isinstance(n, (int, float)) else None
+
+
+def _read_tsv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False)
+
+
+def _session_section(prediction_file: Path, model: str) -> dict:
+    stem = str(prediction_file)[: -len("_predictions.tsv")]
+    table = _read_tsv(prediction_file)
+    sidecar = json.loads(prediction_file.with_suffix(".json").read_text())
+    session = table["session_id"].iloc[0] if "session_id" in table else None
+    predicted = str(table["label"].iloc[0])
+    probabilities = {s: float(table[f"p_{s}"].iloc[0]) for s in STAGES}
+    rois = _read_tsv(Path(stem + "_roiattention.tsv"))
+    genes = _read_tsv(Path(stem + "_geneattention.tsv"))
+    pairs = _read_tsv(Path(stem + "_roigeneattention.tsv"))
+    name = Path(stem).name.replace(f"_desc-{model}", "")
+    section = {
+        "id": name, "session": session, "predicted": predicted, "color": figures.stage_color(predicted),
+        "probabilities": [{"stage": s, "p": probabilities[s]} for s in STAGES],
+        "probability_figure": probability_figure(probabilities, predicted),
+        "modalities": sidecar.get("Modalities", []), "held_out": sidecar.get("HeldOut", True),
+        "imputed": sidecar.get("ImputedSNPs"), "panel_snps": sidecar.get("PanelSNPs"),
+        "absent_rois": sidecar.get("AbsentROIs", []), "warnings": sidecar.get("Warnings", []),
+        "model_hash": sidecar.get("ModelHash", ""),
+        "brain": None, "roi_figure": None, "gene_figure": None, "heatmap": None,
+        "top_rois": [], "top_genes": [], "top_pairs": [],
+    }
+    if rois["importance"].notna().any():
+        top = rois.sort_values("importance", ascending=False).head(N_TOP_ROIS)
+        section["top_rois"] = top[["roi", "importance"]].to_dict("records")
+        section["roi_figure"] = bars_figure(list(top["roi"]), top["importance"].to_numpy(), "ROI importance",
+                                            f"rois-{name}", "#c8413a")
+        dseg_path = Path(prediction_file).parent / "anat" / f"{name}_desc-rois_dseg.nii.gz"
+        if dseg_path.is_file():
+            values = dict(zip(rois["index"].astype(int), rois["importance"].fillna(0)))
+            section["brain"] = figures.brain_slices(nib.load(str(dseg_path)), values, f"{name}: ROI importance",
+                                                    vmax=float(rois["importance"].max()) or 1.0,
+                                                    label="ROI importance")
+    if len(genes):
+        top = genes.sort_values("importance", ascending=False).head(N_TOP_GENES)
+        section["top_genes"] = top.to_dict("records")
+        section["gene_figure"] = bars_figure(list(top["gene"]), top["importance"].to_numpy(), "gene importance",
+                                             f"genes-{name}", figures.GWAS_COLOR, italic=True)
+    if len(pairs):
+        best = pairs.sort_values("attention", ascending=False)
+        section["top_pairs"] = best.head(10).to_dict("records")
+        roi_order = list(dict.fromkeys(best["roi"]))[:N_HEAT]
+        gene_order = list(dict.fromkeys(best["gene"]))[:N_HEAT]
+        matrix = (pairs[pairs["roi"].isin(roi_order) & pairs["gene"].isin(gene_order)]
+                  .pivot(index="roi", columns="gene", values="attention").reindex(index=roi_order, columns=gene_order))
+        section["heatmap"] = heatmap_figure(matrix.fillna(0.0), f"heat-{name}")
+    return section
+
+
+def _versions() -> list[dict]:
+    import importlib.metadata as md
+
+    rows = [{"name": "rgenima", "version": __version__}]
+    for package in ("torch", "transformers", "nibabel", "numpy"):
+        try:
+            rows.append({"name": package, "version": md.version(package)})
+        except md.PackageNotFoundError:
+            pass
+    return rows
+
+
+def render_subject_report(writer: DerivativesWriter, subject: str, bundle) -> Path:
+    """Write ``sub-<subject>.html`` for the model ``bundle`` (a ``LoadedBundle``) from the outputs on disk."""
+    subject = subject.removeprefix("sub-")
+    model = bundle.name
+    root = writer.root / f"sub-{subject}"
+    files = sorted(root.glob(f"**/sub-{subject}*_desc-{model}_predictions.tsv"))
+    sessions, errors = [], []
+    for path in files:
+        try:
+            sessions.append(_session_section(path, model))
+        except (OSError, KeyError, ValueError) as exc:
+            errors.append(f"{path.name}: {exc}")
+    crash_logs = sorted(p.name for p in (writer.root / "logs").glob(f"crash-sub-{subject}*.txt"))
+    errors += [f"a step failed; see logs/{name}" for name in crash_logs]
+    metrics, n_test = metric_rows(bundle.metadata.get("metrics"))
+    llm = bundle.metadata.get("llm", {})
+    rois_meta = bundle.metadata.get("rois", {})
+    context = {
+        "subject": subject, "model": model, "version": __version__,
+        "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "sessions": sessions, "errors": errors, "metrics": metrics, "n_test": n_test,
+        "llm": llm, "finetune": bundle.metadata.get("finetune"), "roi_size": rois_meta.get("size"),
+        "roi_mode": rois_meta.get("mode", "stretch"), "snp_format": bundle.metadata.get("snp_text_format"),
+        "genome_build": bundle.metadata.get("genome_build"),
+        "n_training": (bundle.metadata.get("training") or {}).get("n_participants"),
+        "citations": CITATIONS, "versions": _versions(), "stages": STAGES,
+    }
+    env = Environment(loader=PackageLoader("rgenima_app.reports", "templates"),
+                      autoescape=select_autoescape(["html", "j2"]), trim_blocks=True, lstrip_blocks=True)
+    env.filters["num"] = lambda v, d=3: "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) \
+        else f"{float(v):.{d}g}"
+    text = env.get_template("subject.html.j2").render(**context)
+    return write_text(writer.root / f"sub-{subject}.html", text)
