@@ -14,8 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tqdm import tqdm
+
 from rgenima_app import STAGES
-from rgenima_app.errors import NoDataError, ProcessingError
+from rgenima_app.analysis.group import AnalysisOptions, GroupAnalysis, write_group_tables
+from rgenima_app.errors import MissingInputError, NoDataError, ProcessingError
 from rgenima_app.imaging.roi_table import roi_names
 
 log = logging.getLogger("rgenima")
@@ -26,9 +29,11 @@ class CohortOutputs:
     """Every participant/session's outputs of one model, aligned: rows of ``predictions`` = first axes."""
 
     predictions: pd.DataFrame      # participant_id, session, label, p_NC..p_AD, held_out, model_hash
-    roi_importance: np.ndarray     # (n, 109), canonical ROI order
+    roi_importance: np.ndarray     # (n, 109), canonical ROI order (0 where a sample has no image)
     roi_gene: np.ndarray           # (n, 109, G)
     genes: list[str]
+    gene_importance: np.ndarray | None = None   # (n, G) from ``*_geneattention.tsv`` when every sample has it
+    complete: np.ndarray | None = None          # (n,) samples with ROI importance and ROI-gene attention
 
 
 def _entities(path: Path) -> tuple[str, str | None]:
@@ -36,42 +41,435 @@ def _entities(path: Path) -> tuple[str, str | None]:
     return f"sub-{parts['sub']}", parts.get("ses")
 
 
+def _read_output(path: Path, required: bool = True) -> pd.DataFrame | None:
+    if not path.is_file():
+        if not required:
+            return None
+        raise MissingInputError(f"{path} is missing (the prediction beside it has no attention output)",
+                                hint="rerun the participant level of this participant with the same --model")
+    try:
+        return pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False)
+    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise MissingInputError(f"cannot read {path}: {exc}", hint="rerun the participant level of this participant") from exc
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+
+
 def load_cohort_outputs(output_dir: Path, model: str) -> CohortOutputs:
     """Read the participant outputs of ``model``; refuse none found, or outputs of different model files."""
     prediction_files = sorted(Path(output_dir).glob(f"sub-*/**/sub-*_desc-{model}_predictions.tsv"))
     if not prediction_files:
         found = sorted({p.name.split("_desc-")[1].split("_")[0]
-                        for p in Path(output_dir).glob("sub-*/**/*_predictions.tsv")})
+                        for p in Path(output_dir).glob("sub-*/**/*_predictions.tsv") if "_desc-" in p.name})
         raise NoDataError(
             f"no participant outputs of model '{model}' in {output_dir}"
-            + (f" (outputs found for: {', '.join(found)})" if found else ""),
-            hint="run the participant level with the same --model first")
-    rows, roi_rows, pair_tables = [], [], []
+            + (f" (outputs found for model(s): {', '.join(found)})" if found else " (no participant outputs of any model)"),
+            hint="run the participant level with the same --model first" +
+                 (", or pass the bundle of one of the models found" if found else ""))
+    rows, roi_rows, pair_tables, gene_tables = [], [], [], []
     names = roi_names()
-    for path in prediction_files:
+    for path in tqdm(prediction_files, desc=f"reading outputs of {model}", unit="output", leave=False):
         participant, session = _entities(path)
-        table = pd.read_csv(path, sep="\t")
-        sidecar = json.loads(path.with_suffix(".json").read_text()) if path.with_suffix(".json").exists() else {}
+        table = _read_output(path)
+        if table.empty or "label" not in table or any(f"p_{s}" not in table for s in STAGES):
+            raise MissingInputError(f"{path} lacks the columns label, {', '.join(f'p_{s}' for s in STAGES)}",
+                                    hint="rerun the participant level of this participant with the same --model")
+        sidecar_path = path.with_suffix(".json")
+        try:
+            sidecar = json.loads(sidecar_path.read_text()) if sidecar_path.exists() else {}
+        except (OSError, ValueError) as exc:
+            raise MissingInputError(f"cannot read {sidecar_path}: {exc}",
+                                    hint="rerun the participant level of this participant") from exc
         row = {"participant_id": participant, "session": session, "label": table["label"].iloc[0],
                **{f"p_{s}": float(table[f"p_{s}"].iloc[0]) for s in STAGES},
                "held_out": bool(sidecar.get("HeldOut", sidecar.get("held_out", True))),
                "model_hash": sidecar.get("ModelHash", sidecar.get("model_hash"))}
         rows.append(row)
         stem = str(path)[: -len("_predictions.tsv")]
-        rois = pd.read_csv(stem + "_roiattention.tsv", sep="\t").set_index("roi")["importance"]
-        roi_rows.append(rois.reindex(names).to_numpy(float))
-        pair_tables.append(pd.read_csv(stem + "_roigeneattention.tsv", sep="\t"))
+        rois = _read_output(Path(stem + "_roiattention.tsv"))
+        roi_rows.append(rois.set_index("roi")["importance"].reindex(names).to_numpy(float)
+                        if {"roi", "importance"} <= set(rois.columns) else np.full(len(names), np.nan))
+        pairs = _read_output(Path(stem + "_roigeneattention.tsv"))
+        pair_tables.append(pairs if {"roi", "gene", "attention"} <= set(pairs.columns) and len(pairs) else None)
+        genes_table = _read_output(Path(stem + "_geneattention.tsv"), required=False)
+        gene_tables.append(genes_table if genes_table is not None and {"gene", "importance"} <= set(genes_table.columns)
+                           and len(genes_table) else None)
     predictions = pd.DataFrame(rows)
     hashes = predictions["model_hash"].dropna().unique()
     if len(hashes) > 1:
-        by_hash = predictions.groupby("model_hash")["participant_id"].apply(lambda s: ", ".join(s[:5]))
+        by_hash = predictions.groupby("model_hash")["participant_id"].apply(
+            lambda s: ", ".join(s.iloc[:5]) + (f" and {len(s) - 5} more" if len(s) > 5 else ""))
         raise ProcessingError(
-            f"outputs of '{model}' in {output_dir} come from {len(hashes)} different models: "
-            + "; ".join(f"{h[:12]}: {who}" for h, who in by_hash.items()),
+            f"outputs of '{model}' in {output_dir} come from {len(hashes)} different models (model hashes): "
+            + "; ".join(f"{str(h)[:12]}: {who}" for h, who in by_hash.items()),
             hint="rerun the participant level of all participants with one --model")
-    genes = sorted(set().union(*(set(t["gene"]) for t in pair_tables)))
-    roi_gene = np.zeros((len(pair_tables), len(names), len(genes)))
+    genes = sorted(set().union(*(set(t["gene"]) for t in pair_tables if t is not None),
+                               *(set(t["gene"]) for t in gene_tables if t is not None)))
     roi_index, gene_index = {n: i for i, n in enumerate(names)}, {g: j for j, g in enumerate(genes)}
+    roi_gene = np.zeros((len(pair_tables), len(names), len(genes)))
     for k, pairs in enumerate(pair_tables):
-        roi_gene[k, pairs["roi"].map(roi_index).to_numpy(), pairs["gene"].map(gene_index).to_numpy()] = pairs["attention"]
-    return CohortOutputs(predictions, np.nan_to_num(np.vstack(roi_rows)), roi_gene, genes)
+        if pairs is not None:
+            keep = pairs["roi"].isin(roi_index)
+            roi_gene[k, pairs.loc[keep, "roi"].map(roi_index).to_numpy(),
+                     pairs.loc[keep, "gene"].map(gene_index).to_numpy()] = pairs.loc[keep, "attention"].fillna(0)
+    roi_importance = np.vstack(roi_rows)
+    complete = ~np.isnan(roi_importance).all(axis=1) & np.array([t is not None for t in pair_tables])
+    gene_importance = None
+    if all(t is not None for t in gene_tables):
+        gene_importance = np.zeros((len(gene_tables), len(genes)))
+        for k, table in enumerate(gene_tables):
+            gene_importance[k, table["gene"].map(gene_index).to_numpy()] = table["importance"].fillna(0)
+    return CohortOutputs(predictions, np.nan_to_num(roi_importance), roi_gene, genes, gene_importance, complete)
+
+
+# -- the group level with --model -----------------------------------------------------------------------
+#: Keys of the ``[analysis]`` table of ``--train-config`` (all optional).
+ANALYSIS_KEYS = {
+    "n_boot": "bootstrap resamples for stability, stage ROIs, gene ranking and metric CIs (1000)",
+    "seed": "seed of every resample (default: --seed)",
+    "sample_size": "participants per stability resample (default: the group's size)",
+    "roi_top_k": "top-set size of stage-specific ROIs (10)",
+    "roi_threshold": "top-set frequency above which an ROI is stage-specific (0.5)",
+    "gene_top": "top-set size of stable genes (45)",
+    "gene_threshold": "top-set frequency above which a gene is stable (0.5)",
+    "group_by": "'diagnosis' (participants.tsv, default) or 'predicted' (the model's label)",
+    "diagnosis_column": "participants.tsv column with the diagnoses ('diagnosis')",
+    "ci": "confidence level of the metric intervals (0.95)",
+}
+
+
+@dataclass
+class CohortSettings:
+    """What ``[analysis]`` sets: the analysis options plus the diagnosis column and the metric CI level."""
+
+    options: AnalysisOptions
+    diagnosis_column: str = "diagnosis"
+    ci: float = 0.95
+
+
+def cohort_settings(config) -> CohortSettings:
+    """Defaults, overridden by the ``[analysis]`` table of ``--train-config`` (unknown keys refused)."""
+    from rgenima_app.config import read_train_config
+    from rgenima_app.errors import UsageError
+
+    table = {}
+    source = config.train_config
+    if source is not None:
+        table = read_train_config(source).get("analysis", {})
+        if not isinstance(table, dict):
+            raise UsageError(f"--train-config {source}: 'analysis' must be a table ([analysis])")
+    where = f"--train-config {source} [analysis]"
+    unknown = sorted(set(table) - set(ANALYSIS_KEYS))
+    if unknown:
+        raise UsageError(f"{where}: unknown key(s) {', '.join(unknown)}",
+                         hint="known keys: " + "; ".join(f"{k} ({v})" for k, v in ANALYSIS_KEYS.items()))
+    values = dict(table)
+    diagnosis_column = values.pop("diagnosis_column", "diagnosis")
+    ci = values.pop("ci", 0.95)
+    values.setdefault("seed", config.seed)
+    integer = {"n_boot": 1, "seed": 0, "roi_top_k": 1, "gene_top": 1}
+    for key, minimum in integer.items():
+        if key in values and (isinstance(values[key], bool) or not isinstance(values[key], int) or values[key] < minimum):
+            raise UsageError(f"{where}: {key} = {values[key]!r} must be a whole number >= {minimum}")
+    if values.get("sample_size") is not None and (not isinstance(values["sample_size"], int) or values["sample_size"] < 1):
+        raise UsageError(f"{where}: sample_size = {values['sample_size']!r} must be a whole number >= 1")
+    for key in ("roi_threshold", "gene_threshold"):
+        if key in values and (isinstance(values[key], bool) or not isinstance(values[key], (int, float))
+                              or not 0 <= values[key] < 1):
+            raise UsageError(f"{where}: {key} = {values[key]!r} must be a number in [0, 1)")
+    if values.get("group_by", "diagnosis") not in ("diagnosis", "predicted"):
+        raise UsageError(f"{where}: group_by = {values['group_by']!r}", hint="'diagnosis' or 'predicted'")
+    if isinstance(ci, bool) or not isinstance(ci, (int, float)) or not 0 < ci < 1:
+        raise UsageError(f"{where}: ci = {ci!r} must be a number between 0 and 1, e.g. 0.95")
+    if not isinstance(diagnosis_column, str) or not diagnosis_column:
+        raise UsageError(f"{where}: diagnosis_column must be a column name")
+    return CohortSettings(AnalysisOptions(**values), diagnosis_column, float(ci))
+
+
+def bundle_identity(path: Path) -> tuple[str, dict]:
+    """The model label of output names and the bundle metadata (checked; no weights are loaded)."""
+    from rgenima_app.models.bundle import model_label, read_bundle_metadata
+
+    metadata = read_bundle_metadata(path)
+    return metadata.get("name") or model_label(Path(path).name), metadata
+
+
+def _held_out(predictions: pd.DataFrame, metadata: dict) -> pd.Series:
+    """Held out = the participant output says so and the bundle's hashed training IDs do not contain it."""
+    from rgenima_app.models.bundle import hash_participant_id
+
+    training = metadata.get("training") or {}
+    hashed = set(training.get("participants_sha256") or [])
+    salt = training.get("participant_salt", "")
+    trained = predictions["participant_id"].map(lambda p: hash_participant_id(p, salt) in hashed)
+    claimed = predictions["held_out"].astype(bool)
+    wrong = predictions.loc[claimed & trained, "participant_id"].unique()
+    if len(wrong):
+        log.warning("%d participant(s) marked held out in their outputs were in the model's training data: %s; "
+                    "they count as training participants", len(wrong), ", ".join(wrong[:10]))
+    return claimed & ~trained
+
+
+def _filter(outputs: CohortOutputs, config) -> CohortOutputs:
+    keep = np.ones(len(outputs.predictions), dtype=bool)
+    pred = outputs.predictions
+    if config.participant_label:
+        keep &= pred["participant_id"].isin([f"sub-{p}" for p in config.participant_label]).to_numpy()
+    if config.session_label:
+        keep &= pred["session"].isin(config.session_label).to_numpy()
+    if not keep.any():
+        raise NoDataError("--participant-label/--session-label select none of the participant outputs "
+                          f"({len(pred)} found)", hint="labels found: " + ", ".join(pred["participant_id"].unique()[:20]))
+    return CohortOutputs(pred[keep].reset_index(drop=True), outputs.roi_importance[keep], outputs.roi_gene[keep],
+                         outputs.genes,
+                         outputs.gene_importance[keep] if outputs.gene_importance is not None else None,
+                         outputs.complete[keep] if outputs.complete is not None else None)
+
+
+PREDICTION_COLUMNS = {
+    "participant_id": "Participant (sub-<label>)",
+    "session": "Session label (n/a without sessions)",
+    "diagnosis": "True diagnosis from participants.tsv (NC/SMC/MCI/AD after mapping; n/a when unknown)",
+    "label": "Predicted stage (argmax of the probabilities)",
+    **{f"p_{s}": f"Predicted probability of {s}" for s in STAGES},
+    "held_out": "True when the participant was not in the model's training data (metrics use these only)",
+}
+
+
+def analyse_group(config, writer, run_id: str) -> dict[str, Path]:
+    """``rgenima BIDS OUT group --model BUNDLE``: cohort tables, held-out metrics, stability, group.html."""
+    from rgenima_app.imaging.roi_table import load_roi_table
+    from rgenima_app.reports.group import render_group_report
+
+    settings = cohort_settings(config)
+    model, metadata = bundle_identity(config.model)
+    out = Path(config.output_dir)
+    if config.reports_only:
+        return {"report": rerender_group_report(out, model)}
+    writer.initialize(load_roi_table())
+    config.save(out / "logs", run_id)
+    log.info("group analysis of model '%s' (%s)", model, config.model)
+    outputs = _filter(load_cohort_outputs(out, model), config)
+    predictions = outputs.predictions
+    participants = _read_diagnoses(config.bids_dir, settings.diagnosis_column)
+    predictions.insert(2, "diagnosis", predictions["participant_id"].str.removeprefix("sub-").map(participants))
+    predictions["held_out"] = _held_out(predictions, metadata)
+    paths = {"predictions": _write_predictions(writer, predictions, model)}
+
+    evaluated = predictions[predictions["held_out"] & predictions["diagnosis"].notna()]
+    report = None
+    if len(evaluated):
+        report = _write_metrics(out, model, evaluated, settings, paths)
+    else:
+        log.warning("no labelled held-out participant among %d: no metrics (participants.tsv column '%s')",
+                    len(predictions), settings.diagnosis_column)
+
+    analysis = _analyse(outputs, predictions, settings)
+    paths.update(write_group_tables(analysis, out, model))
+    dseg, dseg_source = _representative_dseg(out, predictions)
+    paths["report"] = render_group_report(
+        analysis, out / "group.html", model, predictions=predictions,
+        metrics=report.table if report is not None else None,
+        confusion=report.confusion if report is not None else None,
+        dseg=dseg, dseg_source=dseg_source, gwas_genes=_gwas_genes())
+    log.info("group report: %s", paths["report"])
+    return paths
+
+
+def _read_diagnoses(bids_dir: Path, column: str) -> dict:
+    from rgenima_app.bids.inputs import read_participants
+
+    table = read_participants(bids_dir, column)
+    if table["diagnosis"].isna().all():
+        log.warning("%s has no diagnoses (column '%s'): no metrics, and groups only with group_by = 'predicted'",
+                    Path(bids_dir) / "participants.tsv", column)
+    return table["diagnosis"].dropna().to_dict()
+
+
+def _write_predictions(writer, predictions: pd.DataFrame, model: str) -> Path:
+    path = Path(writer.root) / f"desc-{model}_predictions.tsv"
+    hashes = predictions["model_hash"].dropna().unique()
+    sidecar = {"Description": f"Predictions of model '{model}' for every participant/session with outputs, "
+                              "with the true diagnosis where known",
+               "Model": model, "ModelHash": hashes[0] if len(hashes) else None,
+               **{c: {"Description": d} for c, d in PREDICTION_COLUMNS.items()}}
+    table = predictions[list(PREDICTION_COLUMNS)].copy()
+    table["held_out"] = table["held_out"].map({True: "true", False: "false"})
+    return writer.write_tsv(path, table, sidecar=sidecar)
+
+
+def _write_metrics(out: Path, model: str, evaluated: pd.DataFrame, settings: CohortSettings, paths: dict):
+    from rgenima_app.training.metrics import classification_metrics
+
+    opts = settings.options
+    proba = evaluated[[f"p_{s}" for s in STAGES]].to_numpy(float)
+    report = classification_metrics(list(evaluated["diagnosis"]), proba, STAGES, n_boot=opts.n_boot,
+                                    seed=opts.seed, ci=settings.ci, groups=list(evaluated["participant_id"]))
+    path = out / f"desc-{model}_metrics.tsv"
+    sidecar = {
+        "Description": f"Classification metrics of model '{model}' on held-out labelled participants only "
+                       "(group analysis of the participant-level predictions)",
+        "Model": model,
+        "NSamples": report.n,
+        "NParticipants": int(evaluated["participant_id"].nunique()),
+        "Participants": sorted(evaluated["participant_id"].unique()),
+        "Bootstrap": {"NBoot": opts.n_boot, "Seed": opts.seed, "ConfidenceLevel": settings.ci,
+                      "Method": "percentile bootstrap over participants (sessions resampled together)"},
+        "ConfusionMatrix": {"Rows": "true label", "Columns": "predicted label", "Labels": list(STAGES),
+                            "Counts": report.confusion.to_numpy().tolist()},
+        "Metrics": report.to_dict(),
+        "metric": {"Description": "Metric name (rgenima_app.training.metrics; docs/analysis.md)"},
+        "value": {"Description": "Value on the held-out participants"},
+        "ci_low": {"Description": f"Lower bound of the {settings.ci:.0%} bootstrap interval"},
+        "ci_high": {"Description": f"Upper bound of the {settings.ci:.0%} bootstrap interval"},
+    }
+    from rgenima_app.bids.derivatives import write_json, write_tsv
+
+    write_json(path.with_suffix(".json"), sidecar)
+    paths["metrics"] = write_tsv(path, report.table)
+    t = report.table.set_index("metric")["value"]
+    log.info("held-out metrics (%d samples): accuracy %.3f, macro-F1 %.3f, balanced accuracy %.3f, macro AUC %.3f",
+             report.n, t["accuracy"], t["macro_f1"], t["balanced_accuracy"], t["macro_auc"])
+    return report
+
+
+def _analyse(outputs: CohortOutputs, predictions: pd.DataFrame, settings: CohortSettings):
+    """Sessions averaged per participant (a participant is resampled once), grouped, small groups skipped."""
+    from rgenima_app.analysis.group import analyse_cohort
+
+    opts = settings.options
+    if not outputs.genes:
+        raise ProcessingError("the participant outputs of this model have no ROI-gene attention (every "
+                              "*_roigeneattention.tsv is empty): the stability analysis needs image and genotypes",
+                              hint="run the participant level with --genotypes and T1w images, with an image-gene model")
+    complete = outputs.complete if outputs.complete is not None else np.ones(len(predictions), dtype=bool)
+    if (~complete).any():
+        log.warning("%d sample(s) lack ROI or ROI-gene attention (no image or no genotypes) and are left out of "
+                    "the stability analysis: %s", int((~complete).sum()),
+                    ", ".join(predictions.loc[~complete, "participant_id"].unique()[:10]))
+    participant = predictions["participant_id"].to_numpy()
+    order = [p for p in dict.fromkeys(participant) if complete[participant == p].any()]
+    rows = [np.flatnonzero((participant == p) & complete) for p in order]
+    roi = np.stack([outputs.roi_importance[r].mean(axis=0) for r in rows])
+    roi_gene = np.stack([outputs.roi_gene[r].mean(axis=0) for r in rows])
+    gene_importance = (np.stack([outputs.gene_importance[r].mean(axis=0) for r in rows])
+                       if outputs.gene_importance is not None else None)
+    if opts.group_by == "predicted":
+        proba = predictions[[f"p_{s}" for s in STAGES]].to_numpy(float)
+        groups = np.array([STAGES[int(proba[r].mean(axis=0).argmax())] for r in rows], dtype=object)
+    else:
+        groups = np.array([predictions["diagnosis"].iloc[r[0]] for r in rows], dtype=object)
+    keep = pd.notna(groups)
+    if (~keep).any():
+        log.info("%d participant(s) without a diagnosis left out of the stability analysis", int((~keep).sum()))
+    sizes = pd.Series(groups[keep]).value_counts()
+    for group, size in sizes.items():
+        if size < 2:
+            log.warning("group %s has %d participant(s): fewer than 2, skipped in the stability analysis", group, size)
+            keep &= groups != group
+    if not keep.any():
+        raise NoDataError(
+            f"no diagnostic group ({opts.group_by}) has 2 or more participants with outputs of the model "
+            f"(groups: {', '.join(f'{g}: {n}' for g, n in sizes.items()) or 'none'})",
+            hint="run the participant level on more participants, check participants.tsv diagnoses, "
+                 "or set group_by = 'predicted' in the [analysis] table of --train-config")
+    log.info("stability analysis of %d participants in %d group(s), B = %d", int(keep.sum()),
+             len(set(groups[keep])), opts.n_boot)
+    if gene_importance is None:
+        log.info("no *_geneattention.tsv for every sample: gene importance = ROI-gene attention summed over ROIs")
+    return analyse_cohort(roi[keep], roi_gene[keep], list(groups[keep]), roi_names(), outputs.genes,
+                          _gwas_genes(), gene_importance[keep] if gene_importance is not None else None, opts)
+
+
+def _gwas_genes() -> list[str]:
+    from rgenima_app.genetics.panel import load_gwas_genes
+
+    return list(load_gwas_genes()["gene"])
+
+
+def _representative_dseg(out: Path, predictions: pd.DataFrame):
+    """The first participant (by label) whose ``desc-rois_dseg.nii.gz`` exists, for the brain figures."""
+    import nibabel as nib
+
+    for participant, session in sorted(zip(predictions["participant_id"], predictions["session"].fillna("")),
+                                       key=lambda x: (x[0], x[1])):
+        name = participant + (f"_ses-{session}" if session else "")
+        folder = out / participant / (f"ses-{session}" if session else "") / "anat"
+        path = folder / f"{name}_desc-rois_dseg.nii.gz"
+        if path.is_file():
+            try:
+                return nib.load(str(path)), name
+            except Exception as exc:  # a damaged image only costs the brain figure
+                log.warning("cannot read %s (%s); trying the next participant", path, exc)
+    log.info("no participant ROI map (desc-rois_dseg.nii.gz) found: the report has no brain slices")
+    return None, None
+
+
+# -- --reports-only: group.html again from the tables on disk --------------------------------------------
+def _read_table(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise MissingInputError(f"{path} is missing: --reports-only re-renders group.html from the group tables",
+                                hint="run 'rgenima BIDS_DIR OUTPUT_DIR group --model BUNDLE' without --reports-only first")
+    try:
+        return pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise MissingInputError(f"cannot read {path}: {exc}", hint="rerun the group analysis to rewrite it") from exc
+
+
+def _as_bool(series: pd.Series) -> pd.Series:
+    return series.map(lambda v: str(v).strip().lower() in ("true", "1", "yes"))
+
+
+def load_group_analysis(output_dir: Path, model: str) -> GroupAnalysis:
+    """Rebuild the ``GroupAnalysis`` of a finished group run from its tables (and settings sidecar)."""
+    import json as _json
+
+    from rgenima_app.analysis.stage_rois import sharing_pattern
+
+    out = Path(output_dir)
+    roi = _read_table(out / f"desc-{model}_roistability.tsv")
+    roi_gene = _read_table(out / f"desc-{model}_roigenestability.tsv")
+    ranking = _read_table(out / f"desc-{model}_generanking.tsv")
+    enrichment = _read_table(out / f"desc-{model}_geneenrichment.tsv")
+    roi["stage_specific"] = _as_bool(roi["stage_specific"])
+    ranking["stable"] = _as_bool(ranking["stable"])
+    try:
+        settings = _json.loads((out / f"desc-{model}_roistability.json").read_text()).get("Settings", {})
+    except (OSError, ValueError):
+        settings = {}
+    known = set(AnalysisOptions.__dataclass_fields__)
+    options = AnalysisOptions(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in settings.items() if k in known})
+    stage = roi[["group", "roi", "mean", "frequency", "stage_specific"]].rename(columns={"stage_specific": "selected"})
+    stage = stage.sort_values(["group", "frequency", "mean"], ascending=[True, False, False], kind="stable")
+    stage["rank"] = stage.groupby("group").cumcount() + 1
+    stage = stage[["group", "roi", "mean", "frequency", "rank", "selected"]].reset_index(drop=True)
+    return GroupAnalysis(roi_stability=roi, roi_gene_stability=roi_gene, stage_rois=stage,
+                         sharing=sharing_pattern(stage, options.stages), gene_ranking=ranking,
+                         enrichment=enrichment, options=options)
+
+
+def rerender_group_report(output_dir: Path, model: str) -> Path:
+    """``group --model BUNDLE --reports-only``: write group.html again from the existing group tables."""
+    import json as _json
+
+    from rgenima_app.reports.group import render_group_report
+
+    out = Path(output_dir)
+    analysis = load_group_analysis(out, model)
+    predictions = _read_table(out / f"desc-{model}_predictions.tsv")
+    predictions["held_out"] = _as_bool(predictions["held_out"])
+    metrics = confusion = None
+    metrics_path = out / f"desc-{model}_metrics.tsv"
+    if metrics_path.is_file():
+        metrics = _read_table(metrics_path)
+        try:
+            matrix = _json.loads(metrics_path.with_suffix(".json").read_text())["ConfusionMatrix"]
+            confusion = pd.DataFrame(matrix["Counts"], index=pd.Index(matrix["Labels"], name="true"),
+                                     columns=pd.Index(matrix["Labels"], name="predicted"))
+        except (OSError, ValueError, KeyError):
+            confusion = None  # recomputed from the predictions' held-out rows
+    dseg, dseg_source = _representative_dseg(out, predictions)
+    path = render_group_report(analysis, out / "group.html", model, predictions=predictions, metrics=metrics,
+                               confusion=confusion, dseg=dseg, dseg_source=dseg_source, gwas_genes=_gwas_genes())
+    log.info("group report re-rendered from the tables: %s", path)
+    return path

@@ -48,6 +48,11 @@ sub-*/genotype
 *_roistability.tsv
 *_roigenestability.tsv
 *_geneenrichment.tsv
+*_geneenrichment.json
+*_generanking.tsv
+*_generanking.json
+*_roistability.json
+*_roigenestability.json
 *_split.tsv
 *_morph.tsv
 *_morph.json

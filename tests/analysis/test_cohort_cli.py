@@ -1,0 +1,295 @@
+"""``rgenima BIDS OUT group --model BUNDLE`` end to end through the console script.
+
+Participant outputs are written directly (in the participant level's formats) for 30 fabricated
+participants with planted stage ROIs; the bundle is a real, tiny, untrained one whose hashed training
+participants mark half of the cohort as training data.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers import requires_validator, run_rgenima
+from rgenima_app import STAGES
+from rgenima_app.analysis.simulate import fabricate_attention
+from rgenima_app.bids.derivatives import DerivativesWriter, write_json, write_tsv
+from rgenima_app.imaging.roi_table import load_roi_table
+from rgenima_app.synthetic_phantom import build_phantom
+from rgenima_app.training.metrics import classification_metrics
+
+MODEL = "tinycohort"
+GENES = ["APOE", "BIN1", "CLU", "PICALM", "CR1", "ABCA7", "SORL1", "TREM2", "CD33", "MS4A6A", "GENEA", "GENEB"]
+GROUP_SIZES = {"NC": 8, "SMC": 6, "MCI": 8, "AD": 8}
+PLANTED_ROIS = {
+    "SMC": ["Left-Thalamus", "ctx-rh-insula", "Left-Caudate"],
+    "MCI": ["Left-Thalamus", "ctx-rh-temporalpole", "ctx-rh-frontalpole"],
+    "AD": ["Left-Hippocampus", "ctx-lh-entorhinal", "Left-Amygdala"],
+}
+PLANTED_PAIRS = {"AD": [("Left-Hippocampus", "APOE")], "MCI": [("ctx-rh-temporalpole", "BIN1")]}
+ANALYSIS_TOML = "[analysis]\nn_boot = 200\nseed = 3\nroi_top_k = 6\ngene_top = 4\n"
+TWO_SESSIONS = "01"          # this participant has outputs of two sessions
+LIAR = "04"                  # its outputs say held out, but the bundle's training IDs contain it
+NO_IMAGE = "31"              # an AD participant predicted from genotypes only: no ROI attention
+
+
+def labels() -> list[str]:
+    return [f"{i + 1:02d}" for i in range(sum(GROUP_SIZES.values()))]
+
+
+def save_tiny_bundle(path, trained: list[str], name: str = MODEL):
+    import torch
+
+    from rgenima_app.models.bundle import save_bundle, training_summary
+    from rgenima_app.models.llm import build_llm
+    from rgenima_app.models.mllm import RGenIMA
+    from rgenima_app.models.rit import RiT, RiTConfig
+    from rgenima_app.models.tiny_llm import TinyLLMConfig
+
+    torch.manual_seed(0)
+    llm, tok, desc = build_llm("tiny", tiny=TinyLLMConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                                          num_key_value_heads=1, intermediate_size=64, vocab_size=512))
+    rit = RiT(RiTConfig(roi_size=8, dim=16, depth=1, heads=2)).eval()
+    model = RGenIMA(llm, tok, image_dim=16, image_encoder=rit, llm_description=desc)
+    return save_bundle(path, model, training=training_summary(trained, epochs=0), name=name)
+
+
+def dseg_image() -> nib.Nifti1Image:
+    phantom = build_phantom(40, 5.0)
+    table = load_roi_table()
+    lut = np.zeros(int(table["label"].max()) + 1, dtype=np.int16)
+    lut[table["label"].to_numpy()] = table["index"].to_numpy()
+    return nib.Nifti1Image(lut[phantom.labels], phantom.affine)
+
+
+def write_participant(out, label, session, roi, pairs, genes, proba, held_out, model_hash="hash-a", model=MODEL):
+    """The participant level's files for one participant/session (DESIGN.md 3.3; formats fixed)."""
+    name = f"sub-{label}" + (f"_ses-{session}" if session else "")
+    folder = out / f"sub-{label}" / (f"ses-{session}" if session else "")
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = folder / f"{name}_desc-{model}"
+    table = pd.DataFrame([{"label": STAGES[int(np.argmax(proba))], **{f"p_{s}": p for s, p in zip(STAGES, proba)}}])
+    write_json(stem.with_name(stem.name + "_predictions.json"),
+               {"Model": model, "ModelHash": model_hash, "HeldOut": held_out, "ImputedSNPs": 0,
+                "Modalities": ["T1w", "genotype"], "Sources": []})
+    write_tsv(stem.with_name(stem.name + "_predictions.tsv"), table)
+    rois = load_roi_table()
+    write_tsv(stem.with_name(stem.name + "_roiattention.tsv"),
+              pd.DataFrame({"index": rois["index"], "roi": rois["name"], "importance": roi}))
+    write_tsv(stem.with_name(stem.name + "_geneattention.tsv"), pd.DataFrame({"gene": GENES, "importance": genes}))
+    if pairs is None:  # no image: an empty ROI-gene table, as the participant level writes it
+        pairs_table = pd.DataFrame(columns=["roi", "gene", "attention"])
+    else:
+        r, g = np.meshgrid(np.arange(len(rois)), np.arange(len(GENES)), indexing="ij")
+        pairs_table = pd.DataFrame({"roi": rois["name"].to_numpy()[r.ravel()], "gene": np.asarray(GENES)[g.ravel()],
+                                    "attention": pairs.ravel()})
+    write_tsv(stem.with_name(stem.name + "_roigeneattention.tsv"), pairs_table)
+
+
+def build_cohort(root, diagnoses_override: dict | None = None):
+    """BIDS dir (participants.tsv) + output dir with every participant's outputs; returns (bids, out, truth)."""
+    cohort = fabricate_attention(GROUP_SIZES, GENES, PLANTED_ROIS, ["APOE", "CLU"], PLANTED_PAIRS,
+                                 effect=2.0, seed=4)
+    ids = labels()
+    rng = np.random.default_rng(0)
+    bids, out = root / "bids", root / "out"
+    bids.mkdir(parents=True)
+    (bids / "dataset_description.json").write_text(json.dumps({"Name": "cohort", "BIDSVersion": "1.10.0"}))
+    spelled = {"NC": "CN", "SMC": "SMC", "MCI": "EMCI", "AD": "Dementia"}  # ADNI spellings, mapped
+    diagnosis = {p: spelled[g] for p, g in zip(ids, cohort.groups)}
+    diagnosis[NO_IMAGE] = "AD"
+    diagnosis.update(diagnoses_override or {})
+    pd.DataFrame({"participant_id": [f"sub-{p}" for p in diagnosis], "diagnosis": list(diagnosis.values())}).to_csv(
+        bids / "participants.tsv", sep="\t", index=False)
+    DerivativesWriter(out, bids).initialize(load_roi_table())
+    truth = {}
+    for k, (p, group) in enumerate(zip(ids, cohort.groups)):
+        trained = k % 2 == 1
+        logits = rng.normal(0, 1, 4)
+        logits[STAGES.index(group)] += 4.0 if trained else 1.2   # held-out predictions make mistakes
+        proba = np.exp(logits) / np.exp(logits).sum()
+        held_out = (not trained) or p == LIAR
+        for session in (["1", "2"] if p == TWO_SESSIONS else [None]):
+            write_participant(out, p, session, cohort.roi_importance[k], cohort.roi_gene[k],
+                              cohort.gene_importance[k], proba, held_out)
+            truth[(f"sub-{p}", session)] = (group, proba, trained)
+    proba = np.array([0.1, 0.1, 0.5, 0.3])  # wrong: MCI
+    write_participant(out, NO_IMAGE, None, np.full(len(load_roi_table()), np.nan), None,
+                      cohort.gene_importance[-1], proba, True)
+    truth[(f"sub-{NO_IMAGE}", None)] = ("AD", proba, False)
+    writer = DerivativesWriter(out, bids)
+    dseg = writer.path("02", None, datatype="anat", desc="rois", suffix="dseg", extension=".nii.gz")
+    writer.write_nifti(dseg, dseg_image(), sidecar={"Description": "test ROI map", "Sources": []})
+    return bids, out, truth
+
+
+@pytest.fixture(scope="module")
+def trained_ids():
+    return [p for k, p in enumerate(labels()) if k % 2 == 1]
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory, trained_ids):
+    return save_tiny_bundle(tmp_path_factory.mktemp("models") / "tinycohort", trained_ids + [LIAR])
+
+
+@pytest.fixture(scope="module")
+def group_run(tmp_path_factory, bundle):
+    root = tmp_path_factory.mktemp("cohort")
+    bids, out, truth = build_cohort(root)
+    config = root / "analysis.toml"
+    config.write_text(ANALYSIS_TOML)
+    result = run_rgenima(bids, out, "group", "--model", bundle, "--train-config", config)
+    return bids, out, truth, result
+
+
+def test_group_run_succeeds_and_writes_every_table(group_run):
+    _, out, _, result = group_run
+    assert result.returncode == 0, result.stderr
+    assert "lack ROI or ROI-gene attention" in result.stderr and f"sub-{NO_IMAGE}" in result.stderr
+    assert f"sub-{LIAR}" in result.stderr  # claimed held out, but in the bundle's training participants
+    for suffix in ("predictions", "metrics", "roistability", "roigenestability", "generanking", "geneenrichment"):
+        assert (out / f"desc-{MODEL}_{suffix}.tsv").is_file(), suffix
+        assert (out / f"desc-{MODEL}_{suffix}.json").is_file(), suffix
+    html = (out / "group.html").read_text()
+    assert MODEL in html and "sub-02" in html  # the representative participant's ROI map is named
+    assert "data:image/png;base64" in html     # brain slices drawn from its dseg
+    assert not list(out.glob(".*.tmp*"))
+
+
+def test_cohort_predictions_join_truth_and_held_out(group_run, trained_ids):
+    _, out, truth, _ = group_run
+    table = pd.read_csv(out / f"desc-{MODEL}_predictions.tsv", sep="\t", na_values="n/a", keep_default_na=False)
+    assert list(table.columns) == ["participant_id", "session", "diagnosis", "label",
+                                   "p_NC", "p_SMC", "p_MCI", "p_AD", "held_out"]
+    assert len(table) == len(truth) == 32
+    assert (table["participant_id"] == f"sub-{TWO_SESSIONS}").sum() == 2
+    for row in table.itertuples():
+        session = None if pd.isna(row.session) else str(int(row.session))
+        group, proba, trained = truth[(row.participant_id, session)]
+        assert row.diagnosis == group                            # CN/EMCI/Dementia mapped
+        assert row.held_out == (not trained and row.participant_id != f"sub-{LIAR}")
+        assert row.label == STAGES[int(np.argmax(proba))]
+    assert not table.loc[table["participant_id"] == f"sub-{LIAR}", "held_out"].any()
+    sidecar = json.loads((out / f"desc-{MODEL}_predictions.json").read_text())
+    assert sidecar["ModelHash"] == "hash-a" and "held_out" in sidecar
+
+
+def test_metrics_use_held_out_participants_only(group_run):
+    _, out, truth, _ = group_run
+    held = [(pid, s) for (pid, s), (g, p, trained) in truth.items() if not trained and pid != f"sub-{LIAR}"]
+    expected = classification_metrics([truth[k][0] for k in held], np.array([truth[k][1] for k in held]),
+                                      n_boot=200, seed=3, groups=[k[0] for k in held])
+    metrics = pd.read_csv(out / f"desc-{MODEL}_metrics.tsv", sep="\t", na_values="n/a", keep_default_na=False)
+    assert list(metrics.columns) == ["metric", "value", "ci_low", "ci_high"]
+    np.testing.assert_allclose(metrics["value"], expected.table["value"], equal_nan=True)
+    np.testing.assert_allclose(metrics["ci_low"], expected.table["ci_low"], equal_nan=True)
+    sidecar = json.loads((out / f"desc-{MODEL}_metrics.json").read_text())
+    assert sidecar["NSamples"] == len(held) == 17           # sub-01 has two sessions
+    assert sidecar["NParticipants"] == 16
+    assert f"sub-{LIAR}" not in sidecar["Participants"]
+    assert np.sum(sidecar["ConfusionMatrix"]["Counts"]) == 17
+    # training participants are predicted almost perfectly: including them would raise accuracy
+    all_rows = list(truth)
+    everyone = classification_metrics([truth[k][0] for k in all_rows], np.array([truth[k][1] for k in all_rows]),
+                                      n_boot=0)
+    assert everyone.value("accuracy") > expected.value("accuracy")
+
+
+def test_planted_rois_are_stage_specific(group_run):
+    _, out, _, _ = group_run
+    table = pd.read_csv(out / f"desc-{MODEL}_roistability.tsv", sep="\t", na_values="n/a", keep_default_na=False)
+    assert set(table["group"]) == set(STAGES)
+    specific = table[table["stage_specific"]]
+    for stage, rois in PLANTED_ROIS.items():
+        chosen = set(specific.loc[specific["group"] == stage, "roi"])
+        assert set(rois) <= chosen, (stage, chosen)
+        assert len(chosen) <= 6
+    assert table.loc[table["group"] == "NC", "stage_specific"].sum() < 3  # no planted signal in NC
+    assert table.loc[table["group"] == "AD", "n"].iloc[0] == 8             # sub-31 (no image) left out
+    ranking = pd.read_csv(out / f"desc-{MODEL}_generanking.tsv", sep="\t", na_values="n/a", keep_default_na=False)
+    top = ranking[ranking["group"] == "all"].sort_values("rank")["gene"].head(2)
+    assert set(top) == {"APOE", "CLU"}                                      # planted genes (gene importance)
+    pairs = pd.read_csv(out / f"desc-{MODEL}_roigenestability.tsv", sep="\t", na_values="n/a", keep_default_na=False)
+    ad = pairs[(pairs["group"] == "AD") & (pairs["roi"] == "Left-Hippocampus")].sort_values("mean", ascending=False)
+    assert ad["gene"].iloc[0] == "APOE"
+    settings = json.loads((out / f"desc-{MODEL}_roistability.json").read_text())["Settings"]
+    assert settings["n_boot"] == 200 and settings["seed"] == 3 and settings["roi_top_k"] == 6
+
+
+@requires_validator
+def test_output_validates(group_run):
+    _, out, _, _ = group_run
+    report = json.loads(subprocess.run(["bids-validator-deno", "--format", "json", str(out)],
+                                       capture_output=True, text=True).stdout)
+    errors = [i for i in report["issues"]["issues"] if i["severity"] == "error"]
+    assert errors == []
+
+
+def test_reports_only_rerenders_from_tables(group_run, bundle, tmp_path):
+    bids, out, _, _ = group_run
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    (copy / "group.html").unlink()
+    before = {p.name: p.stat().st_mtime_ns for p in copy.glob(f"desc-{MODEL}_*")}
+    result = run_rgenima(bids, copy, "group", "--model", bundle, "--reports-only")
+    assert result.returncode == 0, result.stderr
+    html = (copy / "group.html").read_text()
+    original = (out / "group.html").read_text()
+    for text in ("Left-Hippocampus", "ctx-lh-entorhinal", "accuracy", "sub-02"):
+        assert text in html and text in original
+    assert {p.name: p.stat().st_mtime_ns for p in copy.glob(f"desc-{MODEL}_*")} == before  # tables untouched
+
+
+def test_reports_only_without_tables_is_a_clear_error(bundle, tmp_path):
+    bids, out, _ = build_cohort(tmp_path)
+    result = run_rgenima(bids, out, "group", "--model", bundle, "--reports-only")
+    assert result.returncode == 66
+    assert f"desc-{MODEL}_roistability.tsv" in result.stderr and "without --reports-only" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_no_outputs_of_the_model_lists_the_models_found(group_run, trained_ids, tmp_path):
+    bids, out, _, _ = group_run
+    other = save_tiny_bundle(tmp_path / "othermodel", trained_ids, name="othermodel")
+    result = run_rgenima(bids, out, "group", "--model", other)
+    assert result.returncode == 18
+    assert "othermodel" in result.stderr and MODEL in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_outputs_of_two_models_are_refused(group_run, bundle, tmp_path):
+    bids, out, _, _ = group_run
+    mixed = tmp_path / "out"
+    shutil.copytree(out, mixed)
+    sidecar = mixed / "sub-07" / f"sub-07_desc-{MODEL}_predictions.json"
+    write_json(sidecar, dict(json.loads(sidecar.read_text()), ModelHash="hash-b"))
+    result = run_rgenima(bids, mixed, "group", "--model", bundle)
+    assert result.returncode == 1
+    assert "2 different models" in result.stderr and "sub-07" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_group_of_one_is_skipped_with_a_warning(bundle, tmp_path):
+    smc = [p for p, g in zip(labels(), [g for g, n in GROUP_SIZES.items() for _ in range(n)]) if g == "SMC"]
+    bids, out, _ = build_cohort(tmp_path, {p: "n/a" for p in smc[1:]})   # one SMC participant left
+    result = run_rgenima(bids, out, "group", "--model", bundle)
+    assert result.returncode == 0, result.stderr
+    assert "group SMC has 1 participant" in result.stderr
+    table = pd.read_csv(out / f"desc-{MODEL}_roistability.tsv", sep="\t")
+    assert set(table["group"]) == {"NC", "MCI", "AD"}
+    assert (out / "group.html").is_file()
+
+
+def test_unknown_analysis_key_is_refused(group_run, bundle, tmp_path):
+    bids, out, _, _ = group_run
+    config = tmp_path / "bad.toml"
+    config.write_text("[analysis]\nn_bot = 10\n")
+    result = run_rgenima(bids, tmp_path / "out", "group", "--model", bundle, "--train-config", config)
+    assert result.returncode == 2
+    assert "n_bot" in result.stderr and "n_boot" in result.stderr and str(config) in result.stderr
