@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from rgenima_app.bids.inputs import T1wSample
 from rgenima_app.config import RunConfig
-from rgenima_app.errors import NoDataError, ProcessingError, RgenimaError
+from rgenima_app.errors import MissingInputError, NoDataError, ProcessingError, RgenimaError
 from rgenima_app.genetics.extract import panel_genotypes, select_panel_snps
 from rgenima_app.genetics.panel import gene_panel
 from rgenima_app.genetics.readers import open_genotypes
@@ -71,8 +71,8 @@ def labelled_samples(t1w: list[T1wSample], participants: pd.DataFrame) -> list[C
         log.warning("%d sample(s) without a diagnosis are left out of training: %s", len(unlabelled),
                     ", ".join(unlabelled[:20]) + (" ..." if len(unlabelled) > 20 else ""))
     if not samples:
-        raise NoDataError("no selected participant has a diagnosis in participants.tsv",
-                          hint="training needs the 'diagnosis' column filled (NC, SMC, MCI, AD)")
+        raise MissingInputError("no selected participant has a diagnosis in participants.tsv",
+                                hint="training needs the 'diagnosis' column filled (NC, SMC, MCI, AD)")
     return samples
 
 

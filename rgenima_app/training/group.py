@@ -29,13 +29,14 @@ from rgenima_app.bids.inputs import collect_t1w, load_bids_filters, read_partici
 from rgenima_app.bids.validation import validate_bids
 from rgenima_app.config import RunConfig, read_train_config
 from rgenima_app.errors import OutputNotWritableError, UsageError
-from rgenima_app.imaging.roi_table import load_roi_table
+from rgenima_app.imaging.roi_table import N_ROIS, load_roi_table
 from rgenima_app.models.bundle import model_label, save_bundle, training_summary
 from rgenima_app.models.finetune import LoraSettings, set_finetune_mode, trainable_parameters
 from rgenima_app.models.llm import build_llm
 from rgenima_app.models.mllm import RGenIMA
 from rgenima_app.models.tiny_llm import TinyLLMConfig
 from rgenima_app.training import data as cohort_data
+from rgenima_app.training import distributed
 from rgenima_app.training.evaluate import evaluate_probabilities, predict_items, prediction_table
 from rgenima_app.training.metrics import summarize_folds
 from rgenima_app.training.settings import TrainSettings, train_settings
@@ -75,6 +76,9 @@ def train_group(config: RunConfig, writer: DerivativesWriter, run_id: str) -> No
     if not config.skip_bids_validation:
         validate_bids(config.bids_dir)
     device = resolve_device(config.device)
+    if config.deepspeed is not None:
+        distributed.init_distributed(device)
+    rank = distributed.world()[0] if config.deepspeed is not None else 0
     t1w = collect_t1w(config.bids_dir, config.participant_label, config.session_label,
                       load_bids_filters(config.bids_filter_file))
     participants = read_participants(config.bids_dir, required=True)
@@ -86,15 +90,18 @@ def train_group(config: RunConfig, writer: DerivativesWriter, run_id: str) -> No
     labels = cohort.labels()
     folds = make_folds(labels, settings.split.test, settings.split.validation, settings.split.folds,
                        settings.split.seed if settings.split.seed else config.seed)
-    writer.initialize(load_roi_table())
-    config.save(config.output_dir / "logs", run_id)
-    table = split_table(cohort.table(), folds)
-    write_json(writer.path(None, desc=label, suffix="split", extension=".json"), SPLIT_SIDECAR)
-    write_tsv(writer.path(None, desc=label, suffix="split", extension=".tsv"), table)
+    if rank == 0:
+        writer.initialize(load_roi_table())
+        config.save(config.output_dir / "logs", run_id)
+        table = split_table(cohort.table(), folds)
+        write_json(writer.path(None, desc=label, suffix="split", extension=".json"), SPLIT_SIDECAR)
+        write_tsv(writer.path(None, desc=label, suffix="split", extension=".tsv"), table)
     log.info("training %s on %d samples of %d participants (%s), %d fold(s), device %s", label,
              len(cohort.samples), len(labels), settings.data, len(folds), device)
 
-    results = [train_fold(config, settings, cohort, fold, names[fold.index], device) for fold in folds]
+    results = [train_fold(config, settings, cohort, fold, names[fold.index], device, rank) for fold in folds]
+    if rank != 0:  # rank 0 evaluates and writes the outputs
+        return
     write_evaluation(writer, label, settings, results)
     from rgenima_app.reports.training import write_training_figure
 
@@ -152,8 +159,8 @@ def build_model(config: RunConfig, settings: TrainSettings, image_dim: int, n_im
 
 
 def train_fold(config: RunConfig, settings: TrainSettings, cohort: cohort_data.Cohort, fold: Fold,
-               bundle_name: str, device: torch.device) -> dict:
-    """Everything of one fold; returns its test predictions, metrics and curves."""
+               bundle_name: str, device: torch.device, rank: int = 0) -> dict | None:
+    """Everything of one fold; returns its test predictions, metrics and curves (None on ranks > 0)."""
     state_dir = config.work_dir / "training" / run_key(config, settings, cohort, fold)
     train_p, val_p, test_p = (set(fold.participants(r)) for r in ("train", "validation", "test"))
     log.info("fold %d: %d train, %d validation, %d test participants", fold.index, len(train_p), len(val_p), len(test_p))
@@ -164,29 +171,38 @@ def train_fold(config: RunConfig, settings: TrainSettings, cohort: cohort_data.C
     if settings.data != "gene":
         rit_file = state_dir / "stage1" / "rit.safetensors"
         rit_cfg = rit_config(settings.stage1, config.roi_size)
-        if rit_file.is_file():
-            log.info("stage 1: reusing the trained RiT in %s", rit_file)
-            rit = load_rit(rit_cfg, rit_file, device)
-            stage1_curve = json.loads((state_dir / "stage1" / "curve.json").read_text())
-        else:
+        if rank == 0 and not rit_file.is_file():  # other ranks wait for rank 0's RiT and tokens
             rit, curve = train_stage1(in_role(train_p), in_role(val_p), settings.stage1, config.roi_size,
                                       config.seed, device)
+            (state_dir / "stage1").mkdir(parents=True, exist_ok=True)
+            (state_dir / "stage1" / "curve.json").write_text(json.dumps(curve.to_dict()))
             save_rit(rit, rit_file)
-            stage1_curve = curve.to_dict()
-            (state_dir / "stage1" / "curve.json").write_text(json.dumps(stage1_curve))
-        curves["stage1"] = stage1_curve
+            rit_tokens(rit, cohort.samples, config.work_dir / "tokens", device, settings.stage1.batch_size)
+        if config.deepspeed is not None:
+            distributed.barrier()
+        log.info("stage 1: the trained RiT is %s", rit_file)
+        rit = load_rit(rit_cfg, rit_file, device)
+        curves["stage1"] = json.loads((state_dir / "stage1" / "curve.json").read_text())
         tokens = rit_tokens(rit, cohort.samples, config.work_dir / "tokens", device, settings.stage1.batch_size)
 
     items = {s.name: Stage2Item(s.name, s.participant, s.diagnosis, genotypes.get(s.participant),
                                 tokens.get(s.name)) for s in cohort.samples}
     pick = lambda role: [items[s.name] for s in in_role(role)]  # noqa: E731
     dim = rit.config.dim if rit is not None else settings.stage1.dim
-    model = build_model(config, settings, dim, rit.config.n_rois if rit is not None else 109, device)
+    n_tokens = rit.config.n_rois if rit is not None else N_ROIS
+    model = build_model(config, settings, dim, n_tokens, device)
     log.info("stage 2: %s", trainable_parameters(model))
     trainer = Stage2Trainer(model, settings.stage2, data=settings.data, fmt=settings.genetics.snp_text_format,
                             seed=config.seed, device=device, checkpoint_dir=state_dir / "stage2" / "checkpoint",
                             deepspeed_config=deepspeed_config(config, settings))
     curves["stage2"] = trainer.fit(pick(train_p), pick(val_p)).to_dict()
+    if trainer.engine is not None:  # gather the ZeRO-partitioned weights into a plain model on rank 0
+        state = distributed.gathered_state(model)
+        if rank != 0:
+            return None
+        model = build_model(config, settings, dim, n_tokens, device)
+        model.load_state_dict(state)
+        model.eval()
     model.image_encoder = rit
 
     test_items = pick(test_p)
@@ -216,9 +232,7 @@ def train_fold(config: RunConfig, settings: TrainSettings, cohort: cohort_data.C
 def deepspeed_config(config: RunConfig, settings: TrainSettings) -> dict | None:
     if config.deepspeed is None:
         return None
-    from rgenima_app.training.distributed import load_deepspeed_config
-
-    return load_deepspeed_config(config.deepspeed, settings.stage2)
+    return distributed.load_deepspeed_config(config.deepspeed, settings.stage2)
 
 
 def model_card_notes(settings: TrainSettings, report, n_test: int) -> str:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from rgenima_app import STAGES
-from rgenima_app.errors import NoDataError, UsageError
+from rgenima_app.errors import MissingInputError, ProcessingError
 
 ROLES = ("train", "validation", "test")
 
@@ -33,17 +33,17 @@ def check_labels(labels: pd.Series, folds: int = 0) -> None:
     """Refuse label sets that cannot be split: none, one class, a class smaller than the folds."""
     labels = labels.dropna()
     if labels.empty:
-        raise NoDataError("no selected participant has a diagnosis in participants.tsv",
+        raise MissingInputError("no selected participant has a diagnosis in participants.tsv",
                           hint=f"training needs labelled participants ({', '.join(STAGES)})")
     counts = Counter(labels)
     if len(counts) < 2:
-        raise UsageError(f"all {len(labels)} labelled participants are {next(iter(counts))}; training needs "
+        raise ProcessingError(f"all {len(labels)} labelled participants are {next(iter(counts))}; training needs "
                          "at least 2 stages", hint="add participants of other stages to participants.tsv")
     small = {stage: n for stage, n in counts.items() if n < max(folds, 2)}
     if small:
         listing = ", ".join(f"{stage}: {n} ({', '.join('sub-' + p for p in labels.index[labels == stage][:5])})"
                             for stage, n in small.items())
-        raise UsageError(f"too few participants per stage for a participant-disjoint split: {listing}",
+        raise ProcessingError(f"too few participants per stage for a participant-disjoint split: {listing}",
                          hint=f"each stage needs at least {max(folds, 2)} participants"
                               + (f" for {folds}-fold cross-validation" if folds else "")
                               + "; label more participants or set [split] folds lower")

@@ -30,6 +30,7 @@ from tqdm import tqdm
 from rgenima_app.genetics.serialize import serialize_genotypes
 from rgenima_app.models.mllm import MLLMSample, RGenIMA
 from rgenima_app.training.settings import Stage2Settings
+from rgenima_app.training.distributed import shard, world
 from rgenima_app.training.stage1 import Curve
 
 log = logging.getLogger("rgenima")
@@ -210,7 +211,8 @@ class Stage2Trainer:
 
     def fit(self, train: list[Stage2Item], validation: list[Stage2Item]) -> Curve:
         s = self.settings
-        batches_per_epoch = math.ceil(len(train) / s.batch_size)
+        rank, size = world() if self.deepspeed_config is not None else (0, 1)
+        batches_per_epoch = math.ceil(len(shard(train, rank, size)) / s.batch_size)
         total_steps = s.epochs * math.ceil(batches_per_epoch / s.gradient_accumulation)
         optimizer, scheduler = self._setup(total_steps)
         curve, start_epoch, start_batch, step = Curve(), 0, 0, 0
@@ -220,7 +222,7 @@ class Stage2Trainer:
         bar = tqdm(total=total_steps, initial=step, desc=f"stage 2 ({self.model.finetune_mode})", unit="step",
                    disable=None)
         for epoch in range(start_epoch, s.epochs):
-            samples = epoch_samples(train, epoch, self.seed, self.data, self.fmt, s)
+            samples = shard(epoch_samples(train, epoch, self.seed, self.data, self.fmt, s), rank, size)
             self.model.train()
             epoch_loss = 0.0
             first = start_batch if epoch == start_epoch else 0

@@ -1,0 +1,202 @@
+"""``rgenima BIDS OUT group --train`` end to end on a tiny synthetic cohort (real console script)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers import rgenima_command, run_rgenima
+from rgenima_app import STAGES
+from rgenima_app.models.bundle import load_bundle
+from training.conftest import bundle_test_probabilities, train_args, write_train_config
+
+
+@pytest.fixture(scope="module")
+def trained(train_cohort, tmp_path_factory):
+    out = tmp_path_factory.mktemp("trained") / "out"
+    config = write_train_config(out.parent / "train.toml", name="tiny")
+    result = run_rgenima(*train_args(train_cohort, out, config))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+def test_split_is_participant_disjoint_and_stratified(trained, train_cohort):
+    split = pd.read_csv(trained / "desc-tiny_split.tsv", sep="\t")
+    roles = split.groupby("participant_id")["role"].nunique()
+    assert (roles == 1).all()
+    assert set(split["role"]) == {"train", "validation", "test"}
+    truth = pd.read_csv(train_cohort / "bids" / "participants.tsv", sep="\t")
+    assert sorted(split["participant_id"]) == sorted(truth["participant_id"])
+    train_stages = set(split.loc[split["role"] == "train", "diagnosis"])
+    assert train_stages == set(truth["diagnosis"])  # every stage is seen in training
+
+
+def test_test_metrics_come_from_test_participants_only(trained):
+    split = pd.read_csv(trained / "desc-tiny_split.tsv", sep="\t").set_index("participant_id")
+    predictions = pd.read_csv(trained / "desc-tiny_testpredictions.tsv", sep="\t")
+    assert set(split.loc[predictions["participant_id"], "role"]) == {"test"}
+    assert len(predictions) == (split["role"] == "test").sum()
+    proba = predictions[[f"p_{s}" for s in STAGES]].to_numpy()
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+    evaluation = pd.read_csv(trained / "desc-tiny_evaluation.tsv", sep="\t").set_index("metric")
+    accuracy = (predictions["label"] == predictions["diagnosis"]).mean()
+    assert evaluation.loc["accuracy", "value"] == pytest.approx(accuracy)
+    assert evaluation.loc["accuracy", "ci_low"] <= accuracy <= evaluation.loc["accuracy", "ci_high"]
+    for metric in ("macro_f1", "balanced_accuracy", "macro_auc", "recall_AD", "specificity_NC"):
+        assert metric in evaluation.index
+
+
+def test_bundle_reloads_predicts_and_knows_its_training_participants(trained, train_cohort):
+    bundle_dir = trained / "models" / "tiny"
+    predictions = pd.read_csv(trained / "desc-tiny_testpredictions.tsv", sep="\t")
+    proba = bundle_test_probabilities(bundle_dir, train_cohort, trained / ".work", list(predictions["participant_id"]))
+    np.testing.assert_allclose(proba, predictions[[f"p_{s}" for s in STAGES]].to_numpy(), atol=1e-5)
+    bundle = load_bundle(bundle_dir)
+    split = pd.read_csv(trained / "desc-tiny_split.tsv", sep="\t")
+    for row in split.itertuples():
+        assert bundle.was_trained_on(row.participant_id) == (row.role != "test")
+    card = (bundle_dir / "MODEL_CARD.md").read_text()
+    assert "Held-out test set" in card and "accuracy" in card
+    meta = json.loads((bundle_dir / "rgenima.json").read_text())
+    assert meta["name"] == "tiny" and meta["rois"]["size"] == 8 and meta["rois"]["mode"] == "stretch"
+    assert meta["metrics"]["test"]["accuracy"]["value"] == pytest.approx((predictions["label"] == predictions["diagnosis"]).mean())
+    panel = pd.read_csv(bundle_dir / "snp_panel.tsv", sep="\t")
+    assert {"snp", "gene", "a1", "a2", "a1_freq"} <= set(panel.columns) and len(panel) > 0
+
+
+def test_training_figure_and_curves(trained):
+    svg = (trained / "figures" / "desc-tiny_training.svg").read_text()
+    assert svg.lstrip().startswith("<svg") and "Stage 2" in svg
+    meta = json.loads((trained / "models" / "tiny" / "rgenima.json").read_text())
+    curves = meta["training"]["curves"]
+    assert len(curves["stage1"]["train_loss"]) >= 1 and len(curves["stage2"]["train_loss"]) == 2
+    assert len(curves["stage2"]["val_loss"]) == 2
+
+
+def test_existing_bundle_is_never_overwritten(trained, train_cohort):
+    config = write_train_config(trained.parent / "again.toml", name="tiny")
+    weights = trained / "models" / "tiny" / "connector.safetensors"
+    before = weights.read_bytes()
+    result = run_rgenima(*train_args(train_cohort, trained, config))
+    assert result.returncode == 73
+    assert "already exist" in result.stderr and "models/tiny" in result.stderr
+    assert weights.read_bytes() == before
+
+
+def _cohort_with(train_cohort: Path, tmp_path: Path, diagnoses: dict[str, str] | None = None,
+                 keep: int | None = None) -> Path:
+    """A copy of the cohort's BIDS folder with participants.tsv edited."""
+    bids = tmp_path / "bids"
+    shutil.copytree(train_cohort / "bids", bids)
+    table = pd.read_csv(bids / "participants.tsv", sep="\t", dtype=str, keep_default_na=False)
+    if diagnoses is not None:
+        table["diagnosis"] = table["participant_id"].map(diagnoses).fillna(table["diagnosis"])
+    table.to_csv(bids / "participants.tsv", sep="\t", index=False)
+    return bids
+
+
+@pytest.mark.parametrize("case, code, words", [
+    ("one_stage", 1, ["all 24 labelled participants are NC", "at least 2 stages"]),
+    ("unlabelled", 66, ["no selected participant has a diagnosis"]),
+    ("unknown_label", 2, ["diagnoses rgenima does not know", "Alzheimer"]),
+    ("too_few_for_folds", 1, ["too few participants per stage", "5-fold"]),
+])
+def test_bad_labels_are_refused_clearly(train_cohort, tmp_path, case, code, words):
+    truth = pd.read_csv(train_cohort / "bids" / "participants.tsv", sep="\t")
+    ids = list(truth["participant_id"])
+    edits = {"one_stage": {p: "NC" for p in ids}, "unlabelled": {p: "n/a" for p in ids},
+             "unknown_label": {ids[0]: "Alzheimer"}, "too_few_for_folds": {}}[case]
+    bids = _cohort_with(train_cohort, tmp_path, edits)
+    folds = 5 if case == "too_few_for_folds" else 0
+    config = write_train_config(tmp_path / "train.toml", folds=folds)
+    if case == "too_few_for_folds":  # leave SMC with 3 participants
+        table = pd.read_csv(bids / "participants.tsv", sep="\t")
+        smc = table.index[table["diagnosis"] == "SMC"][3:]
+        table.loc[smc, "diagnosis"] = "MCI"
+        table.to_csv(bids / "participants.tsv", sep="\t", index=False)
+    args = train_args(train_cohort, tmp_path / "out", config)
+    args[0] = bids
+    result = run_rgenima(*args)
+    assert result.returncode == code, result.stderr[-2000:]
+    for word in words:
+        assert word in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out" / "models").exists()
+
+
+def _progress(work: Path) -> dict | None:
+    for path in work.glob("training/*/stage2/checkpoint/progress.json"):
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+    return None
+
+
+def test_killed_training_resumes_and_matches_an_uninterrupted_run(train_cohort, tmp_path):
+    config = write_train_config(tmp_path / "train.toml", name="resume", epochs=12)
+    out = tmp_path / "interrupted"
+    command = [*rgenima_command(), *map(str, train_args(train_cohort, out, config))]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    deadline = time.monotonic() + 600
+    progress = None
+    while process.poll() is None and time.monotonic() < deadline:
+        progress = _progress(out / ".work")
+        if progress and progress["step"] >= 3:
+            os.killpg(process.pid, signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be interrupted"
+    assert not (out / "models" / "resume").exists()  # nothing that looks finished
+    resumed = run_rgenima(*train_args(train_cohort, out, config, "-v"))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stderr
+    reference = tmp_path / "uninterrupted"
+    whole = run_rgenima(*train_args(train_cohort, reference, config))
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    a = pd.read_csv(out / "desc-resume_testpredictions.tsv", sep="\t")
+    b = pd.read_csv(reference / "desc-resume_testpredictions.tsv", sep="\t")
+    np.testing.assert_allclose(a[[f"p_{s}" for s in STAGES]], b[[f"p_{s}" for s in STAGES]], atol=1e-5)
+
+
+def test_kfold_lora_mixture(train_cohort, tmp_path):
+    config = write_train_config(tmp_path / "train.toml", name="kf", data="mixture", folds=2, epochs=1)
+    result = run_rgenima(*train_args(train_cohort, tmp_path / "out", config, "--finetune", "lora"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    split = pd.read_csv(tmp_path / "out" / "desc-kf_split.tsv", sep="\t")
+    tested = split[split["role"] == "test"].groupby("participant_id")["fold"].count()
+    assert len(tested) == split["participant_id"].nunique() and (tested == 1).all()  # each tested exactly once
+    evaluation = pd.read_csv(tmp_path / "out" / "desc-kf_evaluation.tsv", sep="\t")
+    assert {"0", "1", "mean"} == set(evaluation["fold"].astype(str))
+    for k in (1, 2):
+        bundle = tmp_path / "out" / "models" / f"kffold{k}"
+        assert (bundle / "llm_adapter").is_dir()
+        assert json.loads((bundle / "rgenima.json").read_text())["finetune"] == "lora"
+
+
+def test_deepspeed_zero3_two_processes_on_cpu(train_cohort, tmp_path):
+    pytest.importorskip("deepspeed")
+    config = write_train_config(tmp_path / "train.toml", name="ds")
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29547",
+               "-m", "rgenima_app", *map(str, train_args(train_cohort, out, config, "--deepspeed", "zero3"))]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=1800,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-4000:]
+    logs = "".join(p.read_text() for p in (out / "logs").glob("*.log"))
+    assert logs.count("stage 2 epoch 2") == 2  # both ranks trained
+    predictions = pd.read_csv(out / "desc-ds_testpredictions.tsv", sep="\t")
+    proba = bundle_test_probabilities(out / "models" / "ds", train_cohort, out / ".work",
+                                      list(predictions["participant_id"]))
+    np.testing.assert_allclose(proba, predictions[[f"p_{s}" for s in STAGES]].to_numpy(), atol=1e-5)
