@@ -95,11 +95,18 @@ def test_path_traversal_labels_are_refused(tiny_cohort, tmp_path, label):
 
 
 def test_stage_not_yet_built_fails_loudly_before_any_work(tiny_cohort, tmp_path):
+    result = run_rgenima(tiny_cohort / "bids", tmp_path / "out", "participant", "--reports-only")
+    assert result.returncode == 1
+    assert "not available" in result.stderr and "--reports-only" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_model_that_is_not_a_bundle_is_refused_before_any_work(tiny_cohort, tmp_path):
     model = tmp_path / "bundle"
     model.mkdir()
     result = run_rgenima(tiny_cohort / "bids", tmp_path / "out", "participant", "--model", model)
-    assert result.returncode == 1
-    assert "not available" in result.stderr and "--model" in result.stderr
+    assert result.returncode == 66
+    assert "rgenima.json" in result.stderr and "not an rgenima model bundle" in result.stderr
     assert not (tmp_path / "out").exists()
 
 

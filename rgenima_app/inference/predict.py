@@ -140,6 +140,12 @@ def build_sample(bundle: LoadedBundle, item: PredictionInput) -> tuple[MLLMSampl
     return sample, modalities, warnings
 
 
+def _normalized(p: torch.Tensor) -> np.ndarray:
+    """Probabilities in float64, summing to 1 to float64 precision (the model computes them in float32)."""
+    values = p.double().cpu().numpy()
+    return values / values.sum()
+
+
 def predict(bundle: LoadedBundle, items: list[PredictionInput], *, batch_size: int = 1,
             progress: bool = True) -> list[Prediction]:
     """Probabilities and rollout of every item, ``batch_size`` prompts per forward pass."""
@@ -156,7 +162,7 @@ def predict(bundle: LoadedBundle, items: list[PredictionInput], *, batch_size: i
                                 "its prediction is not held out (HeldOut false)")
             table = item.genotypes if MODALITY_GENOTYPES in modalities else None
             predictions.append(Prediction(
-                input=item, probabilities=p.double().cpu().numpy(), rollout=result, genome_text=sample.genome_text,
+                input=item, probabilities=_normalized(p), rollout=result, genome_text=sample.genome_text,
                 modalities=modalities, imputed_snps=int(table["imputed"].sum()) if table is not None else None,
                 n_snps=len(table) if table is not None else None, held_out=held_out, warnings=warnings))
             for warning in warnings:

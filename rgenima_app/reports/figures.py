@@ -147,12 +147,12 @@ def _slice_centre(weights: np.ndarray, fallback: np.ndarray) -> tuple[int, int, 
 
 
 def brain_slices(dseg, roi_values: Mapping[int, float], title: str, vmax: float = 1.0,
-                 label: str = "top-set frequency") -> str:
+                 colorbar_label: str = "top-set frequency") -> str:
     """Paint ``roi_values`` (image value -> value) into an ROI image and show three slices.
 
     ``dseg`` is a nibabel ROI image (a participant's ``desc-rois_dseg``), reoriented to
-    RAS for display; voxels of unlisted ROIs show as the grey brain outline; ``label`` names the colour
-    bar. Returns a PNG data URI.
+    RAS for display; voxels of unlisted ROIs show as the grey brain outline; ``colorbar_label`` names
+    the colour bar. Returns a PNG data URI.
     """
     import nibabel as nib
 
@@ -182,7 +182,7 @@ def brain_slices(dseg, roi_values: Mapping[int, float], title: str, vmax: float 
         mappable = plt.cm.ScalarMappable(norm=plt.Normalize(0, vmax), cmap=cmap)
         bar = fig.colorbar(mappable, ax=axes, fraction=0.025, pad=0.02)
         bar.ax.tick_params(colors="#d9dde5", labelsize=7)
-        bar.set_label(label, color="#d9dde5", fontsize=7)
+        bar.set_label(colorbar_label, color="#d9dde5", fontsize=7)
     return to_png_uri(fig)
 
 

@@ -137,10 +137,10 @@ def _session_section(prediction_file: Path, model: str) -> dict:
                                             f"rois-{name}", "#c8413a")
         dseg_path = Path(prediction_file).parent / "anat" / f"{name}_desc-rois_dseg.nii.gz"
         if dseg_path.is_file():
-            values = dict(zip(rois["index"].astype(int), rois["importance"].fillna(0)))
+            top_value = float(rois["importance"].max()) or 1.0
+            values = dict(zip(rois["index"].astype(int), rois["importance"].fillna(0) / top_value))
             section["brain"] = figures.brain_slices(nib.load(str(dseg_path)), values, f"{name}: ROI importance",
-                                                    vmax=float(rois["importance"].max()) or 1.0,
-                                                    label="ROI importance")
+                                                    vmax=1.0, colorbar_label="ROI importance / top ROI's")
     if len(genes):
         top = genes.sort_values("importance", ascending=False).head(N_TOP_GENES)
         section["top_genes"] = top.to_dict("records")

@@ -1,0 +1,71 @@
+"""Output tables, the attention map and the report's metric rows, from a prediction made here."""
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from inference_fixtures import genome_text, image_sample, tiny_model, tiny_tokenizer  # noqa: F401 (fixture)
+from rgenima_app.imaging.roi_table import N_ROIS, roi_names
+from rgenima_app.inference.outputs import attention_map, gene_table, prediction_table, roi_gene_table, roi_table
+from rgenima_app.inference.predict import Prediction, PredictionInput
+from rgenima_app.inference.rollout import rollout
+from rgenima_app.reports.subject import metric_rows
+
+
+class _Imaging:  # the two attributes of ParticipantImaging that the map needs
+    def __init__(self, dseg):
+        self.dseg = dseg
+        self.morph = pd.DataFrame({"name": roi_names(), "present": [True] * N_ROIS})
+
+
+@pytest.fixture(scope="module")
+def prediction(tiny_tokenizer):
+    model = tiny_model(tiny_tokenizer)
+    sample = image_sample(0, genome_text(n_genes=5, seed=1))
+    (result,), p = rollout(model, [sample])
+    index = np.zeros((10, 12, 14), dtype=np.int16)
+    index[1:4, 2:5, 3:6] = 17
+    index[6:9, 7:10, 8:12] = 109
+    index[5, 5, 5] = 1
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    affine[:3, 3] = [-10, 4, 7]
+    dseg = nib.Nifti1Image(index, affine)
+    item = PredictionInput("01", "2", imaging=_Imaging(dseg), genotypes=None)
+    return Prediction(item, p[0].double().numpy(), result, sample.genome_text, ["T1w", "genotypes"], 0, 15, True)
+
+
+def test_tables(prediction):
+    table = prediction_table(prediction)
+    assert list(table.columns) == ["participant_id", "session_id", "label", "p_NC", "p_SMC", "p_MCI", "p_AD"]
+    assert table["session_id"].iloc[0] == "ses-2" and abs(table.iloc[0, 3:].sum() - 1) < 1e-6
+    rois = roi_table(prediction)
+    assert list(rois["roi"]) == roi_names() and abs(rois["importance"].sum() - 1) < 1e-9
+    genes = gene_table(prediction)
+    assert len(genes) == 5 and list(genes["gene"]) == prediction.rollout.genes
+    pairs = roi_gene_table(prediction)
+    assert len(pairs) == N_ROIS * 5
+    wide = pairs.pivot(index="roi", columns="gene", values="attention").loc[roi_names(), prediction.rollout.genes]
+    np.testing.assert_allclose(wide.to_numpy(), prediction.rollout.roi_gene)
+
+
+def test_attention_map(prediction):
+    image = attention_map(prediction)
+    dseg = prediction.input.imaging.dseg
+    assert image.shape == dseg.shape and np.array_equal(image.affine, dseg.affine)
+    values, index = image.get_fdata(), np.asarray(dseg.dataobj)
+    importance = prediction.rollout.roi_importance
+    assert np.all(values[index == 0] == 0)
+    for roi in (1, 17, 109):
+        np.testing.assert_allclose(values[index == roi], importance[roi - 1], rtol=1e-6)
+
+
+def test_metric_rows_from_training_and_flat_metrics():
+    rows, n = metric_rows({"test": {"accuracy": {"value": 0.5, "ci_low": 0.25, "ci_high": 0.75},
+                                    "macro_f1": {"value": 0.4, "ci_low": None, "ci_high": None}},
+                           "n_test_samples": 12, "confusion": {"NC": {"NC": 3}}})
+    assert n == 12 and rows == [{"metric": "accuracy", "value": "0.500", "ci": "0.250 – 0.750"},
+                                {"metric": "macro f1", "value": "0.400", "ci": "—"}]
+    assert metric_rows({"auc": 0.7, "note": "x"}) == ([{"metric": "auc", "value": "0.700", "ci": "—"}], None)
+    assert metric_rows({}) == ([], None) and metric_rows(None) == ([], None)

@@ -1,0 +1,220 @@
+"""``rgenima BIDS OUT participant --model BUNDLE``: every output, the statmap, validation, the report,
+and the bad inputs (other ROI size / labels, a participant without genotypes, one without an image,
+one from the training set). The bundle is an untrained tiny model saved with the cohort's SNP panel."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers import requires_validator, run_rgenima
+from inference_fixtures import tiny_model
+from rgenima_app import STAGES
+from rgenima_app.genetics.extract import select_panel_snps
+from rgenima_app.genetics.panel import gene_panel
+from rgenima_app.models.bundle import save_bundle, training_summary
+from rgenima_app.models.tiny_llm import train_tiny_tokenizer
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+MODEL = "tiny"
+TRAINED_ON = ["sub-001", "sub-002"]
+NO_GENOTYPES, NO_IMAGE = "003", "012"
+METRICS = {"test": {"accuracy": {"value": 0.6125, "ci_low": 0.41, "ci_high": 0.8},
+                    "macro_f1": {"value": 0.55, "ci_low": None, "ci_high": None}},
+           "n_test_samples": 7, "confusion": {"NC": {"NC": 1}}}
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_cohort, tmp_path_factory):
+    panel, _ = select_panel_snps(tiny_cohort / "genotypes" / "cohort.bed", gene_panel(None, "GRCh37"))
+    model = tiny_model(train_tiny_tokenizer(1024, 0))
+    return save_bundle(tmp_path_factory.mktemp("models") / "tiny-model", model, genome_build="GRCh37",
+                       snp_text_format="compact", training=training_summary(TRAINED_ON), metrics=METRICS,
+                       snp_panel=panel, name=MODEL)
+
+
+@pytest.fixture(scope="module")
+def run(tiny_cohort, bundle, tmp_path_factory):
+    """One run over the cohort, with one participant not genotyped and one without any image."""
+    root = tmp_path_factory.mktemp("predict")
+    bids = root / "bids"
+    shutil.copytree(tiny_cohort / "bids", bids)
+    table = pd.read_csv(bids / "participants.tsv", sep="\t")
+    table.loc[table["participant_id"] == f"sub-{NO_GENOTYPES}", "genetic_id"] = "NOT-GENOTYPED"
+    table.to_csv(bids / "participants.tsv", sep="\t", index=False)
+    shutil.rmtree(bids / f"sub-{NO_IMAGE}")
+    out = root / "out"
+    result = run_rgenima(bids, out, "participant", "--model", bundle, "--genotypes",
+                         tiny_cohort / "genotypes" / "cohort.bed", "--fs-subjects-dir", tiny_cohort / "freesurfer",
+                         "--roi-size", "8", "--skip-bids-validation", "-w", root / "work")
+    assert result.returncode == 0, result.stderr
+    return out, result, sorted(table["participant_id"])
+
+
+def outputs_of(out, participant):
+    stem = out / participant / f"{participant}_desc-{MODEL}"
+    return {kind: stem.parent / f"{stem.name}_{kind}.tsv"
+            for kind in ("predictions", "roiattention", "geneattention", "roigeneattention")}
+
+
+def test_every_output_for_every_participant(run):
+    out, _, participants = run
+    assert len(participants) == 12
+    for participant in participants:
+        for kind, path in outputs_of(out, participant).items():
+            assert path.is_file() and path.with_suffix(".json").is_file(), path
+        assert (out / f"{participant}.html").is_file()
+        statmap = out / participant / "anat" / f"{participant}_desc-{MODEL}_stat-attention_statmap.nii.gz"
+        assert statmap.is_file() == (participant != f"sub-{NO_IMAGE}")
+        predictions = pd.read_csv(outputs_of(out, participant)["predictions"], sep="\t")
+        assert list(predictions.columns) == ["participant_id", "label", *[f"p_{s}" for s in STAGES]]
+        p = predictions[[f"p_{s}" for s in STAGES]].to_numpy()[0]
+        assert abs(p.sum() - 1) < 1e-6 and (p > 0).all()
+        assert predictions["label"].iloc[0] == STAGES[int(np.argmax(p))]
+        sidecar = json.loads(outputs_of(out, participant)["predictions"].with_suffix(".json").read_text())
+        assert {"Sources", "Model", "ModelHash", "ImputedSNPs", "Modalities", "HeldOut"} <= set(sidecar)
+        assert sidecar["Model"] == MODEL and re.fullmatch(r"[0-9a-f]{64}", sidecar["ModelHash"])
+        assert sidecar["HeldOut"] == (participant not in TRAINED_ON)
+        rois = pd.read_csv(outputs_of(out, participant)["roiattention"], sep="\t")
+        assert list(rois.columns) == ["index", "roi", "importance"] and list(rois["index"]) == list(range(1, 110))
+        if participant != f"sub-{NO_IMAGE}":
+            assert abs(rois["importance"].sum() - 1) < 1e-6 and (rois["importance"] > 0).all()
+    hashes = {json.loads(outputs_of(out, p)["predictions"].with_suffix(".json").read_text())["ModelHash"]
+              for p in participants}
+    assert len(hashes) == 1
+
+
+def test_both_modalities_tables(run, bundle):
+    out, _, _ = run
+    paths = outputs_of(out, "sub-004")
+    sidecar = json.loads(paths["predictions"].with_suffix(".json").read_text())
+    assert sidecar["Modalities"] == ["T1w", "genotypes"] and sidecar["ImputedSNPs"] >= 0
+    panel = pd.read_csv(bundle / "snp_panel.tsv", sep="\t")
+    genes = pd.read_csv(paths["geneattention"], sep="\t")
+    assert list(genes["gene"]) == list(pd.unique(panel["gene"])) and (genes["importance"] > 0).all()
+    pairs = pd.read_csv(paths["roigeneattention"], sep="\t")
+    assert list(pairs.columns) == ["roi", "gene", "attention"] and len(pairs) == 109 * len(genes)
+    assert (pairs["attention"] > 0).all()
+    genotypes = pd.read_csv(out / "sub-004" / "genotype" / "sub-004_desc-panel_genotypes.tsv", sep="\t")
+    assert list(genotypes["snp"]) == list(panel["snp"])  # the model's panel, not the file's own QC
+    assert sidecar["ImputedSNPs"] == int(genotypes["imputed"].sum())
+    rollout = json.loads(paths["roigeneattention"].with_suffix(".json").read_text())
+    assert "rownorm(0.5*A_l + 0.5*I)" in rollout["Definition"] and rollout["Sources"]
+
+
+def test_statmap_paints_roi_importance_on_the_dseg_grid(run):
+    out, _, _ = run
+    for participant in ("sub-002", "sub-007"):
+        anat = out / participant / "anat"
+        dseg = nib.load(anat / f"{participant}_desc-rois_dseg.nii.gz")
+        statmap = nib.load(anat / f"{participant}_desc-{MODEL}_stat-attention_statmap.nii.gz")
+        assert statmap.shape == dseg.shape and np.allclose(statmap.affine, dseg.affine)
+        index, values = np.asarray(dseg.dataobj).astype(int), statmap.get_fdata()
+        assert np.all(values[index == 0] == 0) and np.all(values[index > 0] > 0)
+        importance = pd.read_csv(outputs_of(out, participant)["roiattention"], sep="\t")["importance"].to_numpy()
+        np.testing.assert_allclose(values[index > 0], importance[index[index > 0] - 1], rtol=1e-6)
+        sidecar = json.loads((anat / f"{participant}_desc-{MODEL}_stat-attention_statmap.json").read_text())
+        assert "Definition" in sidecar and any("desc-rois_dseg" in s for s in sidecar["Sources"])
+
+
+def test_missing_modalities_and_training_participants_are_said(run):
+    out, result, _ = run
+    image_only = json.loads(outputs_of(out, f"sub-{NO_GENOTYPES}")["predictions"].with_suffix(".json").read_text())
+    assert image_only["Modalities"] == ["T1w"] and image_only["ImputedSNPs"] is None
+    assert any("no genotype sample" in w for w in image_only["Warnings"])
+    assert pd.read_csv(outputs_of(out, f"sub-{NO_GENOTYPES}")["roigeneattention"], sep="\t").empty
+    assert f"sub-{NO_GENOTYPES} has no genotype sample: predicted from the T1w image only" in result.stderr
+    genome_only = json.loads(outputs_of(out, f"sub-{NO_IMAGE}")["predictions"].with_suffix(".json").read_text())
+    assert genome_only["Modalities"] == ["genotypes"] and any("no T1w image" in w for w in genome_only["Warnings"])
+    rois = pd.read_csv(outputs_of(out, f"sub-{NO_IMAGE}")["roiattention"], sep="\t")
+    assert rois["importance"].isna().all() and len(rois) == 109
+    assert "sub-001 was in the training set" in result.stderr and "HeldOut false" in result.stderr
+
+
+def test_group_level_reads_the_outputs(run):
+    from rgenima_app.analysis.cohort import load_cohort_outputs
+
+    out, _, participants = run
+    cohort = load_cohort_outputs(out, MODEL)
+    assert sorted(cohort.predictions["participant_id"]) == participants
+    assert cohort.roi_importance.shape == (12, 109) and cohort.roi_gene.shape[:2] == (12, 109)
+    assert set(cohort.predictions.loc[~cohort.predictions["held_out"], "participant_id"]) == set(TRAINED_ON)
+
+
+@requires_validator
+def test_output_validates(run):
+    out, _, _ = run
+    result = subprocess.run(["bids-validator-deno", str(out), "--json"], capture_output=True, text=True, timeout=300)
+    issues = json.loads(result.stdout)["issues"]["issues"]
+    errors = [i for i in issues if i["severity"] == "error"]
+    assert errors == [], errors
+
+
+def test_report_content(run):
+    out, _, _ = run
+    text = (out / "sub-005.html").read_text()
+    predictions = pd.read_csv(outputs_of(out, "sub-005")["predictions"], sep="\t")
+    assert f">{predictions['label'].iloc[0]}<small>predicted stage" in text
+    for stage in STAGES:
+        assert f"{predictions[f'p_{stage}'].iloc[0]:.3f}" in text
+    assert "0.613" in text and "0.410 – 0.800" in text and "(7 samples)" in text   # test metrics from the bundle
+    assert 'src="data:image/png;base64,' in text and text.count("<svg") >= 4      # slices, bars, heat map
+    assert "Top ROIs" in text and "Top genes" in text and "ROI × gene attention" in text
+    assert "T1w + genotypes" in text and "Abnar S, Zuidema W" in text and "transformers" in text
+    assert "<script" not in text and not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text)
+    assert set(re.findall(r"https?://[^\s\"'<>]+", text)) <= {"http://www.w3.org/2000/svg",
+                                                               "http://www.w3.org/1999/xlink"}
+    held = (out / "sub-001.html").read_text()
+    assert "was in the training set" in held
+    genome_only = (out / f"sub-{NO_IMAGE}.html").read_text()
+    assert "genotypes</b>modalities used" in genome_only and "data:image/png" not in genome_only
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed")
+def test_report_renders_in_headless_chromium(run, tmp_path):
+    from matplotlib.image import imread
+
+    from analysis.test_group_report import _page_requests, _screenshot
+
+    png, netlog = _screenshot(run[0] / "sub-005.html", tmp_path, "subject")
+    pixels = imread(png)[..., :3]
+    assert pixels.shape[:2] == (2400, 1280)
+    assert pixels.std() > 0.05 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 200
+    assert _page_requests(netlog) == []
+
+
+# ------------------------------------------------------------------------------------ bad bundles
+def _edit(bundle, tmp_path, **changes):
+    copy = tmp_path / "edited"
+    shutil.copytree(bundle, copy)
+    meta = json.loads((copy / "rgenima.json").read_text())
+    for key, value in changes.items():
+        if key == "roi_size":
+            meta["rois"]["size"] = value
+        else:
+            meta[key] = value
+    (copy / "rgenima.json").write_text(json.dumps(meta))
+    return copy
+
+
+def test_bundle_with_another_roi_size_is_refused(tiny_cohort, bundle, tmp_path):
+    out = tmp_path / "out"
+    result = run_rgenima(tiny_cohort / "bids", out, "participant", "--model", _edit(bundle, tmp_path, roi_size=16),
+                         "--fs-subjects-dir", tiny_cohort / "freesurfer", "--roi-size", "8", "--skip-bids-validation")
+    assert result.returncode == 2, result.stderr
+    assert "--roi-size 8 differs from the ROI size 16" in result.stderr and "run with --roi-size 16" in result.stderr
+    assert "Traceback" not in result.stderr and not any(out.glob("sub-*"))
+
+
+def test_bundle_with_other_labels_is_refused(tiny_cohort, bundle, tmp_path):
+    result = run_rgenima(tiny_cohort / "bids", tmp_path / "out", "participant", "--model",
+                         _edit(bundle, tmp_path, labels=["CN", "MCI", "AD"]), "--roi-size", "8",
+                         "--fs-subjects-dir", tiny_cohort / "freesurfer", "--skip-bids-validation")
+    assert result.returncode == 66, result.stderr
+    assert "labels" in result.stderr and "rgenima.json" in result.stderr and "Traceback" not in result.stderr
