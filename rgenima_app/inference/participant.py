@@ -38,12 +38,18 @@ log = logging.getLogger("rgenima")
 def check_model(config: RunConfig) -> dict:
     """Refuse, before any work, a bundle that cannot serve this run (exit 2 / 66); returns its metadata."""
     try:
-        return read_bundle_metadata(config.model, expected_roi_size=config.roi_size)
+        metadata = read_bundle_metadata(config.model, expected_roi_size=config.roi_size)
     except UsageError as exc:
         size = read_bundle_metadata(config.model).get("rois", {}).get("size")
         raise UsageError(f"--roi-size {config.roi_size} differs from the ROI size {size} that the model "
                          f"--model {config.model} was trained with",
                          f"run with --roi-size {size} (patches must be extracted as in training)") from exc
+    encoder = (metadata.get("image_encoder") or {}).get("kind")
+    if encoder not in (None, "rit"):
+        raise UsageError(f"--model {config.model} is a {encoder} baseline bundle; participant prediction and "
+                         "attention need an R-GenIMA bundle with the ROI encoder (RiT)",
+                         "give the bundle of the R-GenIMA model (models/<name>), not a baseline's")
+    return metadata
 
 
 def load_model(config: RunConfig) -> LoadedBundle:
@@ -72,6 +78,9 @@ def predict_samples(config: RunConfig, writer: DerivativesWriter, samples: list[
     tables: dict[str, pd.DataFrame] = {}
     no_image = subjects_without_image(config, samples, participants)
     subjects = sorted({s.subject for s in samples} | set(no_image))
+    if config.genotypes is None and bundle.snp_panel is not None:
+        log.warning("the model %s reads genotypes but no --genotypes was given: every participant is predicted "
+                    "from the T1w image only", bundle.name)
     if config.genotypes is not None:
         if bundle.snp_panel is None:
             log.warning("the model %s has no SNP panel: --genotypes %s is not used for prediction",

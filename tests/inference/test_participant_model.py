@@ -218,3 +218,15 @@ def test_bundle_with_other_labels_is_refused(tiny_cohort, bundle, tmp_path):
                          "--fs-subjects-dir", tiny_cohort / "freesurfer", "--skip-bids-validation")
     assert result.returncode == 66, result.stderr
     assert "labels" in result.stderr and "rgenima.json" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_without_genotypes_the_image_is_used_and_said(tiny_cohort, bundle, tmp_path):
+    out = tmp_path / "out"
+    result = run_rgenima(tiny_cohort / "bids", out, "participant", "--model", bundle, "--participant-label", "004",
+                         "--fs-subjects-dir", tiny_cohort / "freesurfer", "--roi-size", "8", "--skip-bids-validation")
+    assert result.returncode == 0, result.stderr
+    assert "no --genotypes was given" in result.stderr
+    sidecar = json.loads(outputs_of(out, "sub-004")["predictions"].with_suffix(".json").read_text())
+    assert sidecar["Modalities"] == ["T1w"] and sidecar["HeldOut"] is True
+    assert pd.read_csv(outputs_of(out, "sub-004")["geneattention"], sep="\t").empty
+    assert not (out / "sub-004" / "genotype").exists() and (out / "sub-004.html").is_file()
