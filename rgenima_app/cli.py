@@ -119,8 +119,8 @@ ANALYSIS_LEVEL
               help="Stage-2 fine-tuning of the LLM.")
 @click.option("--deepspeed", metavar="CONFIG|PRESET", help=f"DeepSpeed config JSON or preset ({', '.join(DEEPSPEED_PRESETS)}).")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
-@click.option("--roi-size", type=click.IntRange(min=4, max=256), default=96, show_default=True,
-              help="Edge of the cubic ROI patch (voxels).")
+@click.option("--roi-size", type=click.IntRange(min=4, max=256), default=None,
+              help="Edge of the cubic ROI patch (voxels). Default: the --model's ROI size, else 96.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (runs are deterministic given it).")
 @click.option("--reports-only", is_flag=True, help="Only (re)write the HTML reports from existing outputs.")
 @click.version_option(__version__, "--version", prog_name="rgenima", message="%(prog)s %(version)s")

@@ -1,6 +1,7 @@
 """One run's configuration: every option, resolved, saved as TOML (with package versions) in logs/."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -16,6 +17,7 @@ from rgenima_app.errors import MissingInputError, UsageError
 DEEPSPEED_PRESETS = ("zero2", "zero3", "zero3-offload")
 FINETUNE_MODES = ("full", "lora", "frozen")
 DEVICES = ("auto", "cpu", "cuda")
+DEFAULT_ROI_SIZE = 96
 
 
 @dataclass
@@ -49,7 +51,7 @@ class RunConfig:
     finetune: str = "full"
     deepspeed: str | None = None
     device: str = "auto"
-    roi_size: int = 96
+    roi_size: int | None = None  # resolved: the --model's ROI size, else DEFAULT_ROI_SIZE
     seed: int = 0
     reports_only: bool = False
 
@@ -66,6 +68,8 @@ class RunConfig:
             self.fs_subjects_dir = self.output_dir / "sourcedata" / "freesurfer"
         if self.fs_license_file is None and os.environ.get("FS_LICENSE"):
             self.fs_license_file = Path(os.environ["FS_LICENSE"]).expanduser().resolve()
+        if self.roi_size is None:
+            self.roi_size = model_roi_size(self.model) or DEFAULT_ROI_SIZE
         if self.nprocs is None:
             self.nprocs = os.cpu_count() or 1
         if self.omp_nthreads is None:
@@ -91,6 +95,17 @@ class RunConfig:
             "versions": package_versions(),
         }
         return write_text(Path(logs_dir) / f"{run_id}.toml", tomli_w.dumps(document))
+
+
+def model_roi_size(bundle: Path | None) -> int | None:
+    """The ROI size recorded in a model bundle's rgenima.json (None when unreadable: checked later)."""
+    if bundle is None:
+        return None
+    try:
+        size = json.loads((Path(bundle) / "rgenima.json").read_text())["rois"]["size"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return int(size) if isinstance(size, int) else None
 
 
 def parse_memory(text: str | None) -> int | None:

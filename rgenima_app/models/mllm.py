@@ -271,7 +271,7 @@ class RGenIMA(nn.Module):
         positions = start + torch.arange(cont_ids.shape[1], device=device)
         hidden = self.decoder(
             inputs_embeds=self.embed(cont_ids, None), attention_mask=torch.cat([prompt_attn, cont_attn], 1),
-            position_ids=positions, past_key_values=cache, use_cache=True,
+            position_ids=positions, use_cache=True, **{_CACHE_ARGUMENT: cache},
         ).last_hidden_state
         rest = torch.log_softmax(self.lm_head(hidden[:, :-1]).float(), dim=-1)
         rest = rest.gather(-1, cont_ids[:, 1:].unsqueeze(-1)).squeeze(-1) * cont_attn[:, 1:]
@@ -293,6 +293,18 @@ class RGenIMA(nn.Module):
     def predict_labels(self, samples: list[MLLMSample]) -> list[str | None]:
         """Greedy-decoded stage per sample (None when the generated text names no stage)."""
         return [parse_answer(t) for t in self.generate(samples)]
+
+
+def _cache_argument() -> str:
+    """The name under which decoder forwards take a key/value cache (``cache`` since transformers 5.2x)."""
+    import inspect
+
+    from transformers import Qwen2Model
+
+    return "cache" if "cache" in inspect.signature(Qwen2Model.forward).parameters else "past_key_values"
+
+
+_CACHE_ARGUMENT = _cache_argument()
 
 
 def _pad(rows: list[list], value, side: str):

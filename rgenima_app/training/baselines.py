@@ -1,4 +1,92 @@
-"""Baselines of the paper's Table 1, trained and tested on the same split as R-GenIMA (filled in below)."""
+"""Baselines of the paper's Table 1, trained and tested on exactly R-GenIMA's split of the same run.
+
+``snp_mlp``          SNP-only: an MLP on the fold's panel dosage vector (imputed with training frequencies).
+``bert_rit_concat``  Image-gene †: a small BERT over the same SNP text + the frozen RiT's CLS-like pooled
+                     token (mean of the 109 ROI tokens), concatenated, MLP head.
+``bert_rit_cross``   Image-gene ‡: the BERT's SNP-text tokens attend (cross-attention) to the 109 frozen
+                     RiT tokens.
+
+The image side of the fusion baselines is the same frozen, cached stage-1 RiT that R-GenIMA reads, so
+the comparison isolates the fusion model. The SNP-only LLM is R-GenIMA with ``data = "gene"``; the
+LLM + whole-brain baseline needs whole-brain volumes and is not trained by this module. Each baseline
+trains with AdamW for ``[baselines] epochs`` epochs, keeping the weights of the best validation loss.
+"""
 from __future__ import annotations
 
+import copy
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from rgenima_app import STAGES
+from rgenima_app.genetics.serialize import serialize_genotypes
+from rgenima_app.models.fusion import FusionClassifier
+from rgenima_app.models.genetic import DosageMLP, SnpBert, SnpBertConfig
+from rgenima_app.training.settings import BaselineSettings
+
 BASELINES = ("snp_mlp", "bert_rit_concat", "bert_rit_cross")
+
+
+class CachedTokens(nn.Module):
+    """The image side of the fusion baselines: frozen RiT tokens in, (tokens, pooled mean) out."""
+
+    def features(self, tokens: torch.Tensor):
+        return tokens, tokens.mean(dim=1)
+
+
+def _inputs(name: str, items, fmt: str, bert: SnpBert | None = None):
+    """Model inputs of some items for one baseline: a callable's positional arguments."""
+    if name == "snp_mlp":
+        return (torch.tensor(np.stack([it.genotypes["dosage"].to_numpy(np.float32) for it in items])),)
+    ids, mask = bert.tokenize([serialize_genotypes(it.genotypes, fmt) for it in items])
+    return torch.stack([it.tokens for it in items]), (ids, mask)
+
+
+def build_baseline(name: str, n_snps: int, image_dim: int, tokenizer) -> nn.Module:
+    if name == "snp_mlp":
+        return DosageMLP(n_snps)
+    bert = SnpBert(tokenizer, SnpBertConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                           intermediate_size=128))
+    mode = "concat" if name.endswith("concat") else "cross"
+    return FusionClassifier(CachedTokens(), bert, image_dim=image_dim, genetic_dim=bert.out_dim, mode=mode, dim=64)
+
+
+def _logits(model: nn.Module, name: str, items, fmt: str) -> torch.Tensor:
+    bert = None if name == "snp_mlp" else model.genetic_encoder
+    return model(*_inputs(name, items, fmt, bert=bert))
+
+
+def train_baseline(name: str, train, validation, test, settings: BaselineSettings, fmt: str, tokenizer,
+                   seed: int, batch_size: int = 8) -> np.ndarray:
+    """Train one baseline; returns its (n_test, 4) probabilities. Items need genotypes (and tokens
+    for the fusion baselines)."""
+    torch.manual_seed(seed)
+    n_snps = len(train[0].genotypes)
+    image_dim = train[0].tokens.shape[-1] if train[0].tokens is not None else 1
+    model = build_baseline(name, n_snps, image_dim, tokenizer)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=0.01)
+    target = lambda items: torch.tensor([STAGES.index(it.diagnosis) for it in items])  # noqa: E731
+    rng = np.random.default_rng(seed)
+    best, best_loss = None, float("inf")
+    for _ in tqdm(range(settings.epochs), desc=f"baseline {name}", unit="epoch", disable=None):
+        model.train()
+        order = rng.permutation(len(train))
+        for i in range(0, len(order), batch_size):
+            batch = [train[j] for j in order[i:i + batch_size]]
+            loss = nn.functional.cross_entropy(_logits(model, name, batch, fmt), target(batch))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        if validation:
+            model.eval()
+            with torch.no_grad():
+                val_loss = float(nn.functional.cross_entropy(_logits(model, name, validation, fmt), target(validation)))
+            if val_loss < best_loss:
+                best, best_loss = copy.deepcopy(model.state_dict()), val_loss
+    if best is not None:
+        model.load_state_dict(best)
+    model.eval()
+    with torch.no_grad():
+        return torch.softmax(_logits(model, name, test, fmt), dim=-1).numpy()

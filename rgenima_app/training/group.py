@@ -37,6 +37,7 @@ from rgenima_app.models.mllm import RGenIMA
 from rgenima_app.models.tiny_llm import TinyLLMConfig
 from rgenima_app.training import data as cohort_data
 from rgenima_app.training import distributed
+from rgenima_app.training.baselines import train_baseline
 from rgenima_app.training.evaluate import evaluate_probabilities, predict_items, prediction_table
 from rgenima_app.training.metrics import summarize_folds
 from rgenima_app.training.settings import TrainSettings, train_settings
@@ -224,9 +225,19 @@ def train_fold(config: RunConfig, settings: TrainSettings, cohort: cohort_data.C
                 model_card_notes=model_card_notes(settings, report, len(test_items)))
     log.info("fold %d: test accuracy %.3f (%d samples); bundle %s", fold.index,
              report.table.set_index("metric").loc["accuracy", "value"], len(test_items), bundle)
+    baselines = []
+    for name in settings.baselines.run:
+        if name != "snp_mlp" and rit is None:
+            log.warning("baseline %s needs images; skipped with data = 'gene'", name)
+            continue
+        proba = train_baseline(name, pick(train_p), pick(val_p), test_items, settings.baselines,
+                               settings.genetics.snp_text_format, model.tokenizer, config.seed)
+        baselines.append((name, evaluate_probabilities(test_items, proba, n_boot=1000, seed=config.seed)))
+        predictions = pd.concat([predictions, prediction_table(test_items, proba, fold.index, name)], ignore_index=True)
+        log.info("fold %d: baseline %s test accuracy %.3f", fold.index, name, baselines[-1][1].value("accuracy"))
     shutil.rmtree(state_dir / "stage2" / "checkpoint", ignore_errors=True)  # the bundle now holds the result
     return {"fold": fold.index, "report": report, "predictions": predictions, "curves": curves,
-            "bundle": bundle, "baselines": []}
+            "bundle": bundle, "baselines": baselines}
 
 
 def deepspeed_config(config: RunConfig, settings: TrainSettings) -> dict | None:

@@ -1,6 +1,7 @@
 """Fixtures of the training tests: a 24-participant synthetic cohort and a tiny train config."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -28,12 +29,16 @@ epochs = {epochs}
 batch_size = 4
 lr = 1e-3
 checkpoint_every = 1
+[baselines]
+run = {baselines}
+epochs = 15
 """
 
 
 def write_train_config(path: Path, name: str = "tiny", data: str = "image_gene", folds: int = 0,
-                       epochs: int = 2) -> Path:
-    path.write_text(TINY_TRAIN_CONFIG.format(name=name, data=data, folds=folds, epochs=epochs))
+                       epochs: int = 2, baselines: tuple[str, ...] = ()) -> Path:
+    path.write_text(TINY_TRAIN_CONFIG.format(name=name, data=data, folds=folds, epochs=epochs,
+                                             baselines=json.dumps(list(baselines))))
     return path
 
 

@@ -17,13 +17,14 @@ import pytest
 from helpers import rgenima_command, run_rgenima
 from rgenima_app import STAGES
 from rgenima_app.models.bundle import load_bundle
+from rgenima_app.training.baselines import BASELINES
 from training.conftest import bundle_test_probabilities, train_args, write_train_config
 
 
 @pytest.fixture(scope="module")
 def trained(train_cohort, tmp_path_factory):
     out = tmp_path_factory.mktemp("trained") / "out"
-    config = write_train_config(out.parent / "train.toml", name="tiny")
+    config = write_train_config(out.parent / "train.toml", name="tiny", baselines=BASELINES)
     result = run_rgenima(*train_args(train_cohort, out, config))
     assert result.returncode == 0, result.stderr[-3000:]
     return out
@@ -44,10 +45,14 @@ def test_test_metrics_come_from_test_participants_only(trained):
     split = pd.read_csv(trained / "desc-tiny_split.tsv", sep="\t").set_index("participant_id")
     predictions = pd.read_csv(trained / "desc-tiny_testpredictions.tsv", sep="\t")
     assert set(split.loc[predictions["participant_id"], "role"]) == {"test"}
+    assert set(predictions["model"]) == {"tiny", *BASELINES}
+    predictions = predictions[predictions["model"] == "tiny"]
     assert len(predictions) == (split["role"] == "test").sum()
     proba = predictions[[f"p_{s}" for s in STAGES]].to_numpy()
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
-    evaluation = pd.read_csv(trained / "desc-tiny_evaluation.tsv", sep="\t").set_index("metric")
+    table = pd.read_csv(trained / "desc-tiny_evaluation.tsv", sep="\t")
+    assert set(table["model"]) == {"tiny", *BASELINES}  # baselines: rows of the same table, same test set
+    evaluation = table[table["model"] == "tiny"].set_index("metric")
     accuracy = (predictions["label"] == predictions["diagnosis"]).mean()
     assert evaluation.loc["accuracy", "value"] == pytest.approx(accuracy)
     assert evaluation.loc["accuracy", "ci_low"] <= accuracy <= evaluation.loc["accuracy", "ci_high"]
@@ -58,6 +63,7 @@ def test_test_metrics_come_from_test_participants_only(trained):
 def test_bundle_reloads_predicts_and_knows_its_training_participants(trained, train_cohort):
     bundle_dir = trained / "models" / "tiny"
     predictions = pd.read_csv(trained / "desc-tiny_testpredictions.tsv", sep="\t")
+    predictions = predictions[predictions["model"] == "tiny"]
     proba = bundle_test_probabilities(bundle_dir, train_cohort, trained / ".work", list(predictions["participant_id"]))
     np.testing.assert_allclose(proba, predictions[[f"p_{s}" for s in STAGES]].to_numpy(), atol=1e-5)
     bundle = load_bundle(bundle_dir)

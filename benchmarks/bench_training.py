@@ -1,0 +1,131 @@
+"""Truth-known accuracy of a training run (docs/benchmarks.md, section "Training").
+
+    PYTHONPATH=. python benchmarks/bench_training.py [--participants 300 --seed 0 --out /tmp/rgenima-bench-train]
+
+Makes a synthetic cohort (``demo`` preset geometry, planted ROIs and genes, exact Bayes-optimal
+posteriors), runs ``rgenima BIDS OUT group --train`` once with the tiny LLM on the CPU and the paper's
+baselines (SNP-only MLP, BERT+RiT † and ‡) on the same participant-disjoint split, and reports each
+model's held-out accuracy, macro-F1 and balanced accuracy with 95% CIs beside the accuracy of the
+Bayes-optimal classifier on the same test participants (argmax of the generator's posterior given
+everything observable), its gene-only and image-only versions, and chance. Also records the wall time
+of each stage from the run log. Writes JSON (default benchmarks/results/training.json) and prints a
+markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+
+from rgenima_app import STAGES
+
+TRAIN_CONFIG = """
+name = "bench"
+data = "image_gene"
+[split]
+test = 0.25
+validation = 0.15
+[stage1]
+epochs = 40
+batch_size = 16
+lr = 1e-3
+dim = 128
+depth = 2
+heads = 4
+use_size_feature = true
+patience = 8
+[stage2]
+epochs = {epochs}
+batch_size = 8
+lr = 5e-4
+warmup_ratio = 0.05
+checkpoint_every = 0
+[baselines]
+run = ["snp_mlp", "bert_rit_concat", "bert_rit_cross"]
+epochs = 60
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--participants", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=6, help="stage-2 epochs")
+    parser.add_argument("--roi-size", type=int, default=16)
+    parser.add_argument("--out", type=Path, default=Path("/tmp/rgenima-bench-train"))
+    parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "training.json")
+    args = parser.parse_args()
+
+    cohort = args.out / "cohort"
+    if not (cohort / "ground_truth.json").exists():
+        subprocess.run([sys.executable, "-m", "rgenima_app.synthetic", str(cohort), "--preset", "demo", "--seed",
+                        str(args.seed), "--n-participants", str(args.participants), "--overwrite"], check=True)
+    out = args.out / f"derivatives-{datetime.now():%Y%m%d-%H%M%S}"
+    config = args.out / "train-bench.toml"
+    config.write_text(TRAIN_CONFIG.format(epochs=args.epochs))
+    command = [sys.executable, "-m", "rgenima_app", str(cohort / "bids"), str(out), "group", "--train",
+               "--train-config", str(config), "--genotypes", str(cohort / "genotypes" / "cohort.bed"),
+               "--fs-subjects-dir", str(cohort / "freesurfer"), "--roi-size", str(args.roi_size),
+               "--seed", str(args.seed), "--skip-bids-validation", "-w", str(args.out / "work")]
+    start = time.perf_counter()
+    subprocess.run(command, check=True)
+    wall = time.perf_counter() - start
+
+    truth = json.loads((cohort / "ground_truth.json").read_text())
+    posterior = pd.read_csv(cohort / "ground_truth.tsv", sep="\t").set_index("participant_id")
+    predictions = pd.read_csv(out / "desc-bench_testpredictions.tsv", sep="\t")
+    test_ids = predictions.loc[predictions["model"] == "bench", "participant_id"].tolist()
+    post = posterior.loc[test_ids]
+    stage_of = post["stage"].to_numpy()
+
+    def bayes(prefix: str) -> float:
+        columns = [f"{prefix}{s}" for s in STAGES]
+        best = post[columns].to_numpy().argmax(axis=1)
+        return float((pd.Series(STAGES).to_numpy()[best] == stage_of).mean())
+
+    evaluation = pd.read_csv(out / "desc-bench_evaluation.tsv", sep="\t")
+    rows = {}
+    for model, part in evaluation.groupby("model"):
+        metrics = part.set_index("metric")
+        rows[model] = {m: {k: float(metrics.loc[m, k]) for k in ("value", "ci_low", "ci_high")}
+                       for m in ("accuracy", "macro_f1", "balanced_accuracy", "macro_auc")}
+    log = "\n".join(p.read_text() for p in (out / "logs").glob("*.log"))
+    stamps = {name: re.search(rf"(\d\d:\d\d:\d\d),\d+ INFO: {pattern}", log)
+              for name, pattern in {"start": "rgenima", "stage1": "fold 0:", "stage2": "stage 2:",
+                                    "evaluated": "fold 0: test accuracy", "finished": "training finished"}.items()}
+    result = {
+        "benchmark": "training", "date": datetime.now().isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "cohort": {"participants": args.participants, "seed": args.seed, "preset": "demo",
+                   "planted_rois": truth["planted_rois"], "planted_genes": truth["planted_genes"]},
+        "n_test": len(test_ids), "roi_size": args.roi_size, "stage2_epochs": args.epochs,
+        "bayes_optimal_test_accuracy": {"image_gene": bayes("p_"), "gene_only": bayes("p_gene_"),
+                                        "image_only": bayes("p_image_")},
+        "bayes_optimal_accuracy_expected": truth["bayes_optimal_accuracy"],
+        "chance_majority_class": float(post["stage"].value_counts(normalize=True).max()),
+        "models": rows, "wall_seconds": round(wall, 1),
+        "log_times": {k: v.group(1) for k, v in stamps.items() if v},
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    print("\n| model | accuracy (95% CI) | macro-F1 | balanced accuracy |\n|---|---|---|---|")
+    for model, m in rows.items():
+        a = m["accuracy"]
+        print(f"| {model} | {a['value']:.3f} ({a['ci_low']:.3f}-{a['ci_high']:.3f}) | "
+              f"{m['macro_f1']['value']:.3f} | {m['balanced_accuracy']['value']:.3f} |")
+    b = result["bayes_optimal_test_accuracy"]
+    print(f"| Bayes-optimal (same test set) | {b['image_gene']:.3f} | | |")
+
+
+if __name__ == "__main__":
+    main()
