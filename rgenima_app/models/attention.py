@@ -42,7 +42,8 @@ class AttentionRecord:
             weights = output[1] if isinstance(output, tuple) and len(output) > 1 else None
             if weights is None:
                 raise ProcessingError("the attention layer returned no weights; eager attention is required")
-            mean = weights.detach().mean(dim=1)  # (B, H, q, k) -> (B, q, k)
+            # (B, H, q, k) -> (B, q, k), accumulated in float32 (bf16 weights would lose digits)
+            mean = weights.detach().mean(dim=1, dtype=torch.float32)
             if self._on_layer is not None:
                 self._on_layer(index, mean)
             if self._store:
