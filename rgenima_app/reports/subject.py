@@ -127,7 +127,7 @@ def _session_section(prediction_file: Path, model: str) -> dict:
         "imputed": sidecar.get("ImputedSNPs"), "panel_snps": sidecar.get("PanelSNPs"),
         "absent_rois": sidecar.get("AbsentROIs", []), "warnings": sidecar.get("Warnings", []),
         "model_hash": sidecar.get("ModelHash", ""),
-        "brain": None, "roi_figure": None, "gene_figure": None, "heatmap": None,
+        "brain": None, "importance_range": None, "roi_figure": None, "gene_figure": None, "heatmap": None,
         "top_rois": [], "top_genes": [], "top_pairs": [],
     }
     if rois["importance"].notna().any():
@@ -137,10 +137,14 @@ def _session_section(prediction_file: Path, model: str) -> dict:
                                             f"rois-{name}", "#c8413a")
         dseg_path = Path(prediction_file).parent / "anat" / f"{name}_desc-rois_dseg.nii.gz"
         if dseg_path.is_file():
-            top_value = float(rois["importance"].max()) or 1.0
-            values = dict(zip(rois["index"].astype(int), rois["importance"].fillna(0) / top_value))
-            section["brain"] = figures.brain_slices(nib.load(str(dseg_path)), values, f"{name}: ROI importance",
-                                                    vmax=1.0, colorbar_label="ROI importance / top ROI's")
+            # min-max scaled (the least important ROI at 0.05, so that it is not hidden): importances of a
+            # participant often differ by a few percent, which a scale from 0 would not show
+            low, high = float(rois["importance"].min()), float(rois["importance"].max())
+            scaled = 0.05 + 0.95 * (rois["importance"].fillna(low) - low) / ((high - low) or 1.0)
+            section["brain"] = figures.brain_slices(nib.load(str(dseg_path)), dict(zip(rois["index"].astype(int), scaled)),
+                                                    f"{name}: ROI importance", vmax=1.0,
+                                                    colorbar_label="ROI importance, min → max")
+            section["importance_range"] = (low, high)
     if len(genes):
         top = genes.sort_values("importance", ascending=False).head(N_TOP_GENES)
         section["top_genes"] = top.to_dict("records")
