@@ -68,6 +68,9 @@ class RunConfig:
             self.fs_subjects_dir = self.output_dir / "sourcedata" / "freesurfer"
         if self.fs_license_file is None and os.environ.get("FS_LICENSE"):
             self.fs_license_file = Path(os.environ["FS_LICENSE"]).expanduser().resolve()
+        if self.model is None and not self.train and os.environ.get("RGENIMA_DEFAULT_MODEL"):
+            # a bundle baked into the container image (Dockerfile: --build-arg MODEL_BUNDLE)
+            self.model = Path(os.environ["RGENIMA_DEFAULT_MODEL"]).expanduser().resolve()
         if self.roi_size is None:
             self.roi_size = model_roi_size(self.model) or DEFAULT_ROI_SIZE
         if self.nprocs is None:
