@@ -230,3 +230,17 @@ def test_without_genotypes_the_image_is_used_and_said(tiny_cohort, bundle, tmp_p
     assert sidecar["Modalities"] == ["T1w"] and sidecar["HeldOut"] is True
     assert pd.read_csv(outputs_of(out, "sub-004")["geneattention"], sep="\t").empty
     assert not (out / "sub-004" / "genotype").exists() and (out / "sub-004.html").is_file()
+
+
+def test_a_failing_participant_does_not_lose_the_others(tiny_cohort, bundle, tmp_path):
+    subjects = tmp_path / "freesurfer"
+    shutil.copytree(tiny_cohort / "freesurfer", subjects)
+    shutil.rmtree(subjects / "sub-006")
+    out = tmp_path / "out"
+    result = run_rgenima(tiny_cohort / "bids", out, "participant", "--model", bundle, "--participant-label", "005", "006",
+                         "--genotypes", tiny_cohort / "genotypes" / "cohort.bed", "--fs-subjects-dir", subjects,
+                         "--fs-no-reconall", "--roi-size", "8", "--skip-bids-validation")
+    assert result.returncode == 1, result.stderr
+    assert "1 of 2 sample(s) failed" in result.stderr and "sub-006" in result.stderr and "Traceback" not in result.stderr
+    assert outputs_of(out, "sub-005")["predictions"].is_file() and (out / "sub-005.html").is_file()
+    assert not outputs_of(out, "sub-006")["predictions"].exists()
