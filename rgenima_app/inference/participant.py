@@ -102,7 +102,7 @@ def predict_samples(config: RunConfig, writer: DerivativesWriter, samples: list[
             items.append(PredictionInput(label, None, None, tables[f"sub-{label}"]))
         elif label in config.participant_label:
             log.warning("sub-%s has neither a T1w image nor a genotype sample: nothing to predict", label)
-    if not items:
+    if not items and not guard.failed:
         return
     model_hash = bundle_hash(bundle.path)
     batch_size = 4 if resolve_device(config.device).type == "cuda" else 1
@@ -116,8 +116,11 @@ def predict_samples(config: RunConfig, writer: DerivativesWriter, samples: list[
             outcome = [item for item in batch if guard(item.name, _predict_batch, config, writer, bundle, [item],
                                                        model_hash)]
         done |= {item.subject for item in outcome}
-    for subject in tqdm(sorted(done), desc="reports", unit="participant", disable=None):
-        guard(f"sub-{subject} report", _report, writer, subject, bundle, model_hash)
+    failed = {name.split("_")[0].removeprefix("sub-"): [] for name, _ in guard.failed}
+    for name, why in guard.failed:
+        failed[name.split("_")[0].removeprefix("sub-")].append(f"{name}: {why}")
+    for subject in tqdm(sorted(done | set(failed)), desc="reports", unit="participant", disable=None):
+        guard(f"sub-{subject} report", _report, writer, subject, bundle, failed.get(subject, []))
 
 
 def _imaging(config: RunConfig, writer: DerivativesWriter, sample: T1wSample, settings: dict):
@@ -141,7 +144,7 @@ def _predict_batch(config: RunConfig, writer: DerivativesWriter, bundle: LoadedB
     return batch
 
 
-def _report(writer: DerivativesWriter, subject: str, bundle: LoadedBundle, model_hash: str) -> Path:
+def _report(writer: DerivativesWriter, subject: str, bundle: LoadedBundle, errors: list[str]) -> Path:
     from rgenima_app.reports.subject import render_subject_report
 
-    return render_subject_report(writer, subject, bundle)
+    return render_subject_report(writer, subject, bundle, errors=errors)

@@ -3,8 +3,9 @@
 Built from what the participant level wrote for the model (so it can be re-rendered from the outputs
 alone): for each session, the predicted stage and the class probabilities beside the model's test-set
 metrics, the attention map as orthogonal slices, the top ROIs and genes, the ROI × gene heat map of the
-top pairs, QC facts (absent ROIs, imputed SNPs, modalities, held-out status), warnings and errors, and
-the methods with citations and software versions. Figures are inline SVG or data-URI PNG; nothing is
+top pairs, QC facts (absent ROIs, imputed SNPs, modalities, held-out status), warnings, the errors of
+this run's steps for the participant (details in OUTPUT_DIR/logs), and the methods with citations and
+software versions. Figures are inline SVG or data-URI PNG; nothing is
 fetched from elsewhere.
 """
 from __future__ import annotations
@@ -173,20 +174,19 @@ def _versions() -> list[dict]:
     return rows
 
 
-def render_subject_report(writer: DerivativesWriter, subject: str, bundle) -> Path:
-    """Write ``sub-<subject>.html`` for the model ``bundle`` (a ``LoadedBundle``) from the outputs on disk."""
+def render_subject_report(writer: DerivativesWriter, subject: str, bundle, errors: list[str] = ()) -> Path:
+    """Write ``sub-<subject>.html`` for the model ``bundle`` (a ``LoadedBundle``) from the outputs on disk;
+    ``errors``: failures of this run's steps for the participant (shown in the errors section)."""
     subject = subject.removeprefix("sub-")
     model = bundle.name
     root = writer.root / f"sub-{subject}"
     files = sorted(root.glob(f"**/sub-{subject}*_desc-{model}_predictions.tsv"))
-    sessions, errors = [], []
+    sessions, errors = [], list(errors)
     for path in files:
         try:
             sessions.append(_session_section(path, model))
         except (OSError, KeyError, ValueError) as exc:
             errors.append(f"{path.name}: {exc}")
-    crash_logs = sorted(p.name for p in (writer.root / "logs").glob(f"crash-sub-{subject}*.txt"))
-    errors += [f"a step failed; see logs/{name}" for name in crash_logs]
     metrics, n_test = metric_rows(bundle.metadata.get("metrics"))
     llm = bundle.metadata.get("llm", {})
     rois_meta = bundle.metadata.get("rois", {})

@@ -244,3 +244,6 @@ def test_a_failing_participant_does_not_lose_the_others(tiny_cohort, bundle, tmp
     assert "1 of 2 sample(s) failed" in result.stderr and "sub-006" in result.stderr and "Traceback" not in result.stderr
     assert outputs_of(out, "sub-005")["predictions"].is_file() and (out / "sub-005.html").is_file()
     assert not outputs_of(out, "sub-006")["predictions"].exists()
+    report = (out / "sub-006.html").read_text()   # says what failed
+    assert '<section id="errors">' in report and "sub-006: " in report and "No prediction" in report
+    assert '<section id="errors">' not in (out / "sub-005.html").read_text()
