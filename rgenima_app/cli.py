@@ -5,7 +5,9 @@ This is the only module that knows about click and exit codes (DESIGN.md 3.1).
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -146,8 +148,16 @@ def _set_up_logging(verbose: int) -> None:
     log.propagate = False
 
 
+def _interrupt_on_sigterm(signum, frame) -> None:
+    """SIGTERM (a scheduler's time limit, ``docker stop``) ends the run like Ctrl-C: outputs are written
+    atomically and training resumes from its last checkpoint when the same command is rerun."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors print one clear message and exit with the contract's code."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     try:
         rgenima.main(args=argv, prog_name="rgenima", standalone_mode=False)
     except click.exceptions.Exit as exc:  # --help, --version

@@ -17,12 +17,20 @@ RECORDED_PACKAGES = (
 
 
 def container() -> dict | None:
-    """The container rgenima runs in, as BIDS ``GeneratedBy.Container`` (None outside one)."""
-    tag = os.environ.get("RGENIMA_CONTAINER_TAG", f"rgenima:{__version__}")
-    if os.environ.get("APPTAINER_CONTAINER") or os.environ.get("SINGULARITY_CONTAINER"):
-        image = os.environ.get("APPTAINER_CONTAINER") or os.environ.get("SINGULARITY_CONTAINER")
+    """The container rgenima runs in, as BIDS ``GeneratedBy.Container`` (None outside one).
+
+    Apptainer/Singularity set ``APPTAINER_CONTAINER``/``SINGULARITY_CONTAINER`` (the image file). An OCI
+    container is recognised by Docker's ``/.dockerenv``, podman's ``/run/.containerenv`` or its ``container``
+    variable (``podman run --read-only`` hides ``/run/.containerenv`` under a tmpfs), or by
+    ``RGENIMA_CONTAINER_TAG``, which the rgenima image sets to its name:tag (other runtimes, e.g. Kubernetes,
+    leave no marker).
+    """
+    tag = os.environ.get("RGENIMA_CONTAINER_TAG") or f"rgenima:{__version__}"
+    image = os.environ.get("APPTAINER_CONTAINER") or os.environ.get("SINGULARITY_CONTAINER")
+    if image:
         return {"Type": "singularity", "Tag": tag, "URI": f"file://{image}"}
-    if Path("/.dockerenv").exists() or Path("/run/.containerenv").exists():
+    if (Path("/.dockerenv").exists() or Path("/run/.containerenv").exists()
+            or os.environ.get("container") in ("podman", "docker", "oci") or os.environ.get("RGENIMA_CONTAINER_TAG")):
         return {"Type": "docker", "Tag": tag}
     return None
 

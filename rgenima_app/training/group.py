@@ -66,11 +66,6 @@ def train_group(config: RunConfig, writer: DerivativesWriter, run_id: str) -> No
                               config.train_config or "--train-config")
     label = model_label(settings.name)
     names = bundle_names(label, settings.split.folds)
-    existing = [n for n in names if (config.output_dir / "models" / n).exists()]
-    if existing:
-        raise OutputNotWritableError(
-            f"model bundle(s) {', '.join(str(config.output_dir / 'models' / n) for n in existing)} already exist",
-            hint="rgenima never overwrites a trained model: remove it, or set another name in --train-config")
     if config.genotypes is None:
         raise UsageError("training needs --genotypes (every data configuration reads the SNP text)",
                          hint="give the cohort's PLINK .bed/prefix or VCF")
@@ -86,11 +81,13 @@ def train_group(config: RunConfig, writer: DerivativesWriter, run_id: str) -> No
     cohort = cohort_data.Cohort(cohort_data.labelled_samples(t1w, participants))
     cohort_data.match_genotypes(config, participants, cohort)
     _select_samples(cohort, settings)
-    if settings.data != "gene":
-        cohort_data.prepare_imaging(config, t1w, cohort.samples, settings)
-    labels = cohort.labels()
+    labels = cohort.labels()  # unsplittable labels are refused before any imaging work
     folds = make_folds(labels, settings.split.test, settings.split.validation, settings.split.folds,
                        settings.split.seed if settings.split.seed else config.seed)
+    if settings.data != "gene":
+        cohort_data.prepare_imaging(config, t1w, cohort.samples, settings)
+    keys = [run_key(config, settings, cohort, fold) for fold in folds]
+    finished = _finished_folds(config, names, keys)
     if rank == 0:
         writer.initialize(load_roi_table())
         config.save(config.output_dir / "logs", run_id)
@@ -100,7 +97,8 @@ def train_group(config: RunConfig, writer: DerivativesWriter, run_id: str) -> No
     log.info("training %s on %d samples of %d participants (%s), %d fold(s), device %s", label,
              len(cohort.samples), len(labels), settings.data, len(folds), device)
 
-    results = [train_fold(config, settings, cohort, fold, names[fold.index], device, rank) for fold in folds]
+    results = [finished[fold.index] if fold.index in finished else
+               train_fold(config, settings, cohort, fold, names[fold.index], device, rank) for fold in folds]
     if rank != 0:  # rank 0 evaluates and writes the outputs
         return
     write_evaluation(writer, label, settings, results)
@@ -212,19 +210,12 @@ def train_fold(config: RunConfig, settings: TrainSettings, cohort: cohort_data.C
     report = evaluate_probabilities(test_items, proba, n_boot=1000, seed=config.seed)
     predictions = prediction_table(test_items, proba, fold.index, bundle_name)
     training = training_summary(
-        sorted(train_p | val_p), fold=fold.index, data=settings.data, n_test=len(test_p),
+        sorted(train_p | val_p), fold=fold.index, run_key=state_dir.name, data=settings.data, n_test=len(test_p),
         split={"test": settings.split.test, "validation": settings.split.validation, "folds": settings.split.folds},
         settings=settings.to_dict(), seed=config.seed, curves=curves,
         qc={"variants_read": int(len(qc_report)), "snps_kept": int(len(snp_panel))})
     metrics = {"test": report.to_dict(), "n_test_samples": len(test_items),
                "confusion": report.confusion.to_dict(orient="index")}
-    bundle = config.output_dir / "models" / bundle_name
-    save_bundle(bundle, model, genome_build=config.genome_build, snp_text_format=settings.genetics.snp_text_format,
-                training=training, metrics=metrics, snp_panel=snp_panel, name=bundle_name,
-                roi_mode=settings.imaging.mode, roi_normalization=settings.imaging.normalization,
-                model_card_notes=model_card_notes(settings, report, len(test_items)))
-    log.info("fold %d: test accuracy %.3f (%d samples); bundle %s", fold.index,
-             report.table.set_index("metric").loc["accuracy", "value"], len(test_items), bundle)
     baselines = []
     for name in settings.baselines.run:
         if name != "snp_mlp" and rit is None:
@@ -235,9 +226,70 @@ def train_fold(config: RunConfig, settings: TrainSettings, cohort: cohort_data.C
         baselines.append((name, evaluate_probabilities(test_items, proba, n_boot=1000, seed=config.seed)))
         predictions = pd.concat([predictions, prediction_table(test_items, proba, fold.index, name)], ignore_index=True)
         log.info("fold %d: baseline %s test accuracy %.3f", fold.index, name, baselines[-1][1].value("accuracy"))
+    metrics["baselines"] = {name: r.to_dict() for name, r in baselines}
+    bundle = config.output_dir / "models" / bundle_name
+    result = {"fold": fold.index, "report": report, "predictions": predictions, "curves": curves,
+              "bundle": bundle, "baselines": baselines}
+    save_fold_result(state_dir / "result", result)  # before the bundle: a bundle always has its result
+    save_bundle(bundle, model, genome_build=config.genome_build, snp_text_format=settings.genetics.snp_text_format,
+                training=training, metrics=metrics, snp_panel=snp_panel, name=bundle_name,
+                roi_mode=settings.imaging.mode, roi_normalization=settings.imaging.normalization,
+                model_card_notes=model_card_notes(settings, report, len(test_items)))
+    log.info("fold %d: test accuracy %.3f (%d samples); bundle %s", fold.index,
+             report.table.set_index("metric").loc["accuracy", "value"], len(test_items), bundle)
     shutil.rmtree(state_dir / "stage2" / "checkpoint", ignore_errors=True)  # the bundle now holds the result
-    return {"fold": fold.index, "report": report, "predictions": predictions, "curves": curves,
-            "bundle": bundle, "baselines": baselines}
+    return result
+
+
+def save_fold_result(directory: Path, result: dict) -> None:
+    """A fold's evaluation (reports, test predictions, curves) in the work dir, so that a rerun of a
+    finished run rewrites the outputs without training again."""
+    directory.mkdir(parents=True, exist_ok=True)
+    reports = {name: {"table": r.table.to_dict("list"), "confusion": r.confusion.to_dict("list"), "n": r.n}
+               for name, r in [("model", result["report"]), *result["baselines"]]}
+    result["predictions"].to_csv(directory / "testpredictions.tsv", sep="\t", index=False)
+    (directory / "result.json").write_text(json.dumps(
+        {"fold": result["fold"], "reports": reports, "order": [n for n, _ in result["baselines"]],
+         "curves": result["curves"]}, default=str))
+
+
+def load_fold_result(directory: Path, bundle: Path) -> dict:
+    from rgenima_app.training.metrics import MetricsReport
+
+    saved = json.loads((directory / "result.json").read_text())
+
+    def report(entry: dict) -> MetricsReport:
+        confusion = pd.DataFrame(entry["confusion"], index=pd.Index(list(entry["confusion"]), name="true"))
+        return MetricsReport(table=pd.DataFrame(entry["table"]), confusion=confusion, n=entry["n"])
+
+    return {"fold": saved["fold"], "report": report(saved["reports"]["model"]), "bundle": bundle,
+            "predictions": pd.read_csv(directory / "testpredictions.tsv", sep="\t"), "curves": saved["curves"],
+            "baselines": [(name, report(saved["reports"][name])) for name in saved["order"]]}
+
+
+def _finished_folds(config: RunConfig, names: list[str], keys: list[str]) -> dict[int, dict]:
+    """Folds whose bundle this very run (same settings, options, inputs, split) already wrote; any other
+    existing bundle of the same name is refused: a trained model is never overwritten."""
+    finished, foreign = {}, []
+    for index, (name, key) in enumerate(zip(names, keys)):
+        bundle = config.output_dir / "models" / name
+        if not bundle.exists():
+            continue
+        result = config.work_dir / "training" / key / "result"
+        try:
+            recorded = json.loads((bundle / "rgenima.json").read_text())["training"].get("run_key")
+        except (OSError, ValueError, KeyError, AttributeError):
+            recorded = None
+        if recorded == key and (result / "result.json").is_file():
+            log.info("%s was trained by this same run (same settings and inputs): kept, not retrained", bundle)
+            finished[index] = load_fold_result(result, bundle)
+        else:
+            foreign.append(str(bundle))
+    if foreign:
+        raise OutputNotWritableError(
+            f"model bundle(s) {', '.join(foreign)} already exist (trained with other settings or inputs)",
+            hint="rgenima never overwrites a trained model: remove it, or set another name in --train-config")
+    return finished
 
 
 def deepspeed_config(config: RunConfig, settings: TrainSettings) -> dict | None:

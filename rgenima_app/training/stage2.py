@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,30 +155,34 @@ class Stage2Trainer:
                     "param_groups": state["param_groups"], "scheduler": scheduler.state_dict(),
                     "curve": curve.to_dict(), "trainable": sorted(self._trainable())}
         (tmp / "progress.json").write_text(json.dumps(progress, default=str))
+        old = self._previous()
+        shutil.rmtree(old, ignore_errors=True)  # left by a run killed in the middle of this swap
         if self.checkpoint_dir.exists():
-            old = self.checkpoint_dir.with_name(self.checkpoint_dir.name + ".old")
             self.checkpoint_dir.replace(old)
-            tmp.replace(self.checkpoint_dir)
-            for f in old.iterdir():
-                f.unlink()
-            old.rmdir()
-        else:
-            tmp.replace(self.checkpoint_dir)
+        tmp.replace(self.checkpoint_dir)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def _previous(self) -> Path:
+        return self.checkpoint_dir.with_name(self.checkpoint_dir.name + ".old")
 
     def load_checkpoint(self, optimizer, scheduler) -> tuple[int, int, int, Curve] | None:
         """(epoch, next_batch, step, curve) of the last checkpoint, with weights and optimizer restored."""
-        if self.checkpoint_dir is None or self.engine is not None or not (self.checkpoint_dir / "progress.json").is_file():
+        if self.checkpoint_dir is None or self.engine is not None:
             return None
-        progress = json.loads((self.checkpoint_dir / "progress.json").read_text())
+        # a kill between the two renames of save_checkpoint leaves only the previous checkpoint
+        directory = next((d for d in (self.checkpoint_dir, self._previous()) if (d / "progress.json").is_file()), None)
+        if directory is None:
+            return None
+        progress = json.loads((directory / "progress.json").read_text())
         trainable = self._trainable()
         if progress.get("format") != CHECKPOINT_FORMAT or progress.get("trainable") != sorted(trainable):
             log.warning("stage 2: checkpoint %s does not fit this model; starting over", self.checkpoint_dir)
             return None
-        weights = load_file(str(self.checkpoint_dir / "weights.safetensors"))
+        weights = load_file(str(directory / "weights.safetensors"))
         with torch.no_grad():
             for name, param in trainable.items():
                 param.copy_(weights[name])
-        moments = load_file(str(self.checkpoint_dir / "optimizer.safetensors"))
+        moments = load_file(str(directory / "optimizer.safetensors"))
         torch.set_rng_state(moments.pop("torch_rng"))
         state: dict[int, dict] = {}
         for key, value in moments.items():
@@ -186,7 +191,7 @@ class Stage2Trainer:
         optimizer.load_state_dict({"state": state, "param_groups": progress["param_groups"]})
         scheduler.load_state_dict(progress["scheduler"])
         curve = Curve(**progress["curve"])
-        log.info("stage 2: resuming from %s (epoch %d, batch %d, step %d)", self.checkpoint_dir,
+        log.info("stage 2: resuming from %s (epoch %d, batch %d, step %d)", directory,
                  progress["epoch"] + 1, progress["next_batch"], progress["step"])
         return progress["epoch"], progress["next_batch"], progress["step"], curve
 

@@ -89,13 +89,23 @@ def test_training_figure_and_curves(trained):
 
 
 def test_existing_bundle_is_never_overwritten(trained, train_cohort):
-    config = write_train_config(trained.parent / "again.toml", name="tiny")
     weights = trained / "models" / "tiny" / "connector.safetensors"
     before = weights.read_bytes()
-    result = run_rgenima(*train_args(train_cohort, trained, config))
+    other = write_train_config(trained.parent / "other.toml", name="tiny", epochs=3)  # other settings, same name
+    result = run_rgenima(*train_args(train_cohort, trained, other))
     assert result.returncode == 73
     assert "already exist" in result.stderr and "models/tiny" in result.stderr
     assert weights.read_bytes() == before
+
+
+def test_rerun_of_a_finished_run_keeps_the_bundle_and_rewrites_the_tables(trained, train_cohort):
+    weights = trained / "models" / "tiny" / "connector.safetensors"
+    before = weights.read_bytes(), (trained / "desc-tiny_evaluation.tsv").read_text()
+    same = write_train_config(trained.parent / "same.toml", name="tiny", baselines=BASELINES)
+    result = run_rgenima(*train_args(train_cohort, trained, same, "-v"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "kept, not retrained" in result.stderr
+    assert (weights.read_bytes(), (trained / "desc-tiny_evaluation.tsv").read_text()) == before
 
 
 def _cohort_with(train_cohort: Path, tmp_path: Path, diagnoses: dict[str, str] | None = None,
@@ -149,7 +159,7 @@ def _progress(work: Path) -> dict | None:
 
 
 def test_killed_training_resumes_and_matches_an_uninterrupted_run(train_cohort, tmp_path):
-    config = write_train_config(tmp_path / "train.toml", name="resume", epochs=12)
+    config = write_train_config(tmp_path / "train.toml", name="resume", epochs=6)
     out = tmp_path / "interrupted"
     command = [*rgenima_command(), *map(str, train_args(train_cohort, out, config))]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
