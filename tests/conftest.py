@@ -21,12 +21,6 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def tiny_cohort(tmp_path_factory) -> Path:
     """A tiny synthetic cohort (12 participants), made once per test session."""
-    from rgenima_app.synthetic import DEFAULT_PLANTED_GENES, DEFAULT_PLANTED_ROIS, PRESETS, GeneratorParameters, generate_cohort
+    from helpers import make_tiny_cohort
 
-    out = tmp_path_factory.mktemp("cohort") / "tiny"
-    spec = PRESETS["tiny"]
-    params = GeneratorParameters(preset="tiny", seed=7, n_participants=12, sessions=1, grid=spec["grid"],
-                                 voxel_mm=spec["voxel_mm"], snps_per_gene=spec["snps_per_gene"],
-                                 planted_rois=list(DEFAULT_PLANTED_ROIS), planted_genes=list(DEFAULT_PLANTED_GENES))
-    generate_cohort(out, params, progress=False)
-    return out
+    return make_tiny_cohort(tmp_path_factory.mktemp("cohort") / "tiny", n_participants=12, seed=7)

@@ -34,3 +34,16 @@ def validator_available() -> bool:
 
 
 requires_validator = pytest.mark.skipif(not validator_available(), reason="bids-validator-deno is not installed")
+
+
+def make_tiny_cohort(out: Path, n_participants: int, seed: int) -> Path:
+    """A synthetic cohort of the ``tiny`` preset (bids/, freesurfer/, genotypes/, ground truth) at ``out``."""
+    from rgenima_app.synthetic import (DEFAULT_PLANTED_GENES, DEFAULT_PLANTED_ROIS, PRESETS, GeneratorParameters,
+                                       generate_cohort)
+
+    spec = PRESETS["tiny"]
+    params = GeneratorParameters(preset="tiny", seed=seed, n_participants=n_participants, sessions=1,
+                                 grid=spec["grid"], voxel_mm=spec["voxel_mm"], snps_per_gene=spec["snps_per_gene"],
+                                 planted_rois=list(DEFAULT_PLANTED_ROIS), planted_genes=list(DEFAULT_PLANTED_GENES))
+    generate_cohort(out, params, progress=False)
+    return out

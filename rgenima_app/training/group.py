@@ -31,7 +31,7 @@ from rgenima_app.config import RunConfig, read_train_config
 from rgenima_app.errors import OutputNotWritableError, UsageError
 from rgenima_app.imaging.roi_table import N_ROIS, load_roi_table
 from rgenima_app.models.bundle import model_label, save_bundle, training_summary
-from rgenima_app.models.finetune import LoraSettings, set_finetune_mode, trainable_parameters
+from rgenima_app.models.finetune import set_finetune_mode, trainable_parameters
 from rgenima_app.models.llm import build_llm
 from rgenima_app.models.mllm import RGenIMA
 from rgenima_app.models.tiny_llm import TinyLLMConfig
@@ -152,8 +152,7 @@ def build_model(config: RunConfig, settings: TrainSettings, image_dim: int, n_im
     llm, tokenizer, description = build_llm(config.llm, tiny=tiny)
     model = RGenIMA(llm, tokenizer, image_dim=image_dim, n_image_tokens=n_image_tokens,
                     connector=settings.stage2.connector, llm_description=description)
-    lora = LoraSettings(r=settings.lora.r, alpha=settings.lora.alpha, dropout=settings.lora.dropout)
-    set_finetune_mode(model, config.finetune, lora)
+    set_finetune_mode(model, config.finetune, settings.lora)
     return model.to(device)
 
 

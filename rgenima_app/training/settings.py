@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from rgenima_app.errors import UsageError
+from rgenima_app.models.finetune import LoraSettings
 
 DATA_CONFIGS = ("gene", "image_gene", "mixture")
 
@@ -83,13 +84,6 @@ class Stage2Settings:
 
 
 @dataclass
-class LoraTableSettings:
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
-
-
-@dataclass
 class BaselineSettings:
     run: list[str] = field(default_factory=list)
     epochs: int = 60
@@ -108,7 +102,7 @@ class TrainSettings:
     imaging: ImagingSettings = field(default_factory=ImagingSettings)
     stage1: Stage1Settings = field(default_factory=Stage1Settings)
     stage2: Stage2Settings = field(default_factory=Stage2Settings)
-    lora: LoraTableSettings = field(default_factory=LoraTableSettings)
+    lora: LoraSettings = field(default_factory=LoraSettings)
     baselines: BaselineSettings = field(default_factory=BaselineSettings)
 
     def to_dict(self) -> dict:
@@ -116,7 +110,7 @@ class TrainSettings:
 
 
 _TABLES = {"split": SplitSettings, "genetics": GeneticsSettings, "imaging": ImagingSettings,
-           "stage1": Stage1Settings, "stage2": Stage2Settings, "lora": LoraTableSettings,
+           "stage1": Stage1Settings, "stage2": Stage2Settings, "lora": LoraSettings,
            "baselines": BaselineSettings}
 
 

@@ -45,15 +45,9 @@ def write_train_config(path: Path, name: str = "tiny", data: str = "image_gene",
 @pytest.fixture(scope="session")
 def train_cohort(tmp_path_factory) -> Path:
     """A 24-participant tiny synthetic cohort (bids/, freesurfer/, genotypes/), made once."""
-    from rgenima_app.synthetic import DEFAULT_PLANTED_GENES, DEFAULT_PLANTED_ROIS, PRESETS, GeneratorParameters, generate_cohort
+    from helpers import make_tiny_cohort
 
-    out = tmp_path_factory.mktemp("train") / "cohort"
-    spec = PRESETS["tiny"]
-    params = GeneratorParameters(preset="tiny", seed=3, n_participants=24, sessions=1, grid=spec["grid"],
-                                 voxel_mm=spec["voxel_mm"], snps_per_gene=spec["snps_per_gene"],
-                                 planted_rois=list(DEFAULT_PLANTED_ROIS), planted_genes=list(DEFAULT_PLANTED_GENES))
-    generate_cohort(out, params, progress=False)
-    return out
+    return make_tiny_cohort(tmp_path_factory.mktemp("train") / "cohort", n_participants=24, seed=3)
 
 
 def train_args(cohort: Path, out: Path, config: Path, *extra) -> list:
