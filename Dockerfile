@@ -41,26 +41,13 @@ RUN python -m pip wheel --no-cache-dir --no-deps ${PIP_EXTRA} -w /dist /src \
 FROM ${PYTHON_IMAGE}
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
-ARG RGENIMA_VERSION=0.1.0
+# (arguments that change often, such as VCS_REF, are declared at the end: an ARG whose value changes
+# invalidates the layer cache of every RUN after it)
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=""
 ARG PIP_EXTRA=""
 ARG WITH_FREESURFER=0
 ARG FREESURFER_URL=https://surfer.nmr.mgh.harvard.edu/pub/dist/freesurfer/7.4.1/freesurfer-linux-ubuntu22_amd64-7.4.1.tar.gz
-ARG MODEL_BUNDLE=""
-ARG IMAGE_TAG=rgenima:${RGENIMA_VERSION}
-ARG SOURCE_URL=https://github.com/rgenima/rgenima
-ARG VCS_REF=unknown
-
-LABEL org.opencontainers.image.title="rgenima" \
-      org.opencontainers.image.description="R-GenIMA BIDS-App: T1w MRI ROIs and SNP genotypes in a multimodal LLM classifying Alzheimer's disease stage" \
-      org.opencontainers.image.version="${RGENIMA_VERSION}" \
-      org.opencontainers.image.source="${SOURCE_URL}" \
-      org.opencontainers.image.revision="${VCS_REF}" \
-      org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.documentation="${SOURCE_URL}/blob/main/docs/containers.md" \
-      org.rgenima.freesurfer="${WITH_FREESURFER}" \
-      org.rgenima.model-bundle="${MODEL_BUNDLE}"
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -136,8 +123,23 @@ ENV HOME=/home/rgenima \
     HF_DATASETS_OFFLINE=1 \
     HF_HUB_DISABLE_TELEMETRY=1 \
     DO_NOT_TRACK=1 \
-    NIPYPE_NO_ET=1 \
-    RGENIMA_CONTAINER_TAG=${IMAGE_TAG} \
+    NIPYPE_NO_ET=1
+
+ARG RGENIMA_VERSION=0.1.0
+ARG MODEL_BUNDLE=""
+ARG IMAGE_TAG=rgenima:${RGENIMA_VERSION}
+ARG SOURCE_URL=https://github.com/rgenima/rgenima
+ARG VCS_REF=unknown
+LABEL org.opencontainers.image.title="rgenima" \
+      org.opencontainers.image.description="R-GenIMA BIDS-App: T1w MRI ROIs and SNP genotypes in a multimodal LLM classifying Alzheimer's disease stage" \
+      org.opencontainers.image.version="${RGENIMA_VERSION}" \
+      org.opencontainers.image.source="${SOURCE_URL}" \
+      org.opencontainers.image.revision="${VCS_REF}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.documentation="${SOURCE_URL}/blob/main/docs/containers.md" \
+      org.rgenima.freesurfer="${WITH_FREESURFER}" \
+      org.rgenima.model-bundle="${MODEL_BUNDLE}"
+ENV RGENIMA_CONTAINER_TAG=${IMAGE_TAG} \
     RGENIMA_DEFAULT_MODEL=${MODEL_BUNDLE:+/opt/rgenima/model}
 
 # The baked model bundle (an empty folder when MODEL_BUNDLE is not given).
