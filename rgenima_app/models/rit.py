@@ -129,6 +129,11 @@ class RiT(nn.Module):
         self.roi_embed = nn.Parameter(torch.zeros(1, config.n_rois, config.dim))
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.dim))
         self.size_proj = nn.Linear(1, config.dim) if config.use_size_feature else None
+        if config.use_size_feature:
+            # per-ROI standardisation of the size feature, fitted on training participants (stage 1) and
+            # saved with the weights; a 10% atrophy is a 0.1 change of a log volume near 8 otherwise
+            self.register_buffer("size_mean", torch.zeros(config.n_rois))
+            self.register_buffer("size_std", torch.ones(config.n_rois))
         layer = nn.TransformerEncoderLayer(
             config.dim, config.heads, int(config.dim * config.mlp_ratio), config.dropout,
             activation="gelu", batch_first=True, norm_first=True,
@@ -153,11 +158,20 @@ class RiT(nn.Module):
             if log_volumes is None or tuple(log_volumes.shape) != (batch, cfg.n_rois):
                 raise ValueError(f"this RiT uses the ROI size feature: pass log_volumes of shape "
                                  f"({batch}, {cfg.n_rois})")
-            tokens = tokens + self.size_proj(log_volumes.float().unsqueeze(-1))
+            z = (log_volumes.float() - self.size_mean) / self.size_std
+            tokens = tokens + self.size_proj(z.unsqueeze(-1))
         x = torch.cat([self.cls_token.expand(batch, -1, -1), tokens], dim=1)
         x = self.norm(self.encoder(x))
         cls = x[:, 0]
         return RiTOutput(tokens=x[:, 1:], cls=cls, logits=self.head(cls))
+
+    def fit_size_standardization(self, log_volumes: torch.Tensor) -> None:
+        """Set the per-ROI mean and standard deviation of the size feature from training samples (N, n_rois)."""
+        if self.size_proj is None:
+            return
+        values = log_volumes.float().to(self.size_mean.device)
+        self.size_mean.copy_(values.mean(dim=0))
+        self.size_std.copy_(values.std(dim=0, unbiased=False).clamp_min(1e-3))
 
     def features(self, patches: torch.Tensor, log_volumes: torch.Tensor | None = None):
         """(tokens, pooled) for the fusion baselines: the ROI tokens and the CLS state."""

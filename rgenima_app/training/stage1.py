@@ -74,6 +74,7 @@ def train_stage1(train: list[CohortSample], validation: list[CohortSample], sett
     """Train a RiT on ``train``; early stopping on ``validation`` (may be empty)."""
     torch.manual_seed(seed)
     model = RiT(rit_config(settings, roi_size)).to(device)
+    model.fit_size_standardization(log_volumes(torch.from_numpy(np.stack([s.volumes_mm3 for s in train]))))
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     rng = np.random.default_rng(seed)
     curve, best, best_loss, stale = Curve(), None, float("inf"), 0

@@ -84,3 +84,21 @@ def test_invalid_config():
         RiTConfig(patch_encoder="nope")
     with pytest.raises(ValueError, match="divisible"):
         RiTConfig(dim=30, heads=4)
+
+
+def test_size_feature_is_standardised_per_roi_and_saved_with_the_weights():
+    import torch
+
+    from rgenima_app.models.rit import RiT, RiTConfig, log_volumes
+
+    cfg = RiTConfig(roi_size=4, dim=16, depth=1, heads=4, patch_encoder="strided", use_size_feature=True, dropout=0.0)
+    model = RiT(cfg).eval()
+    volumes = torch.rand(10, cfg.n_rois) * 1000 + 3000
+    model.fit_size_standardization(log_volumes(volumes))
+    z = (log_volumes(volumes) - model.size_mean) / model.size_std
+    assert torch.allclose(z.mean(0), torch.zeros(cfg.n_rois), atol=1e-4)
+    assert torch.allclose(z.std(0, unbiased=False), torch.ones(cfg.n_rois), atol=1e-3)
+    clone = RiT(cfg).eval()
+    clone.load_state_dict(model.state_dict())
+    patches = torch.rand(2, cfg.n_rois, 4, 4, 4)
+    assert torch.equal(clone(patches, log_volumes(volumes[:2])).logits, model(patches, log_volumes(volumes[:2])).logits)
