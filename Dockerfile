@@ -35,7 +35,8 @@ RUN python -m pip wheel --no-cache-dir --no-deps ${PIP_EXTRA} -w /dist /src \
         exit 1; \
       fi; \
       cp -a "/src/${MODEL_BUNDLE}/." /bundle/; \
-    fi
+    fi \
+ && chmod -R a+rX /bundle
 
 # ---- stage 2: the image --------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}
@@ -142,7 +143,7 @@ LABEL org.opencontainers.image.title="rgenima" \
 ENV RGENIMA_CONTAINER_TAG=${IMAGE_TAG} \
     RGENIMA_DEFAULT_MODEL=${MODEL_BUNDLE:+/opt/rgenima/model}
 
-# The baked model bundle (an empty folder when MODEL_BUNDLE is not given).
+# The baked model bundle (an empty folder when MODEL_BUNDLE is not given), readable by any user.
 COPY --from=build /bundle /opt/rgenima/model
 
 USER 1000:1000

@@ -126,6 +126,16 @@ def test_dockerfile_labels_build_arguments_and_pins(docker_final):
     assert any("bids-validator-deno" in r for r in runs)
 
 
+def test_the_baked_bundle_is_checked_and_readable_by_any_user():
+    instructions = dockerfile_instructions(DOCKERFILE.read_text())
+    build_stage = instructions[:[i for i, (k, _) in enumerate(instructions) if k == "FROM"][1]]
+    runs = " ".join(rest for k, rest in build_stage if k == "RUN")
+    assert 'rgenima.json" ]' in runs and "exit 1" in runs  # a folder that is not a bundle stops the build
+    assert "chmod -R a+rX /bundle" in runs  # bundles are written 0600 by their owner; the image user is another
+    copies = [rest for k, rest in final_stage(instructions) if k == "COPY"]
+    assert "--from=build /bundle /opt/rgenima/model" in copies
+
+
 def test_the_constraints_pin_every_dependency_within_pyproject():
     import tomllib
 
@@ -491,3 +501,29 @@ def test_podman_read_only_is_recognised_by_its_container_variable(monkeypatch):
     if Path("/.dockerenv").exists() or Path("/run/.containerenv").exists():
         pytest.skip("these tests run in a container themselves")
     assert container() is None
+
+
+BAKED_IMAGE = os.environ.get("RGENIMA_TEST_BAKED_IMAGE", f"rgenima-tiny:{__version__}")
+
+
+@pytest.mark.container
+def test_baked_model_is_the_default_model(image_cohort, tmp_path):
+    """An image built with a tiny bundle baked in (docs/containers.md: ``IMAGE=rgenima-tiny
+    MODEL_BUNDLE=models/tiny scripts/build_image_here.sh``) predicts without --model."""
+    podman = _podman_image_or_skip()
+    if subprocess.run([podman, "image", "exists", BAKED_IMAGE], capture_output=True).returncode != 0:
+        pytest.skip(f"image {BAKED_IMAGE} (with a baked model) is not built")
+    out, work = _for_user_1000(tmp_path / "out"), _for_user_1000(tmp_path / "work")
+    command = [podman, "run", "--rm", "--network", "none", "--read-only", "--user", "1000:1000",
+               "-v", f"{image_cohort / 'bids'}:/data:ro", "-v", f"{image_cohort / 'freesurfer'}:/fs:ro",
+               "-v", f"{image_cohort / 'genotypes'}:/geno:ro", "-v", f"{out}:/out", "-v", f"{work}:/work",
+               BAKED_IMAGE, "/data", "/out", "participant", "--participant-label", "001", "-w", "/work",
+               "--fs-subjects-dir", "/fs", "--genotypes", "/geno/cohort.bed", "--skip-bids-validation"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    predictions = list((out / "sub-001").rglob("*_predictions.tsv"))
+    assert len(predictions) == 1
+    header = predictions[0].read_text().splitlines()[0].split("\t")
+    assert {"p_NC", "p_SMC", "p_MCI", "p_AD"} <= set(header)
+    run_config = next((out / "logs").glob("rgenima-participant-*.toml")).read_text()
+    assert 'model = "/opt/rgenima/model"' in run_config
