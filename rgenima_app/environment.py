@@ -83,4 +83,9 @@ def ensure_writable_caches(work_dir: Path) -> dict[str, str]:
         target = fallback / folder
         target.mkdir(parents=True, exist_ok=True)
         changed[variable] = os.environ[variable] = str(target)
+    if not os.environ.get("MPLCONFIGDIR"):
+        # matplotlib's font cache is a throwaway: keep it in the work dir, not in HOME or TMPDIR (issue 11:
+        # nothing is written outside OUTPUT_DIR, the work dir and the FreeSurfer subjects dir)
+        os.environ["MPLCONFIGDIR"] = str(fallback / "matplotlib")
+        Path(os.environ["MPLCONFIGDIR"]).mkdir(parents=True, exist_ok=True)
     return changed

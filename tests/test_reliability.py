@@ -1,0 +1,225 @@
+"""Reliability and security (issue 11) through the real console script.
+
+One hostile cohort is run twice, participant ``--model`` then group ``--model``, each time with the
+network blocked (a ``sitecustomize`` that refuses and records every AF_INET/AF_INET6 connection and name
+lookup; ``HF_HUB_OFFLINE=1``), HOME, XDG caches, TMPDIR and the working directory pointed at fresh folders,
+and ``<script>`` injected in participants.tsv (an extra column, ``sex``, a ``genetic_id``) and in a gene
+name of the model's SNP panel (from a ``--gene-panel`` TSV). The two runs must agree byte for byte
+(determinism), the reports must contain no unescaped markup, and no file may appear outside OUTPUT_DIR,
+the work dir and the FreeSurfer subjects dir. Then bad inputs of the issue's matrix that had no test yet.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import re
+import shutil
+import sys
+import subprocess
+import textwrap
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers import rgenima_command
+from inference.inference_fixtures import tiny_model
+from rgenima_app.genetics.extract import select_panel_snps
+from rgenima_app.genetics.panel import load_gene_panel, read_gene_panel
+from rgenima_app.models.bundle import save_bundle, training_summary
+from rgenima_app.models.tiny_llm import train_tiny_tokenizer
+
+MODEL = "hostile"
+XSS = "<script>alert(1)</script>"
+XSS_GENE = "<script>alert(2)</script>"
+XSS_SAMPLE = "<script>alert(3)</script>"
+LABELS = ["002", "003", "004", "005"]   # two MCI with genotypes: a group for the analysis
+NO_GENOTYPES = "sub-003"       # its genetic_id is the injected one: predicted from the image only
+
+SITECUSTOMIZE = '''
+import os, socket
+
+_LOG = os.environ["RGENIMA_TEST_NETLOG"]
+
+
+def _refuse(what):
+    with open(_LOG, "a") as f:
+        f.write(what + "\\n")
+    raise OSError(101, "network access blocked by the rgenima test: " + what)
+
+
+_connect, _connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+
+def connect(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        _refuse("connect %r" % (address,))
+    return _connect(self, address)
+
+
+def connect_ex(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        _refuse("connect_ex %r" % (address,))
+    return _connect_ex(self, address)
+
+
+def getaddrinfo(host, *args, **kwargs):
+    _refuse("getaddrinfo %r" % (host,))
+
+
+socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo = connect, connect_ex, getaddrinfo
+'''
+
+
+def tree(root: Path) -> dict[str, str]:
+    """Every file under ``root`` with a digest of its content (and links/dirs marked)."""
+    found = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        if path.is_symlink():
+            found[rel] = "link:" + os.readlink(path)
+        elif path.is_dir():
+            found[rel + "/"] = "dir"
+        else:
+            found[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return found
+
+
+def sandbox_env(root: Path) -> tuple[dict, dict[str, Path]]:
+    """Environment of a confined run: blocked network, fresh HOME/caches/TMPDIR; returns (env, folders)."""
+    dirs = {name: root / name for name in ("home", "xdg-cache", "tmp", "cwd", "site")}
+    for d in dirs.values():
+        d.mkdir(parents=True, exist_ok=True)
+    (dirs["site"] / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    netlog = root / "netlog.txt"
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("HF_", "TRANSFORMERS_", "XDG_", "MPLCONFIGDIR", "TORCH_HOME", "FS_LICENSE"))}
+    env.update({"HOME": str(dirs["home"]), "XDG_CACHE_HOME": str(dirs["xdg-cache"]), "TMPDIR": str(dirs["tmp"]),
+                "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "RGENIMA_TEST_NETLOG": str(netlog),
+                "PYTHONPATH": os.pathsep.join([str(dirs["site"]), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)})
+    return env, dirs
+
+
+def confined(args, env, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([*rgenima_command(), *map(str, args)], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def hostile(tiny_cohort, tmp_path_factory):
+    """The hostile inputs: BIDS copy with injected participants.tsv, a gene panel and a bundle from it."""
+    root = tmp_path_factory.mktemp("hostile")
+    bids = root / "inputs" / "bids"
+    shutil.copytree(tiny_cohort / "bids", bids)
+    table = pd.read_csv(bids / "participants.tsv", sep="\t", dtype=str)
+    table["sex"] = XSS
+    table["note"] = '"><img src=x onerror=alert(1)>'
+    table.loc[table["participant_id"] == NO_GENOTYPES, "genetic_id"] = XSS_SAMPLE
+    table.to_csv(bids / "participants.tsv", sep="\t", index=False)
+    # the gene panel: the packaged one with the first gene that has SNPs in the cohort renamed to markup
+    panel = load_gene_panel("GRCh37")
+    snps, _ = select_panel_snps(tiny_cohort / "genotypes" / "cohort.bed", panel)
+    panel.loc[panel["gene"] == snps["gene"].iloc[0], "gene"] = XSS_GENE
+    panel_path = root / "inputs" / "panel.tsv"
+    panel.to_csv(panel_path, sep="\t", index=False)
+    snps, _ = select_panel_snps(tiny_cohort / "genotypes" / "cohort.bed", read_gene_panel(panel_path))
+    assert XSS_GENE in set(snps["gene"])
+    bundle = save_bundle(root / "inputs" / "models" / MODEL, tiny_model(train_tiny_tokenizer(1024, 0)),
+                         genome_build="GRCh37", snp_text_format="compact", snp_panel=snps, name=MODEL,
+                         training=training_summary(["sub-011", "sub-012"]))
+    genotypes = root / "inputs" / "genotypes"
+    shutil.copytree(tiny_cohort / "genotypes", genotypes)
+    return {"root": root, "inputs": root / "inputs", "bids": bids, "bundle": bundle, "panel": panel_path,
+            "genotypes": genotypes / "cohort.bed", "freesurfer": tiny_cohort / "freesurfer"}
+
+
+def _run_twice(hostile, tmp_path_factory):
+    runs = []
+    for attempt in range(2):
+        root = tmp_path_factory.mktemp(f"confined{attempt}")
+        env, dirs = sandbox_env(root)
+        out, work, subjects = root / "out", root / "work", root / "fs-subjects"
+        shutil.copytree(hostile["freesurfer"], subjects)
+        watched = {"inputs": hostile["inputs"], **{k: v for k, v in dirs.items() if k != "site"},
+                   "fs-subjects": subjects}
+        before = {name: tree(path) for name, path in watched.items()}
+        participant = confined([hostile["bids"], out, "participant", "--model", hostile["bundle"],
+                                "--genotypes", hostile["genotypes"], "--gene-panel", hostile["panel"],
+                                "--fs-subjects-dir", subjects, "--fs-no-reconall", "-w", work, "--roi-size", "8",
+                                "--skip-bids-validation", "--nprocs", "1", "--seed", "5", "--device", "cpu",
+                                "--participant-label", *LABELS], env, dirs["cwd"])
+        group = confined([hostile["bids"], out, "group", "--model", hostile["bundle"], "-w", work,
+                          "--skip-bids-validation", "--seed", "5", "--device", "cpu"], env, dirs["cwd"])
+        after = {name: tree(path) for name, path in watched.items()}
+        netlog = root / "netlog.txt"
+        runs.append({"out": out, "work": work, "participant": participant, "group": group, "before": before,
+                     "after": after, "netlog": netlog.read_text() if netlog.exists() else ""})
+    return runs
+
+
+@pytest.fixture(scope="module")
+def confined_runs(hostile, tmp_path_factory):
+    return _run_twice(hostile, tmp_path_factory)
+
+
+def test_confined_runs_succeed_offline(confined_runs):
+    for run in confined_runs:
+        assert run["participant"].returncode == 0, run["participant"].stderr
+        assert run["group"].returncode == 0, run["group"].stderr
+        assert run["netlog"] == "", f"network access attempted:\n{run['netlog']}"
+        assert "Traceback" not in run["participant"].stderr + run["group"].stderr
+        assert (run["out"] / "group.html").is_file()
+        for label in LABELS:
+            assert (run["out"] / f"sub-{label}.html").is_file()
+            assert (run["out"] / f"sub-{label}" / f"sub-{label}_desc-{MODEL}_predictions.tsv").is_file()
+
+
+def test_no_file_written_outside_output_work_and_subjects_dirs(confined_runs):
+    for run in confined_runs:
+        for name, before in run["before"].items():
+            changed = {k for k in set(before) | set(run["after"][name]) if before.get(k) != run["after"][name].get(k)}
+            assert not changed, f"{name} changed during the run: {sorted(changed)[:20]}"
+
+
+def test_reports_escape_text_from_inputs(confined_runs):
+    out = confined_runs[0]["out"]
+    reports = [out / "group.html", *(out / f"sub-{label}.html" for label in LABELS)]
+    for report in reports:
+        text = report.read_text()
+        assert "<script" not in text.lower(), report
+        assert "onerror=" not in text.replace("onerror=alert", "") or "<img src=x" not in text, report
+        assert "<img src=x" not in text, report
+    # the injected gene does reach the subject reports, escaped (not dropped)
+    gene_tables = pd.read_csv(out / "sub-004" / f"sub-004_desc-{MODEL}_geneattention.tsv", sep="\t")
+    assert XSS_GENE in set(gene_tables["gene"])
+    assert "&lt;script&gt;alert(2)&lt;/script&gt;" in (out / "sub-004.html").read_text()
+
+
+def _tables(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*.tsv"))
+            if "logs" not in p.parts and ".work" not in p.parts}
+
+
+def test_same_inputs_and_seed_give_identical_tables(confined_runs):
+    first, second = (_tables(run["out"]) for run in confined_runs)
+    assert set(first) == set(second)
+    kinds = {re.sub(r"sub-\d+", "sub-X", name) for name in first}
+    assert {f"sub-X/sub-X_desc-{MODEL}_predictions.tsv", f"sub-X/sub-X_desc-{MODEL}_roiattention.tsv",
+            f"sub-X/sub-X_desc-{MODEL}_roigeneattention.tsv", f"desc-{MODEL}_predictions.tsv"} <= kinds, kinds
+    differ = [name for name in first if first[name] != second[name]]
+    assert not differ, f"tables differ between two identical runs: {differ}"
+    for statmap in confined_runs[0]["out"].rglob("*_statmap.nii.gz"):
+        twin = confined_runs[1]["out"] / statmap.relative_to(confined_runs[0]["out"])
+        assert np.array_equal(nib.load(statmap).get_fdata(), nib.load(twin).get_fdata()), statmap
+
+
+def test_the_network_block_is_real(tmp_path):
+    """The sandbox used above does refuse and record a connection (so a clean net log means something)."""
+    env, dirs = sandbox_env(tmp_path)
+    code = "import socket\ntry:\n    socket.create_connection(('192.0.2.1', 80), timeout=1)\nexcept OSError as e:\n    print(e)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=dirs["cwd"])
+    assert "blocked by the rgenima test" in result.stdout, result.stdout + result.stderr
+    assert (tmp_path / "netlog.txt").read_text().strip()
