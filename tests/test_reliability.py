@@ -223,3 +223,73 @@ def test_the_network_block_is_real(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=dirs["cwd"])
     assert "blocked by the rgenima test" in result.stdout, result.stdout + result.stderr
     assert (tmp_path / "netlog.txt").read_text().strip()
+
+
+# ------------------------------------------------------------------------------------ bad inputs
+def fake_freesurfer(root: Path) -> dict:
+    """License, FREESURFER_HOME and a recon-all stub that records being run (it must not be, for bad T1w)."""
+    home = root / "fshome"
+    (home / "bin").mkdir(parents=True)
+    stub = home / "bin" / "recon-all"
+    stub.write_text(f"#!/bin/sh\ntouch {root / 'recon-all-was-run'}\nexit 1\n")
+    stub.chmod(0o755)
+    (root / "license.txt").write_text("user@example.org\n12345\n")
+    return {"FREESURFER_HOME": str(home), "FS_LICENSE": str(root / "license.txt"),
+            "PATH": f"{home / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def _bad_t1w(path: Path, kind: str) -> None:
+    affine = np.diag([4.0, 4.0, 4.0, 1.0])
+    if kind == "zero-byte":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        path.write_bytes(path.read_bytes()[:200])
+    elif kind == "nan":
+        nib.save(nib.Nifti1Image(np.full((10, 10, 10), np.nan, dtype=np.float32), affine), path)
+    elif kind == "4d":
+        nib.save(nib.Nifti1Image(np.random.default_rng(0).random((10, 10, 10, 3)).astype(np.float32), affine), path)
+    elif kind == "2d":
+        nib.save(nib.Nifti1Image(np.random.default_rng(0).random((10, 10)).astype(np.float32), np.eye(4)), path)
+
+
+BAD_T1W = {"001": ("zero-byte", "is empty (0 bytes)"), "002": ("truncated", "truncated or corrupt"),
+           "004": ("nan", "no usable signal"), "005": ("4d", "a 3-D volume is needed"),
+           "006": ("2d", "a 3-D volume is needed")}
+
+
+@pytest.fixture(scope="module")
+def bad_t1w_bids(tiny_cohort, tmp_path_factory):
+    bids = tmp_path_factory.mktemp("badt1w") / "bids"
+    shutil.copytree(tiny_cohort / "bids", bids)
+    for label, (kind, _) in BAD_T1W.items():
+        _bad_t1w(bids / f"sub-{label}" / "anat" / f"sub-{label}_T1w.nii.gz", kind)
+    return bids
+
+
+def test_bad_t1w_images_are_refused_before_recon_all(bad_t1w_bids, tmp_path):
+    """Zero-byte, truncated, NaN-filled, 4-D and 2-D T1w: each named with its fault; recon-all never starts."""
+    out = tmp_path / "out"
+    result = subprocess.run([*rgenima_command(), bad_t1w_bids, out, "participant", "--skip-bids-validation",
+                             "--fs-subjects-dir", tmp_path / "fs", "-w", tmp_path / "work", "--roi-size", "8",
+                             "--participant-label", *BAD_T1W], capture_output=True, text=True,
+                            env={**os.environ, **fake_freesurfer(tmp_path)}, timeout=600)
+    assert result.returncode == 1, result.stderr
+    assert f"{len(BAD_T1W)} of {len(BAD_T1W)}" in result.stderr, result.stderr
+    for label, (_, message) in BAD_T1W.items():
+        line = next((l for l in result.stderr.splitlines() if f"sub-{label}_T1w.nii.gz" in l), "")
+        assert message in line, (label, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "recon-all-was-run").exists()
+    assert not list(out.glob("sub-*")) and not list(out.rglob(".tmp-*"))
+
+
+def test_one_bad_t1w_exits_66_naming_the_file(bad_t1w_bids, tmp_path):
+    out = tmp_path / "out"
+    result = subprocess.run([*rgenima_command(), bad_t1w_bids, out, "participant", "--skip-bids-validation",
+                             "--fs-subjects-dir", tmp_path / "fs", "-w", tmp_path / "work", "--roi-size", "8",
+                             "--participant-label", "004"], capture_output=True, text=True,
+                            env={**os.environ, **fake_freesurfer(tmp_path)}, timeout=600)
+    assert result.returncode == 66, result.stderr
+    assert "sub-004_T1w.nii.gz" in result.stderr and "no usable signal" in result.stderr
+    assert "replace the file" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "recon-all-was-run").exists() and not list(out.glob("sub-*"))

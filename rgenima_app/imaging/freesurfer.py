@@ -8,7 +8,9 @@ The decision, in order (``ensure_freesurfer_subject``):
 4. ``recon-all`` on the PATH with ``$FREESURFER_HOME`` set; else ``FreeSurferMissingError`` (exit 127);
 5. no stale ``scripts/IsRunning.*`` lock in a half-done subject; else ``ProcessingError`` with the
    command that clears it;
-6. recon-all runs in a nipype workflow (``workflow.py``), resuming a half-done subject.
+6. each T1w is readable, 3-D and holds some finite, non-constant signal (``check_t1w``; else exit 66,
+   or 1 for a 2-D/4-D image), so that a bad input fails now rather than hours into recon-all;
+7. recon-all runs in a nipype workflow (``workflow.py``), resuming a half-done subject.
 
 Subjects are named after the BIDS sample: ``sub-01`` or ``sub-01_ses-1`` (one cross-sectional
 FreeSurfer subject per session).
@@ -111,6 +113,26 @@ def stale_locks(subject_dir: Path) -> list[Path]:
     return sorted((Path(subject_dir) / "scripts").glob("IsRunning.*"))
 
 
+def check_t1w(path: str | os.PathLike) -> None:
+    """Refuse a T1w that recon-all cannot use (unreadable, empty, not 3-D, no finite signal) before it runs.
+
+    recon-all would otherwise fail late with a cryptic message, or (NaN-filled input) run for hours.
+    """
+    import numpy as np
+
+    from rgenima_app.imaging.volumes import load_image
+
+    if Path(path).is_file() and Path(path).stat().st_size == 0:
+        raise MissingInputError(f"T1w image {path} is empty (0 bytes)", hint="replace the file with the T1w volume")
+    _, data = load_image(path, "T1w")
+    values = data[np.isfinite(data)]
+    if values.size == 0 or values.min() == values.max():
+        raise MissingInputError(f"T1w image {path} holds no usable signal (all voxels NaN/Inf or one constant "
+                                "value): recon-all cannot use it",
+                                hint="replace the file with a valid T1w volume (or exclude it with "
+                                     "--participant-label / --bids-filter-file)")
+
+
 def ensure_freesurfer_subject(
     subject: str,
     session: str | None,
@@ -151,6 +173,8 @@ def ensure_freesurfer_subject(
             "a recon-all run on it was interrupted, or is still running",
             hint=f"if no recon-all is running on it, clear the lock with: rm -f {listing}  (rgenima then resumes it)",
         )
+    for t1w in t1w_files:
+        check_t1w(t1w)
     from rgenima_app.imaging.workflow import freesurfer_workflow, plugin_settings, run_workflow
 
     Path(subjects_dir).mkdir(parents=True, exist_ok=True)

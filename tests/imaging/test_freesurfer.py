@@ -15,7 +15,10 @@ from rgenima_app.imaging.workflow import freesurfer_workflow, plugin_settings, r
 def t1w(tmp_path):
     path = tmp_path / "bids" / "sub-01" / "anat" / "sub-01_T1w.nii.gz"
     path.parent.mkdir(parents=True)
-    path.write_bytes(b"not read by these tests")
+    import nibabel as nib
+    import numpy as np
+
+    nib.save(nib.Nifti1Image(np.arange(64, dtype=np.int16).reshape(4, 4, 4), np.eye(4)), path)  # checked before recon-all
     return path
 
 
