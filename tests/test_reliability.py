@@ -14,6 +14,7 @@ import gzip
 import hashlib
 import os
 import re
+import shlex
 import shutil
 import sys
 import subprocess
@@ -293,3 +294,58 @@ def test_one_bad_t1w_exits_66_naming_the_file(bad_t1w_bids, tmp_path):
     assert "sub-004_T1w.nii.gz" in result.stderr and "no usable signal" in result.stderr
     assert "replace the file" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "recon-all-was-run").exists() and not list(out.glob("sub-*"))
+
+
+def _user_namespaces() -> bool:
+    if not shutil.which("unshare"):
+        return False
+    return subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs tmpfs /mnt 2>/dev/null || "
+                           "mount -t tmpfs tmpfs /tmp"], capture_output=True).returncode == 0
+
+
+requires_userns = pytest.mark.skipif(not _user_namespaces(),
+                                     reason="unshare -rm (user + mount namespaces) is not available")
+
+
+def _in_namespace(setup: str, args, listing: Path) -> subprocess.CompletedProcess:
+    """Run rgenima in a private mount namespace after ``setup`` (mounts); list the output dir inside it."""
+    cmd = " ".join(map(shlex.quote, [*rgenima_command(), *map(str, args)]))
+    script = (f"{setup} || exit 99\n{cmd}\nrc=$?\n"
+              f"find {shlex.quote(str(args[1]))} -type f -printf '%P\\t%s\\n' > {shlex.quote(str(listing))}\nexit $rc")
+    return subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=600)
+
+
+@requires_userns
+def test_disk_full_while_writing_exits_73_and_leaves_no_partial_file(tiny_cohort, tmp_path):
+    """OUTPUT_DIR on a 24 KiB tmpfs: the first derivative that does not fit fails the run with 73."""
+    out, listing = tmp_path / "out", tmp_path / "listing.tsv"
+    out.mkdir()
+    result = _in_namespace(f"mount -t tmpfs -o size=24k tmpfs {shlex.quote(str(out))}",
+                           [tiny_cohort / "bids", out, "participant", "--skip-bids-validation", "--roi-size", "8",
+                            "--fs-subjects-dir", tiny_cohort / "freesurfer", "-w", tmp_path / "work",
+                            "--genotypes", tiny_cohort / "genotypes" / "cohort.bed",
+                            "--participant-label", "001", "002", "003"], listing)
+    assert result.returncode == 73, result.stderr
+    assert "No space left on device" in result.stderr and "free space" in result.stderr
+    assert "Traceback" not in result.stderr and "Logging error" not in result.stderr
+    files = dict(line.split("\t") for line in listing.read_text().splitlines())
+    assert not [f for f in files if Path(f).name.startswith(".tmp")], files
+    # what is there is whole: each data file has its sidecar (written together) and no file is empty
+    for name, size in files.items():
+        assert int(size) > 0, name
+        if name.startswith("sub-") and name.endswith(".tsv"):
+            assert name[:-4] + ".json" in files, name
+
+
+@requires_userns
+def test_read_only_output_directory_exits_73(tiny_cohort, tmp_path):
+    out, listing = tmp_path / "out", tmp_path / "listing.tsv"
+    out.mkdir()
+    q = shlex.quote(str(out))
+    result = _in_namespace(f"mount --bind {q} {q} && mount -o remount,bind,ro {q}",
+                           [tiny_cohort / "bids", out, "participant", "--skip-bids-validation", "--roi-size", "8",
+                            "--fs-subjects-dir", tiny_cohort / "freesurfer", "-w", tmp_path / "work",
+                            "--participant-label", "001"], listing)
+    assert result.returncode == 73, result.stderr
+    assert str(out) in result.stderr and "not writable" in result.stderr and "read-write" in result.stderr
+    assert "Traceback" not in result.stderr and listing.read_text() == ""
