@@ -349,3 +349,64 @@ def test_read_only_output_directory_exits_73(tiny_cohort, tmp_path):
     assert result.returncode == 73, result.stderr
     assert str(out) in result.stderr and "not writable" in result.stderr and "read-write" in result.stderr
     assert "Traceback" not in result.stderr and listing.read_text() == ""
+
+
+def test_freesurfer_subject_mismatched_incomplete_or_locked(tiny_cohort, tmp_path):
+    """A T1.mgz from another subject (other grid or other affine), a subject without intensity volume, and a
+    stale recon-all lock: each participant fails with its own message, the run with 1, nothing partial."""
+    subjects = tmp_path / "fs"
+    shutil.copytree(tiny_cohort / "freesurfer", subjects)
+    t1 = nib.load(subjects / "sub-001" / "mri" / "T1.mgz")
+    data = np.asarray(t1.dataobj)
+    nib.save(nib.MGHImage(data[:-2], t1.affine), subjects / "sub-001" / "mri" / "T1.mgz")
+    moved = t1.affine.copy()
+    moved[:3, 3] += 7.0
+    t2 = nib.load(subjects / "sub-002" / "mri" / "T1.mgz")
+    nib.save(nib.MGHImage(np.asarray(t2.dataobj), moved), subjects / "sub-002" / "mri" / "T1.mgz")
+    (subjects / "sub-004" / "mri" / "T1.mgz").unlink()
+    shutil.rmtree(subjects / "sub-005" / "mri")
+    lock = subjects / "sub-005" / "scripts" / "IsRunning.lh+rh"
+    lock.parent.mkdir(parents=True)
+    lock.write_text("")
+    out = tmp_path / "out"
+    result = subprocess.run([*rgenima_command(), tiny_cohort / "bids", out, "participant", "--skip-bids-validation",
+                             "--fs-subjects-dir", subjects, "-w", tmp_path / "work", "--roi-size", "8",
+                             "--participant-label", "001", "002", "004", "005"], capture_output=True, text=True,
+                            env={**os.environ, **fake_freesurfer(tmp_path)}, timeout=600)
+    assert result.returncode == 1, result.stderr
+    err = result.stderr
+    assert "4 of 4" in err and "Traceback" not in err, err
+    assert re.search(r"sub-001.*has shape .* but intensity image .*sub-001/mri/T1\.mgz", err), err
+    assert re.search(r"sub-002.*different affines", err), err
+    assert re.search(r"sub-004.*has no intensity volume", err), err
+    assert f"rm -f {lock}" in err
+    assert not (tmp_path / "recon-all-was-run").exists()
+    assert not list(out.glob("sub-*")) and not list(out.rglob(".tmp-*"))
+
+
+def test_truncated_genotype_file_exits_66_naming_it(tiny_cohort, tmp_path):
+    geno = tmp_path / "geno"
+    shutil.copytree(tiny_cohort / "genotypes", geno)
+    bed = geno / "cohort.bed"
+    bed.write_bytes(bed.read_bytes()[: bed.stat().st_size // 2])
+    out = tmp_path / "out"
+    result = subprocess.run([*rgenima_command(), tiny_cohort / "bids", out, "participant", "--skip-bids-validation",
+                             "--fs-subjects-dir", tiny_cohort / "freesurfer", "-w", tmp_path / "work",
+                             "--roi-size", "8", "--genotypes", bed, "--participant-label", "001"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 66, result.stderr
+    assert str(bed) in result.stderr and "Traceback" not in result.stderr
+    assert not list(out.glob("sub-*/genotype")) and not list(out.rglob(".tmp-*"))
+
+
+def test_bundle_with_a_pickled_file_is_refused_before_any_work(hostile, tmp_path):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(hostile["bundle"], bundle)
+    (bundle / "rit.pt").write_bytes(b"\x80\x04\x95pickle")
+    out = tmp_path / "out"
+    result = subprocess.run([*rgenima_command(), hostile["bids"], out, "participant", "--skip-bids-validation",
+                             "--model", bundle, "--fs-subjects-dir", hostile["freesurfer"], "--roi-size", "8",
+                             "--participant-label", "004"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 66, result.stderr
+    assert "pickled" in result.stderr and "rit.pt" in result.stderr and "safetensors" in result.stderr
+    assert "Traceback" not in result.stderr and not list(out.glob("sub-*"))
