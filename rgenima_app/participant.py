@@ -85,7 +85,8 @@ def genotype_stage(config: RunConfig, writer: DerivativesWriter, subjects: list[
             write_participant_genotypes(writer, subject, table, config.genotypes, config.genome_build)
     missing = [f"sub-{s}" for s in subjects if f"sub-{s}" not in tables]
     if missing and len(missing) == len(subjects):
-        return [(", ".join(missing), f"no genotype sample in {config.genotypes}")]
+        return [(", ".join(missing), f"no genotype sample in {config.genotypes}: samples are matched by the "
+                 "genetic_id column of participants.tsv, else by the participant label; add or fix genetic_id")]
     return []
 
 

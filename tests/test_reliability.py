@@ -410,3 +410,43 @@ def test_bundle_with_a_pickled_file_is_refused_before_any_work(hostile, tmp_path
     assert result.returncode == 66, result.stderr
     assert "pickled" in result.stderr and "rit.pt" in result.stderr and "safetensors" in result.stderr
     assert "Traceback" not in result.stderr and not list(out.glob("sub-*"))
+
+
+@pytest.mark.parametrize("case", ["no_sample_overlap", "no_panel_overlap"])
+def test_genotypes_without_overlap_fail_clearly(tiny_cohort, tmp_path, case):
+    bids = tmp_path / "bids"
+    shutil.copytree(tiny_cohort / "bids", bids)
+    extra = []
+    if case == "no_sample_overlap":       # no participants.tsv: labels are not the .fam sample IDs
+        (bids / "participants.tsv").unlink()
+        words = ["no genotype sample in", "genetic_id"]
+    else:                                 # a panel whose only gene holds no variant of the file
+        panel = tmp_path / "panel.tsv"
+        panel.write_text("gene\tchrom\tstart\tend\nNOSNPS\t1\t1000\t2000\n")
+        extra = ["--gene-panel", panel]
+        words = ["no variant of", "--genome-build", "--gene-panel"]
+    out = tmp_path / "out"
+    result = subprocess.run([*rgenima_command(), bids, out, "participant", "--skip-bids-validation",
+                             "--fs-subjects-dir", tiny_cohort / "freesurfer", "-w", tmp_path / "work",
+                             "--roi-size", "8", "--genotypes", tiny_cohort / "genotypes" / "cohort.bed",
+                             "--participant-label", "001", *map(str, extra)], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 1, result.stderr
+    assert "cohort.bed" in result.stderr and all(w in result.stderr for w in words), result.stderr
+    assert "Traceback" not in result.stderr
+    assert not list(out.glob("sub-*/genotype")) and not list(out.rglob(".tmp-*"))
+
+
+def test_duplicate_participant_ids_exit_2_before_any_output(tiny_cohort, tmp_path):
+    bids = tmp_path / "bids"
+    shutil.copytree(tiny_cohort / "bids", bids)
+    with (bids / "participants.tsv").open("a") as f:
+        f.write("sub-001\tAD\t70\tF\tG0001\n")
+    out = tmp_path / "out"
+    result = subprocess.run([*rgenima_command(), bids, out, "participant", "--skip-bids-validation",
+                             "--fs-subjects-dir", tiny_cohort / "freesurfer", "--roi-size", "8",
+                             "--participant-label", "001"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 2, result.stderr
+    assert "participants.tsv" in result.stderr and "more than once: sub-001" in result.stderr
+    assert "keep one row per participant" in result.stderr
+    assert not list(out.glob("sub-*")) and not (out / "dataset_description.json").exists()
