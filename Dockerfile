@@ -99,10 +99,14 @@ RUN python -m pip install ${PIP_EXTRA} -c /opt/rgenima/constraints.txt ${TORCH_I
 # hadolint ignore=SC2086
 RUN python -m pip install ${PIP_EXTRA} -c /opt/rgenima/constraints.txt setuptools wheel \
  && python -m pip install ${PIP_EXTRA} -c /opt/rgenima/constraints.txt --no-build-isolation deepspeed
-COPY --from=build /dist /tmp/dist
+# the dependencies (exactly the pinned set) on their own layer: a change of rgenima's code rebuilds only the next one
 # hadolint ignore=SC2086
-RUN python -m pip install ${PIP_EXTRA} -c /opt/rgenima/constraints.txt /tmp/dist/rgenima-*.whl bids-validator-deno \
+RUN python -m pip install ${PIP_EXTRA} -r /opt/rgenima/constraints.txt
+COPY --from=build /dist /tmp/dist
+# hadolint ignore=SC2086,DL3013
+RUN python -m pip install ${PIP_EXTRA} --no-deps /tmp/dist/rgenima-*.whl \
  && rm -rf /tmp/dist \
+ && python -m pip check \
  && rgenima --version && bids-validator-deno --version \
  && python -c "import torch, transformers, deepspeed; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
 
