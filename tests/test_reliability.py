@@ -10,7 +10,6 @@ the work dir and the FreeSurfer subjects dir. Then bad inputs of the issue's mat
 """
 from __future__ import annotations
 
-import gzip
 import hashlib
 import os
 import re
@@ -18,7 +17,6 @@ import shlex
 import shutil
 import sys
 import subprocess
-import textwrap
 from pathlib import Path
 
 import nibabel as nib
@@ -191,7 +189,6 @@ def test_reports_escape_text_from_inputs(confined_runs):
     for report in reports:
         text = report.read_text()
         assert "<script" not in text.lower(), report
-        assert "onerror=" not in text.replace("onerror=alert", "") or "<img src=x" not in text, report
         assert "<img src=x" not in text, report
     # the injected gene does reach the subject reports, escaped (not dropped)
     gene_tables = pd.read_csv(out / "sub-004" / f"sub-004_desc-{MODEL}_geneattention.tsv", sep="\t")
@@ -220,7 +217,8 @@ def test_same_inputs_and_seed_give_identical_tables(confined_runs):
 def test_the_network_block_is_real(tmp_path):
     """The sandbox used above does refuse and record a connection (so a clean net log means something)."""
     env, dirs = sandbox_env(tmp_path)
-    code = "import socket\ntry:\n    socket.create_connection(('192.0.2.1', 80), timeout=1)\nexcept OSError as e:\n    print(e)"
+    code = ("import socket\ntry:\n    socket.create_connection(('192.0.2.1', 80), timeout=1)\n"
+            "except OSError as e:\n    print(e)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=dirs["cwd"])
     assert "blocked by the rgenima test" in result.stdout, result.stdout + result.stderr
     assert (tmp_path / "netlog.txt").read_text().strip()
