@@ -116,6 +116,7 @@ def save_bundle(path: str | Path, model: RGenIMA, *, genome_build: str | None = 
                                    name=model_label(name or path.name),
                                    imaging={"mode": roi_mode, "normalization": roi_normalization})
         (tmp / "MODEL_CARD.md").write_text(model_card(metadata, model_card_notes))
+        _share_like_plain_files(tmp)
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
@@ -123,6 +124,16 @@ def save_bundle(path: str | Path, model: RGenIMA, *, genome_build: str | None = 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def _share_like_plain_files(root: Path) -> None:
+    """Give the bundle the modes a plain ``mkdir``/``open`` would (mkdtemp makes 0700), so that
+    collaborators and container users can read a shared model."""
+    mask = os.umask(0)
+    os.umask(mask)
+    root.chmod(0o777 & ~mask)
+    for path in root.rglob("*"):
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
 
 
 def model_label(name: str) -> str:

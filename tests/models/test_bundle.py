@@ -181,3 +181,20 @@ def test_local_llm_frozen_bundle_keeps_only_a_description(fresh_tiny_llm, tmp_pa
     (moved / "pytorch_model.bin").write_bytes(b"x")
     with pytest.raises(MissingInputError, match="pickled"):
         build_llm(str(moved))
+
+
+def test_bundle_files_are_readable_by_others_under_a_plain_umask(tmp_path, tiny_llm):
+    import os
+    import stat
+
+    from rgenima_app.models.mllm import RGenIMA
+
+    llm, tokenizer, desc = tiny_llm
+    old = os.umask(0o022)
+    try:
+        path = save_bundle(tmp_path / "shared", RGenIMA(llm, tokenizer, image_dim=8, llm_description=desc))
+    finally:
+        os.umask(old)
+    for item in [path, *path.rglob("*")]:
+        mode = stat.S_IMODE(item.stat().st_mode)
+        assert mode & 0o044 == 0o044, f"{item} is {oct(mode)}"
