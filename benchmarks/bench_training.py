@@ -50,7 +50,7 @@ lr = 5e-4
 warmup_ratio = 0.05
 checkpoint_every = 0
 [baselines]
-run = ["snp_mlp", "bert_rit_concat", "bert_rit_cross"]
+run = {baselines}
 epochs = 60
 """
 
@@ -61,6 +61,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=6, help="stage-2 epochs")
     parser.add_argument("--roi-size", type=int, default=16)
+    parser.add_argument("--baselines", default="snp_mlp,bert_rit_concat,bert_rit_cross",
+                        help="comma-separated baselines to train beside R-GenIMA ('' for none)")
     parser.add_argument("--out", type=Path, default=Path("/tmp/rgenima-bench-train"))
     parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "training.json")
     args = parser.parse_args()
@@ -71,7 +73,8 @@ def main() -> None:
                         str(args.seed), "--n-participants", str(args.participants), "--overwrite"], check=True)
     out = args.out / f"derivatives-{datetime.now():%Y%m%d-%H%M%S}"
     config = args.out / "train-bench.toml"
-    config.write_text(TRAIN_CONFIG.format(epochs=args.epochs))
+    baselines = [b for b in args.baselines.split(",") if b]
+    config.write_text(TRAIN_CONFIG.format(epochs=args.epochs, baselines=json.dumps(baselines)))
     command = [sys.executable, "-m", "rgenima_app", str(cohort / "bids"), str(out), "group", "--train",
                "--train-config", str(config), "--genotypes", str(cohort / "genotypes" / "cohort.bed"),
                "--fs-subjects-dir", str(cohort / "freesurfer"), "--roi-size", str(args.roi_size),
