@@ -288,7 +288,7 @@ def test_participant_array_task_processes_its_participant_with_real_options(slur
     assert rgenima_args[:3] == ["/data", "/out", "participant"]
     params = _parse_with_rgenima(rgenima_args)
     assert list(params["participant_label"]) == ["002"]
-    assert params["work_dir"] == Path("/work") and params["genotypes"] == Path("/geno/cohort.bed")
+    assert params["work_dir"] == Path("/scratch") and params["genotypes"] == Path("/geno/cohort.bed")
     assert params["model"] is None
 
     past_end = subprocess.run(["bash", str(SLURM / "participant.sbatch")], env={**env, "SLURM_ARRAY_TASK_ID": "4"},
@@ -448,8 +448,8 @@ def test_image_participant_level_read_only_offline_non_root(image_cohort, tmp_pa
     podman = _podman_image_or_skip()
     out, work = _for_user_1000(tmp_path / "out"), _for_user_1000(tmp_path / "work")
     mounts = [(image_cohort / "bids", "/data", "ro"), (image_cohort / "freesurfer", "/fs", "ro"),
-              (image_cohort / "genotypes", "/geno", "ro"), (out, "/out", "rw"), (work, "/work", "rw")]
-    result = podman_run(podman, "/data", "/out", "participant", "-w", "/work", "--fs-subjects-dir", "/fs",
+              (image_cohort / "genotypes", "/geno", "ro"), (out, "/out", "rw"), (work, "/scratch", "rw")]
+    result = podman_run(podman, "/data", "/out", "participant", "-w", "/scratch", "--fs-subjects-dir", "/fs",
                         "--genotypes", "/geno/cohort.bed", "--roi-size", "8", "--skip-bids-validation",
                         mounts=mounts)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -461,7 +461,7 @@ def test_image_participant_level_read_only_offline_non_root(image_cohort, tmp_pa
     # every file belongs to the container's user; HOME and caches went to the work dir (read-only image)
     assert {path.stat().st_uid for path in out.rglob("*")} == {1000}
     log_text = next((out / "logs").glob("*.log")).read_text()
-    assert "HOME was not writable; using /work/.cache/home" in log_text
+    assert "HOME was not writable; using /scratch/.cache/home" in log_text
     # the output validates, with the validator inside the image (offline)
     validation = podman_run(podman, "--format", "json", "/out", mounts=[(out, "/out", "ro")],
                             entrypoint="bids-validator-deno")
@@ -480,9 +480,9 @@ def test_image_group_training_of_a_tiny_model(image_cohort, tmp_path):
     config.chmod(0o644)
     mounts = [(image_cohort / "bids", "/data", "ro"), (image_cohort / "freesurfer", "/fs", "ro"),
               (image_cohort / "genotypes", "/geno", "ro"), (config.parent, "/cfg", "ro"), (out, "/out", "rw"),
-              (work, "/work", "rw")]
+              (work, "/scratch", "rw")]
     result = podman_run(podman, "/data", "/out", "group", "--train", "--train-config", "/cfg/train.toml",
-                        "-w", "/work", "--fs-subjects-dir", "/fs", "--genotypes", "/geno/cohort.bed",
+                        "-w", "/scratch", "--fs-subjects-dir", "/fs", "--genotypes", "/geno/cohort.bed",
                         "--roi-size", "8", "--skip-bids-validation", "--llm", "tiny", "--device", "cpu",
                         mounts=mounts, timeout=3000)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -520,8 +520,8 @@ def test_baked_model_is_the_default_model(image_cohort, tmp_path):
     out, work = _for_user_1000(tmp_path / "out"), _for_user_1000(tmp_path / "work")
     command = [podman, "run", "--rm", "--network", "none", "--read-only", "--user", "1000:1000",
                "-v", f"{image_cohort / 'bids'}:/data:ro", "-v", f"{image_cohort / 'freesurfer'}:/fs:ro",
-               "-v", f"{image_cohort / 'genotypes'}:/geno:ro", "-v", f"{out}:/out", "-v", f"{work}:/work",
-               BAKED_IMAGE, "/data", "/out", "participant", "--participant-label", "001", "-w", "/work",
+               "-v", f"{image_cohort / 'genotypes'}:/geno:ro", "-v", f"{out}:/out", "-v", f"{work}:/scratch",
+               BAKED_IMAGE, "/data", "/out", "participant", "--participant-label", "001", "-w", "/scratch",
                "--fs-subjects-dir", "/fs", "--genotypes", "/geno/cohort.bed", "--skip-bids-validation"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]

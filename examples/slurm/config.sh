@@ -14,9 +14,9 @@ FS_LICENSE_FILE=${FS_LICENSE_FILE:-$HOME/freesurfer/license.txt}  # only read wh
 FS_SUBJECTS_DIR=${FS_SUBJECTS_DIR:-}
 
 # Host folders seen in the container, always at the same places:
-#   /data (BIDS, ro)  /out  /work  /geno (ro)  /config (ro)  /models (ro)  /license (ro)
+#   /data (BIDS, ro)  /out  /scratch  /geno (ro)  /config (ro)  /models (ro)  /license (ro)
 rgenima_binds() {
-  local binds="-B $BIDS:/data:ro -B $OUT:/out -B $WORK:/work -B $(dirname "$GENOTYPES"):/geno:ro"
+  local binds="-B $BIDS:/data:ro -B $OUT:/out -B $WORK:/scratch -B $(dirname "$GENOTYPES"):/geno:ro"
   binds="$binds -B $(dirname "$TRAIN_CONFIG"):/config:ro"
   [ -d "$LLM" ] && binds="$binds -B $LLM:/models/llm:ro"
   [ -f "$FS_LICENSE_FILE" ] && binds="$binds -B $FS_LICENSE_FILE:/license/license.txt:ro"
@@ -27,7 +27,7 @@ rgenima_binds() {
 rgenima_llm() { if [ "$LLM" = tiny ]; then echo tiny; else echo /models/llm; fi; }
 # Options every level takes.
 rgenima_common() {
-  local opts="-w /work --genotypes /geno/$(basename "$GENOTYPES")"
+  local opts="-w /scratch --genotypes /geno/$(basename "$GENOTYPES")"
   [ -f "$FS_LICENSE_FILE" ] && opts="$opts --fs-license-file /license/license.txt"
   [ -n "$FS_SUBJECTS_DIR" ] && opts="$opts --fs-subjects-dir /fs"
   echo "$opts"
