@@ -15,6 +15,9 @@
 #   MODEL_BUNDLE     a trained model bundle folder inside the build context (models/<name> as written by
 #                    'rgenima ... group --train'); baked into /opt/rgenima/model and used when --model is not given
 #   IMAGE_TAG        the name:tag recorded as GeneratedBy.Container.Tag in the outputs
+#   SOURCE_URL       the source repository's URL for the OCI source/documentation labels (default empty:
+#                    no published repository yet)
+#   VCS_REF          the commit built (OCI revision label)
 # Nothing is downloaded when the container runs: it runs offline, read-only and as any user.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
@@ -133,15 +136,22 @@ ENV HOME=/home/rgenima \
 ARG RGENIMA_VERSION=0.1.0
 ARG MODEL_BUNDLE=""
 ARG IMAGE_TAG=rgenima:${RGENIMA_VERSION}
-ARG SOURCE_URL=https://github.com/rgenima/rgenima
+# SOURCE_URL: where the source of this build can be fetched (the repository's URL, e.g. --build-arg
+# SOURCE_URL=https://git.example.org/rgenima). rgenima has no published repository yet, so the default is empty
+# and so are the source and documentation labels; VCS_REF: the commit built (scripts/build_image_here.sh gives it).
+ARG SOURCE_URL=""
 ARG VCS_REF=unknown
+# The build's identity, also as a file. This RUN also keeps the layer cache honest: its cache key holds the values
+# of these arguments, whereas podman/buildah (1.28) reuse a cached LABEL or ENV layer whose arguments changed.
+RUN printf 'version=%s\nrevision=%s\ntag=%s\nsource=%s\nfreesurfer=%s\nmodel_bundle=%s\n' "${RGENIMA_VERSION}" \
+      "${VCS_REF}" "${IMAGE_TAG}" "${SOURCE_URL}" "${WITH_FREESURFER}" "${MODEL_BUNDLE}" > /opt/rgenima/build-info
 LABEL org.opencontainers.image.title="rgenima" \
       org.opencontainers.image.description="R-GenIMA BIDS-App: T1w MRI ROIs and SNP genotypes in a multimodal LLM classifying Alzheimer's disease stage" \
       org.opencontainers.image.version="${RGENIMA_VERSION}" \
       org.opencontainers.image.source="${SOURCE_URL}" \
       org.opencontainers.image.revision="${VCS_REF}" \
       org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.documentation="${SOURCE_URL}/blob/main/docs/containers.md" \
+      org.opencontainers.image.documentation="${SOURCE_URL:+${SOURCE_URL}/blob/main/docs/containers.md}" \
       org.rgenima.freesurfer="${WITH_FREESURFER}" \
       org.rgenima.model-bundle="${MODEL_BUNDLE}"
 ENV RGENIMA_CONTAINER_TAG=${IMAGE_TAG} \

@@ -5,8 +5,10 @@
 #
 #   sudo scripts/build_image_here.sh            # install podman if needed, make the base image, the
 #                                               # wheelhouse, and build rgenima:<version> (CPU torch)
-#   scripts/build_image_here.sh --lock          # only rewrite scripts/container-constraints.txt
+#   scripts/build_image_here.sh --lock          # only re-resolve the pins: rewrite scripts/container-constraints.txt
 #   scripts/build_image_here.sh --oci-archive   # also write rgenima-<version>.oci.tar for apptainer build
+#   scripts/build_image_here.sh --ci            # what .ci/run does: build localhost/rgenima:ci for the container
+#                                               # tests, or say why not and exit 0 when podman is not installed
 #
 # Steps:
 #   1. podman, buildah, runc, debootstrap from Debian; /etc/containers/containers.conf with runc, cgroupfs and
@@ -14,33 +16,51 @@
 #   2. A stand-in for the Dockerfile's base image python:3.11-slim-bookworm: Debian bookworm made with
 #      debootstrap (python3 3.11 included) and a venv at /usr/local, so that /usr/local/bin/python and pip
 #      exist as in the official image. It is tagged with the official name so that FROM finds it locally.
-#   3. A wheelhouse (./wheelhouse, git-ignored): pip download on the host of everything the image installs,
-#      with torch==2.13.0 (here the local CPU build) and a DeepSpeed wheel built against it.
+#   3. A wheelhouse: exactly the pinned versions of scripts/container-constraints.txt and torch==$TORCH_VERSION
+#      (here the local CPU build), with a DeepSpeed wheel built against torch; files already there are reused
+#      (without asking PyPI when nothing is missing).
 #   4. podman build --pull=never, the wheelhouse mounted at /wheels and PIP_EXTRA="--no-index --find-links
-#      /wheels": nothing is downloaded inside the build.
-# Environment: TORCH_VERSION (2.13.0), IMAGE (rgenima), WITH_FREESURFER (0), MODEL_BUNDLE (""), NICE (10).
+#      /wheels": nothing is downloaded inside the build. podman's layer cache keeps the torch, DeepSpeed and
+#      dependency layers while container-constraints.txt and TORCH_VERSION stay the same: a change of rgenima's
+#      code rebuilds only its own small layer and those after it.
+# Environment: TORCH_VERSION (2.13.0), IMAGE (rgenima), TAG (<version>, or <version>-freesurfer),
+#   WITH_FREESURFER (0), MODEL_BUNDLE (""), SOURCE_URL (""), NICE (10),
+#   WHEELHOUSE (./wheelhouse; with --ci ~/.cache/rgenima-wheelhouse), BUILD_OPTS (more podman build options).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+only_lock=0; oci=0; ci=0
+for arg in "$@"; do
+  case $arg in
+    --lock) only_lock=1 ;;
+    --oci-archive) oci=1 ;;
+    --ci) ci=1 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    *) echo "unknown argument $arg (see --help)" >&2; exit 2 ;;
+  esac
+done
+say() { echo "[build_image_here $(date +%H:%M:%S)] $*"; }
+if [ "$ci" = 1 ] && ! command -v podman >/dev/null 2>&1; then
+  say "podman is not installed: the image is not built and the container tests (tests/test_container.py," \
+      "marker 'container') skip; docs/containers.md says how to build it"
+  exit 0
+fi
 VERSION=$(python3 -c "import re;print(re.search(r'^version = \"(.+)\"', open('pyproject.toml').read(), re.M).group(1))")
 TORCH_VERSION=${TORCH_VERSION:-2.13.0}
 IMAGE=${IMAGE:-rgenima}
 WITH_FREESURFER=${WITH_FREESURFER:-0}
 MODEL_BUNDLE=${MODEL_BUNDLE:-}
+SOURCE_URL=${SOURCE_URL:-}
 NICE=${NICE:-10}
 BASE=python:3.11-slim-bookworm
-WHEELS=$ROOT/wheelhouse
+if [ "$ci" = 1 ]; then
+  WHEELS=${WHEELHOUSE:-${XDG_CACHE_HOME:-$HOME/.cache}/rgenima-wheelhouse}
+  TAG=${TAG:-ci}
+else
+  WHEELS=${WHEELHOUSE:-$ROOT/wheelhouse}
+fi
 PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
-only_lock=0; oci=0
-for arg in "$@"; do
-  case $arg in
-    --lock) only_lock=1 ;;
-    --oci-archive) oci=1 ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
-    *) echo "unknown argument $arg (see --help)" >&2; exit 2 ;;
-  esac
-done
-say() { echo "[build_image_here $(date +%H:%M:%S)] $*"; }
+CONSTRAINTS=scripts/container-constraints.txt
 
 # -- 3. wheelhouse and the pinned constraints -------------------------------------------------------------
 make_wheelhouse() {
@@ -71,10 +91,30 @@ print(f"{len(pins)} pins written to {target}")
 EOF
 }
 
+# The wheelhouse for a build: exactly the pinned versions (no resolution, no rewrite of the pins).
+fill_wheelhouse() {
+  mkdir -p "$WHEELS"
+  local ds; ds=$(grep -i '^deepspeed==' "$CONSTRAINTS")
+  if ! ls "$WHEELS"/deepspeed-"${ds#*==}"-*.whl >/dev/null 2>&1; then
+    say "building a DeepSpeed wheel ($ds) against the installed torch (no build isolation)"
+    nice -n "$NICE" "$PY" -m pip wheel -q --no-deps --no-build-isolation -w "$WHEELS" "$ds"
+  fi
+  if "$PY" -m pip download -q --no-index --find-links "$WHEELS" -d "$WHEELS" --no-deps \
+       -r "$CONSTRAINTS" "torch==$TORCH_VERSION" >/dev/null 2>&1; then
+    say "wheelhouse $WHEELS: every pinned file present ($(find "$WHEELS" -maxdepth 1 -type f | wc -l) files)"
+  else
+    say "pip download of the pinned versions into $WHEELS"
+    nice -n "$NICE" "$PY" -m pip download -q -d "$WHEELS" --find-links "$WHEELS" --no-deps \
+      -r "$CONSTRAINTS" "torch==$TORCH_VERSION"
+  fi
+}
+
 if [ "$only_lock" = 1 ]; then make_wheelhouse; exit 0; fi
 
 # -- 1. podman -------------------------------------------------------------------------------------------
-if ! command -v podman >/dev/null || ! command -v debootstrap >/dev/null; then
+# (debootstrap is needed only to make the base image, once)
+if ! command -v podman >/dev/null || { ! command -v debootstrap >/dev/null \
+     && ! podman image exists "docker.io/library/$BASE"; }; then
   say "installing podman, buildah, runc, debootstrap"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
@@ -118,26 +158,38 @@ EOF
 fi
 
 # -- 3. wheelhouse ---------------------------------------------------------------------------------------
-if ! ls "$WHEELS"/torch-"$TORCH_VERSION"*.whl >/dev/null 2>&1 || ! ls "$WHEELS"/deepspeed-*.whl >/dev/null 2>&1; then
-  make_wheelhouse
-fi
+fill_wheelhouse
 
 # -- 4. the image ----------------------------------------------------------------------------------------
-tag="$IMAGE:$VERSION"
-[ "$WITH_FREESURFER" = 1 ] && tag="$IMAGE:$VERSION-freesurfer"
-say "podman build $tag (torch $TORCH_VERSION from the wheelhouse, WITH_FREESURFER=$WITH_FREESURFER)"
+if [ -z "${TAG:-}" ]; then TAG=$VERSION; [ "$WITH_FREESURFER" = 1 ] && TAG=$VERSION-freesurfer; fi
+tag="$IMAGE:$TAG"
+tags=(-t "$tag")
+[ "$ci" = 1 ] || tags+=(-t "$IMAGE:latest")
+# the full commit, with -dirty when tracked files differ from it (the OCI revision label)
+revision=$(git describe --always --dirty --abbrev=40 2>/dev/null || echo unknown)
+previous=$(podman image inspect "localhost/$tag" --format '{{.Id}}' 2>/dev/null || true)
+say "podman build $tag (torch $TORCH_VERSION from $WHEELS, WITH_FREESURFER=$WITH_FREESURFER, revision $revision)"
 start=$(date +%s)
-nice -n "$NICE" podman build --pull=never --network none --format docker \
+# shellcheck disable=SC2086  # BUILD_OPTS: more podman build options, split on spaces (e.g. --no-cache)
+nice -n "$NICE" podman build --pull=never --network none --format docker ${BUILD_OPTS:-} \
   -v "$WHEELS:/wheels:ro" \
   --build-arg PIP_EXTRA="--no-index --find-links /wheels" \
   --build-arg TORCH_VERSION="$TORCH_VERSION" \
   --build-arg WITH_FREESURFER="$WITH_FREESURFER" \
   --build-arg MODEL_BUNDLE="$MODEL_BUNDLE" \
   --build-arg IMAGE_TAG="$tag" \
-  --build-arg VCS_REF="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
-  -t "$tag" -t "$IMAGE:latest" .
-say "built $tag in $(( $(date +%s) - start )) s; size: $(podman image inspect "$tag" --format '{{.Size}}' | awk '{printf "%.2f GB", $1/1e9}')"
+  --build-arg SOURCE_URL="$SOURCE_URL" \
+  --build-arg VCS_REF="$revision" \
+  "${tags[@]}" .
+seconds=$(( $(date +%s) - start ))
+current=$(podman image inspect "localhost/$tag" --format '{{.Id}}')
+if [ "$ci" = 1 ] && [ -n "$previous" ] && [ "$previous" != "$current" ]; then
+  # the image this tag named before (now untagged): remove it and its own layers, so that builds in CI do not
+  # pile up; the cached layers the new image shares with it stay
+  podman rmi "$previous" >/dev/null 2>&1 || true
+fi
+say "built $tag in $seconds s; size: $(podman image inspect "$tag" --format '{{.Size}}' | awk '{printf "%.2f GB", $1/1e9}')"
 if [ "$oci" = 1 ]; then
-  say "writing $IMAGE-$VERSION.oci.tar (on a cluster: apptainer build rgenima.sif oci-archive://$IMAGE-$VERSION.oci.tar)"
-  podman save --format oci-archive -o "$IMAGE-$VERSION.oci.tar" "$tag"
+  say "writing $IMAGE-$TAG.oci.tar (on a cluster: apptainer build rgenima.sif oci-archive://$IMAGE-$TAG.oci.tar)"
+  podman save --format oci-archive -o "$IMAGE-$TAG.oci.tar" "$tag"
 fi

@@ -1,8 +1,11 @@
 """Containers and clusters: the Dockerfile, Singularity.def and examples/slurm/ (static checks that always run),
 and the built image itself (``@pytest.mark.container``: skipped without podman or without the image).
 
-The image is never built here: ``scripts/build_image_here.sh`` builds it (see docs/containers.md). The
-container tests run the image named by ``$RGENIMA_TEST_IMAGE`` (default ``rgenima:<version>``).
+The tests do not build the image: ``.ci/run`` builds it before them from the unchanged Dockerfile with
+``scripts/build_image_here.sh --ci`` (podman, offline wheelhouse, layer cache kept between runs) as
+``localhost/rgenima:ci`` and points ``$RGENIMA_TEST_IMAGE`` at it, with ``$RGENIMA_TEST_IMAGE_REVISION`` the commit
+it must have been built from. By hand: ``scripts/build_image_here.sh`` (docs/containers.md); the default image is
+``rgenima:<version>``.
 """
 from __future__ import annotations
 
@@ -25,6 +28,8 @@ DOCKERFILE = ROOT / "Dockerfile"
 SINGULARITY = ROOT / "Singularity.def"
 SLURM = ROOT / "examples" / "slurm"
 IMAGE = os.environ.get("RGENIMA_TEST_IMAGE", f"rgenima:{__version__}")
+# the tag the image records in GeneratedBy.Container.Tag (its IMAGE_TAG build argument: the name it was built as)
+IMAGE_TAG = IMAGE.removeprefix("localhost/")
 
 
 # -- helpers -------------------------------------------------------------------------------------------
@@ -115,9 +120,20 @@ def test_dockerfile_labels_build_arguments_and_pins(docker_final):
     assert args["WITH_FREESURFER"] == "0" and args["MODEL_BUNDLE"] == "" and args["PIP_EXTRA"] == ""
     assert re.fullmatch(r"2\.\d+\.\d+", args["TORCH_VERSION"])
     labels = " ".join(rest for k, rest in docker_final if k == "LABEL")
-    for label in ("org.opencontainers.image.version=\"${RGENIMA_VERSION}\"", "org.opencontainers.image.source=",
+    for label in ("org.opencontainers.image.version=\"${RGENIMA_VERSION}\"",
+                  "org.opencontainers.image.source=\"${SOURCE_URL}\"",
+                  "org.opencontainers.image.revision=\"${VCS_REF}\"",
                   "org.opencontainers.image.licenses=\"Apache-2.0\""):
         assert label in labels
+    # no made-up address: the source URL is a build argument, empty until there is a published repository
+    assert args["SOURCE_URL"] == "" and "org.opencontainers.image.documentation=\"${SOURCE_URL:+" in labels
+    # a RUN that reads the label/ENV arguments comes before the LABEL and ENV that use them: its cache key holds
+    # their values (podman/buildah 1.28 would otherwise reuse a cached LABEL layer with an old VCS_REF)
+    last_label = max(i for i, (k, _) in enumerate(docker_final) if k == "LABEL")
+    build_info = [i for i, (k, rest) in enumerate(docker_final) if k == "RUN" and "/opt/rgenima/build-info" in rest]
+    assert build_info and build_info[-1] < last_label
+    assert all(f"${{{a}}}" in docker_final[build_info[-1]][1] for a in ("VCS_REF", "IMAGE_TAG", "SOURCE_URL",
+                                                                        "MODEL_BUNDLE", "RGENIMA_VERSION"))
     runs = [rest for k, rest in docker_final if k == "RUN"]
     pip_installs = [r for r in runs if "pip install" in r]
     assert pip_installs and all("${PIP_EXTRA}" in r for r in pip_installs)
@@ -383,7 +399,7 @@ def _podman_image_or_skip() -> str:
     if podman is None:
         pytest.skip("podman is not installed (docs/containers.md: scripts/build_image_here.sh)")
     if subprocess.run([podman, "image", "exists", IMAGE], capture_output=True).returncode != 0:
-        pytest.skip(f"image {IMAGE} is not built (scripts/build_image_here.sh); tests never build it")
+        pytest.skip(f"image {IMAGE} is not built (.ci/run builds it: scripts/build_image_here.sh --ci)")
     return podman
 
 
@@ -432,6 +448,25 @@ def test_image_version_help_and_labels():
     assert config["Labels"]["org.opencontainers.image.version"] == __version__
     assert config["Entrypoint"] == ["rgenima"] and config["User"] == "1000:1000"
     assert "HF_HUB_OFFLINE=1" in config["Env"]
+    assert f"RGENIMA_CONTAINER_TAG={IMAGE_TAG}" in config["Env"]
+    build_info = podman_run(podman, "/opt/rgenima/build-info", entrypoint="cat")
+    assert build_info.returncode == 0, build_info.stderr
+    info = dict(line.split("=", 1) for line in build_info.stdout.splitlines())
+    assert info["version"] == __version__ and info["tag"] == IMAGE_TAG
+    assert info["revision"] == config["Labels"]["org.opencontainers.image.revision"]
+    assert info["source"] == config["Labels"]["org.opencontainers.image.source"]
+
+
+@pytest.mark.container
+def test_image_is_built_from_this_checkout():
+    """In CI the image must be the one built from the commit under test, not an older image left in podman's store."""
+    podman = _podman_image_or_skip()
+    expected = os.environ.get("RGENIMA_TEST_IMAGE_REVISION")
+    if not expected:
+        pytest.skip("RGENIMA_TEST_IMAGE_REVISION is not set (.ci/run sets it to the commit it built the image from)")
+    labels = json.loads(subprocess.run([podman, "image", "inspect", IMAGE], capture_output=True, text=True,
+                                       check=True).stdout)[0]["Config"]["Labels"]
+    assert labels["org.opencontainers.image.revision"] == expected
 
 
 @pytest.mark.container
@@ -454,7 +489,7 @@ def test_image_participant_level_read_only_offline_non_root(image_cohort, tmp_pa
                         mounts=mounts)
     assert result.returncode == 0, result.stderr[-3000:]
     description = json.loads((out / "dataset_description.json").read_text())
-    assert description["GeneratedBy"][0]["Container"] == {"Type": "docker", "Tag": f"rgenima:{__version__}"}
+    assert description["GeneratedBy"][0]["Container"] == {"Type": "docker", "Tag": IMAGE_TAG}
     subjects = sorted(p.name for p in out.glob("sub-*") if p.is_dir())
     assert subjects == sorted(p.name for p in (image_cohort / "bids").glob("sub-*"))
     assert all(next((out / s).rglob("*_desc-rois_dseg.nii.gz"), None) for s in subjects)
@@ -489,6 +524,11 @@ def test_image_group_training_of_a_tiny_model(image_cohort, tmp_path):
     bundle = out / "models" / "tiny"
     assert (bundle / "rgenima.json").is_file() and (bundle / "rit.safetensors").is_file()
     assert {path.stat().st_uid for path in out.rglob("*")} == {1000}
+    # the group output (model bundle, evaluation, reports) validates too, with the validator inside the image
+    validation = podman_run(podman, "--format", "json", "/out", mounts=[(out, "/out", "ro")],
+                            entrypoint="bids-validator-deno")
+    issues = json.loads(validation.stdout)["issues"]["issues"]
+    assert [i for i in issues if i["severity"] == "error"] == []
 
 
 def test_podman_read_only_is_recognised_by_its_container_variable(monkeypatch):
