@@ -29,11 +29,12 @@ BIDS_VERSION = "1.10.0"
 #: Entity order of the BIDS specification (the subset rgenima uses), then ``stat`` for statmaps.
 ENTITY_ORDER = ("sub", "ses", "task", "acq", "ce", "rec", "run", "space", "res", "den", "label", "desc", "stat")
 
-#: Non-BIDS files of the derivatives dataset, hidden from the validator.
+#: Non-BIDS files of the derivatives dataset, hidden from the validator. (bids-validator-deno 3 hides a folder
+#: only for a pattern without the trailing slash: "models", not "models/".)
 BIDSIGNORE = """\
 logs/
-models/
-figures/
+models
+figures
 sub-*/figures/
 sub-*/genotype
 **/genotype/
@@ -61,6 +62,11 @@ sub-*/genotype
 *_geneattention.json
 *_metrics.tsv
 *_metrics.json
+*_evaluation.tsv
+*_evaluation.json
+*_testpredictions.tsv
+*_testpredictions.json
+*_split.json
 """
 
 _LABEL = re.compile(r"^[A-Za-z0-9]+$")
