@@ -1,6 +1,7 @@
 """Benchmark of the bootstrap stability analysis (docs/benchmarks.md, section "Group analysis").
 
     PYTHONPATH=. python benchmarks/bench_bootstrap.py [--participants 500 --rois 109 --genes 100 --boot 1000]
+    PYTHONPATH=. python benchmarks/bench_bootstrap.py --quick [--out /tmp/bootstrap.json]   # seconds, CI
 
 1. Speed and memory: ROI-gene stability of participants x 109 ROIs x 100 genes with B = 1000, vectorised
    (multinomial counts @ values, chunked over features) against two per-pair baselines measured in the same
@@ -10,7 +11,9 @@
 2. Recovery: fabricated attention (rgenima_app.analysis.simulate) with planted stage ROIs / genes at several
    effect sizes (planted attention + effect x the mean background attention), recall among the
    stage-specific ROIs and stable genes, against attention with no planted signal.
-Writes JSON (default benchmarks/results/bootstrap.json) and prints it.
+Writes JSON (default benchmarks/results/bootstrap.json) and prints it. ``--quick`` runs the same code on
+tiny sizes (40 participants x 10 ROIs x 10 genes, B = 50; recovery with 10 per group) and writes
+``$TMPDIR/rgenima-bench-quick/bootstrap.json`` unless ``--out`` is given (never benchmarks/results/).
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from _common import output_path, provenance
 from rgenima_app.analysis.bootstrap import bootstrap
 from rgenima_app.analysis.genes import gene_ranking
 from rgenima_app.analysis.simulate import fabricate_attention
@@ -62,6 +66,7 @@ def speed(participants: int, rois: int, genes: int, n_boot: int, loop_pairs: int
     values = np.random.default_rng(0).gamma(2.0, size=(participants, rois, genes))
     n_pairs = rois * genes
     bootstrap(values[:20, :5, :5], n_boot=10)  # warm up BLAS and imports
+    loop_pairs, vec_pairs = min(loop_pairs, n_pairs), min(vec_pairs, n_pairs)
     tracemalloc.start()
     start = time.perf_counter()
     result = bootstrap(values, n_boot=n_boot, seed=0)
@@ -125,18 +130,25 @@ def main() -> None:
     parser.add_argument("--boot", type=int, default=1000)
     parser.add_argument("--loop-pairs", type=int, default=10, help="pairs timed for the loop baseline")
     parser.add_argument("--vec-pairs", type=int, default=200, help="pairs timed for the per-pair baseline")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "bootstrap.json")
+    parser.add_argument("--out", type=Path, help="JSON to write (default benchmarks/results/bootstrap.json)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, seconds (CI); not the recorded figures")
     args = parser.parse_args()
+    out = output_path(args.out, args.quick, "bootstrap.json", Path(__file__).parent / "results" / "bootstrap.json")
+    if args.quick:
+        args.participants, args.rois, args.genes, args.boot = 40, 10, 10, 50
+        args.loop_pairs, args.vec_pairs = 2, 5
     report = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "numpy": np.__version__,
                     "threads": os.environ.get("OMP_NUM_THREADS", "default")},
+        "provenance": provenance(args.quick),
         "speed": speed(args.participants, args.rois, args.genes, args.boot, args.loop_pairs, args.vec_pairs),
-        "recovery": recovery(per_group=100, genes=args.genes, n_boot=args.boot, effects=(1.0, 0.3, 0.1),
-                             k=10, top_genes=15),
+        "recovery": recovery(per_group=10 if args.quick else 100, genes=args.genes, n_boot=args.boot,
+                             effects=(1.0, 0.3, 0.1), k=10, top_genes=5 if args.quick else 15),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

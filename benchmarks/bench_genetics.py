@@ -1,6 +1,7 @@
 """Benchmark rgenima's genotype QC against PLINK 1.9, and tokens per participant of the SNP text formats.
 
     PYTHONPATH=. python benchmarks/bench_genetics.py [--shared ../shared/data] [--json out.json]
+    PYTHONPATH=. python benchmarks/bench_genetics.py --quick [--json /tmp/bench_genetics.json]   # seconds, CI
 
 - QC (geno 0.05, maf 0.05, hwe 1e-6, label-free) on the real 379 x 54,051 set and on a 10,000 x 100,000
   ``plink1.9 --dummy`` set made in a temporary directory: best wall time of 3 runs each, PLINK in the
@@ -8,6 +9,10 @@
 - Tokens per participant of the serialized panel genotypes (verbose and compact formats) of the real set,
   with a byte-level BPE trained here on rgenima's prompt texts, and with a real LLM tokenizer when
   ``--llm-tokenizer DIR`` (a local transformers tokenizer directory) is given.
+
+``--quick`` runs the same code with one repeat, a 200 x 2,000 ``--dummy`` set instead of the large one and
+the tokens of the first 20 participants; it writes ``$TMPDIR/rgenima-bench-quick/bench_genetics.json``
+unless ``--json`` is given (never benchmarks/results/). It still needs the real set in ``--shared``.
 """
 from __future__ import annotations
 
@@ -25,6 +30,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from _common import output_path, provenance  # noqa: E402
 
 QC_SNIPPET = """
 import sys, time
@@ -89,7 +96,7 @@ def peak_of_qc_alone(prefix: Path, work: Path) -> float:
     return int(out.stderr.strip().splitlines()[-1]) / 1024
 
 
-def bench_tokens(prefix: Path, llm_tokenizer: str | None) -> dict:
+def bench_tokens(prefix: Path, llm_tokenizer: str | None, max_participants: int | None = None) -> dict:
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers, decoders
 
     from rgenima_app.genetics.extract import panel_genotypes, select_panel_snps
@@ -99,7 +106,8 @@ def bench_tokens(prefix: Path, llm_tokenizer: str | None) -> dict:
 
     reader = open_genotypes(prefix)
     snp_panel, _ = select_panel_snps(reader, load_gene_panel("GRCh37"))
-    tables = list(panel_genotypes(reader, snp_panel, reader.samples).values())
+    samples = reader.samples[:max_participants] if max_participants else reader.samples
+    tables = list(panel_genotypes(reader, snp_panel, samples).values())
     corpus = [serialize_genotypes(t, fmt, seed=i) for i, t in enumerate(tables) for fmt in ("verbose", "compact")]
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -130,27 +138,36 @@ def bench_tokens(prefix: Path, llm_tokenizer: str | None) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=Path(os.environ.get("RGENIMA_SHARED_DATA", REPO.parent / "shared" / "data")))
-    parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "bench_genetics.json")
+    parser.add_argument("--json", type=Path, help="JSON to write (default benchmarks/results/bench_genetics.json)")
     parser.add_argument("--llm-tokenizer", default=None, help="local transformers tokenizer directory")
     parser.add_argument("--skip-large", action="store_true", help="skip the 10,000 x 100,000 set")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, seconds (CI); not the recorded figures")
     args = parser.parse_args()
+    out_json = output_path(args.json, args.quick, "bench_genetics.json",
+                           REPO / "benchmarks" / "results" / "bench_genetics.json")
+    repeats = 1 if args.quick else 3
+    dummy_n, dummy_m = ("200", "2000") if args.quick else ("10000", "100000")
     plink = shutil.which("plink1.9")
     eur = args.shared / "genotypes" / "boltlmm_EUR_subset" / "EUR_subset"
-    results = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "plink": plink}, "qc": []}
+    if not (eur.with_suffix(".bed")).is_file():
+        raise SystemExit(f"no genotypes at {eur}.bed (give --shared or set RGENIMA_SHARED_DATA)")
+    results = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "plink": plink},
+               "provenance": provenance(args.quick), "qc": []}
     with tempfile.TemporaryDirectory(prefix="rgenima-bench-") as tmp:
         work = Path(tmp)
-        results["qc"].append(bench_qc("real_379x54051", eur, plink, work))
+        results["qc"].append(bench_qc("real_379x54051", eur, plink, work, repeats))
         results["qc"][-1]["rgenima_peak_rss_mib"] = peak_of_qc_alone(eur, work)
         if not args.skip_large and plink:
-            subprocess.run([plink, "--dummy", "10000", "100000", "0.02", "--make-bed", "--out", str(work / "dummy")],
+            subprocess.run([plink, "--dummy", dummy_n, dummy_m, "0.02", "--make-bed", "--out", str(work / "dummy")],
                            check=True, capture_output=True)
-            results["qc"].append(bench_qc("dummy_10000x100000", work / "dummy", plink, work))
+            results["qc"].append(bench_qc(f"dummy_{dummy_n}x{dummy_m}", work / "dummy", plink, work, repeats))
             results["qc"][-1]["rgenima_peak_rss_mib"] = peak_of_qc_alone(work / "dummy", work)
             results["qc"][-1]["bed_mib"] = (work / "dummy.bed").stat().st_size / 2**20
-    results["tokens"] = bench_tokens(eur, args.llm_tokenizer)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=2))
+    results["tokens"] = bench_tokens(eur, args.llm_tokenizer, 20 if args.quick else None)
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    out_json.write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
+    print(f"wrote {out_json}")
 
 
 if __name__ == "__main__":

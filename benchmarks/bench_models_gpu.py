@@ -6,6 +6,11 @@ memory. The tokenizer is the tiny byte-level BPE (Qwen's own cannot be downloade
 counts are those of rgenima's tiny tokenizer. Exits 0 with a message where there is no CUDA.
 
     PYTHONPATH=. python benchmarks/bench_models_gpu.py [--out bench_models_gpu.json] [--snps 1000]
+    PYTHONPATH=. python benchmarks/bench_models_gpu.py --quick [--out /tmp/bench_models_gpu.json]   # CI
+
+``--quick`` runs the same step with 2 of the 28 layers and 40 SNPs (seconds on a GPU) and writes
+``$TMPDIR/rgenima-bench-quick/bench_models_gpu.json`` unless ``--out`` is given; without CUDA it also
+exits 0 with the message and writes nothing.
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import json
 import random
 import sys
 import time
+from pathlib import Path
 
 
 def snp_text(n: int, fmt: str, seed: int = 0) -> str:
@@ -28,7 +34,7 @@ def snp_text(n: int, fmt: str, seed: int = 0) -> str:
     return " ".join(blocks)
 
 
-def run_step(snps: int = 1000, fmts=("compact", "verbose"), rit_dim: int = 768) -> dict:
+def run_step(snps: int = 1000, fmts=("compact", "verbose"), rit_dim: int = 768, layers: int | None = None) -> dict:
     import torch
 
     from rgenima_app.imaging.roi_table import N_ROIS
@@ -41,13 +47,16 @@ def run_step(snps: int = 1000, fmts=("compact", "verbose"), rit_dim: int = 768) 
     tokenizer = prepare_tokenizer(train_tiny_tokenizer())
     config = qwen2_5_7b_config()
     config._attn_implementation = "sdpa"
+    if layers:
+        config.num_hidden_layers = layers
     with device:
         llm = Qwen2ForCausalLM(config).to(torch.bfloat16)
     llm.gradient_checkpointing_enable()
     model = RGenIMA(llm, tokenizer, image_dim=rit_dim, llm_description={"kind": "qwen2.5-7b-shaped"})
     model.connector.to(device, torch.bfloat16)
     model.train()
-    results = {"params": sum(p.numel() for p in llm.parameters()), "runs": []}
+    results = {"params": sum(p.numel() for p in llm.parameters()), "layers": config.num_hidden_layers,
+               "device": torch.cuda.get_device_name(), "runs": []}
     for fmt in fmts:
         sample = MLLMSample(snp_text(snps, fmt), torch.randn(N_ROIS, rit_dim), "AD")
         batch = model.encode([sample])
@@ -70,19 +79,26 @@ def run_step(snps: int = 1000, fmts=("compact", "verbose"), rit_dim: int = 768) 
 
 
 def main() -> int:
+    from _common import output_path, provenance  # here: tests/models/test_gpu.py loads this file as a module
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="bench_models_gpu.json")
+    parser.add_argument("--out", help="JSON to write (default bench_models_gpu.json in the current folder)")
     parser.add_argument("--snps", type=int, default=1000)
+    parser.add_argument("--quick", action="store_true", help="2 layers, 40 SNPs, seconds (CI); not the figures")
     args = parser.parse_args()
+    path = output_path(args.out, args.quick, "bench_models_gpu.json", Path("bench_models_gpu.json"))
     import torch
 
     if not torch.cuda.is_available():
         print("no CUDA device: the Qwen2.5-7B-shaped step needs a GPU; nothing measured")
         return 0
-    results = run_step(args.snps)
+    results = run_step(40, layers=2) if args.quick else run_step(args.snps)
+    results["provenance"] = provenance(args.quick)
     print(json.dumps(results, indent=2))
-    with open(args.out, "w") as fh:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
         json.dump(results, fh, indent=2)
+    print(f"wrote {path}")
     return 0
 
 

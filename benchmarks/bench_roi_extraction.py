@@ -9,6 +9,12 @@ process's peak RSS (``ru_maxrss``) during each method, measured in a fresh subpr
 
     python benchmarks/bench_roi_extraction.py [--subject DIR] [--size 96] [--repeats 3] [--device auto]
         [--json benchmarks/results/roi_extraction.json]
+    python benchmarks/bench_roi_extraction.py --quick [--json /tmp/roi_extraction.json]   # seconds, CI
+
+``--quick`` runs the same comparison (rgenima and the naive baseline, each in its own subprocess) on one
+subject of a 4-participant synthetic cohort (``rgenima_app.synthetic``, 48^3 grid) at S = 8 with one
+repeat, so it needs no real data, and writes ``$TMPDIR/rgenima-bench-quick/roi_extraction.json`` unless
+``--json`` is given.
 """
 from __future__ import annotations
 
@@ -25,10 +31,28 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from _common import output_path, provenance, quick_dir  # noqa: E402
+
 
 def default_subject() -> Path:
     shared = Path(os.environ.get("RGENIMA_SHARED_DATA", REPO.parent / "shared" / "data"))
     return shared / "freesurfer" / "fs6" / "sub-01"
+
+
+def synthetic_subject() -> Path:
+    """sub-001 of a 4-participant ``tiny`` synthetic cohort (made once in the quick-run scratch folder)."""
+    from rgenima_app.synthetic import (DEFAULT_PLANTED_GENES, DEFAULT_PLANTED_ROIS, PRESETS, GeneratorParameters,
+                                       generate_cohort)
+
+    cohort = quick_dir() / "roi-cohort"
+    subject = cohort / "freesurfer" / "sub-001"
+    if not (subject / "mri" / "aparc+aseg.mgz").is_file():
+        spec = PRESETS["tiny"]
+        generate_cohort(cohort, GeneratorParameters(
+            preset="tiny", seed=0, n_participants=4, sessions=1, grid=spec["grid"], voxel_mm=spec["voxel_mm"],
+            snps_per_gene=spec["snps_per_gene"], planted_rois=list(DEFAULT_PLANTED_ROIS),
+            planted_genes=list(DEFAULT_PLANTED_GENES)), progress=False)
+    return subject
 
 
 def load(subject: Path):
@@ -99,14 +123,20 @@ def measure(method: str, subject: Path, size: int, repeats: int, device: str) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--subject", type=Path, default=default_subject())
+    parser.add_argument("--subject", type=Path,
+                        help="FreeSurfer subject (default ../shared/data/freesurfer/fs6/sub-01)")
     parser.add_argument("--size", type=int, default=96)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--naive-repeats", type=int, default=1)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto for the rgenima method")
-    parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "roi_extraction.json")
+    parser.add_argument("--json", type=Path, help="JSON to write (default benchmarks/results/roi_extraction.json)")
+    parser.add_argument("--quick", action="store_true", help="synthetic subject, S = 8, one repeat (CI)")
     parser.add_argument("--_one", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.quick and not args._one:
+        args.size, args.repeats, args.naive_repeats = 8, 1, 1
+        args.subject = args.subject or synthetic_subject()
+    args.subject = args.subject or default_subject()
     if args._one:  # child process: one method
         repeats = args.naive_repeats if args._one == "naive" else args.repeats
         print(json.dumps(measure(args._one, args.subject, args.size, repeats, args.device)))
@@ -114,7 +144,8 @@ def main() -> None:
     if not (args.subject / "mri" / "aparc+aseg.mgz").is_file():
         raise SystemExit(f"no FreeSurfer subject at {args.subject} (give --subject or set RGENIMA_SHARED_DATA)")
     results = {}
-    for method in ("rgenima", "rgenima_fit", "rgenima_reused_buffer", "naive"):
+    methods = ("rgenima", "naive") if args.quick else ("rgenima", "rgenima_fit", "rgenima_reused_buffer", "naive")
+    for method in methods:
         if method == "rgenima_reused_buffer" and args.device not in ("cpu",):
             continue
         child = subprocess.run([sys.executable, __file__, "--_one", method, "--subject", str(args.subject),
@@ -126,16 +157,18 @@ def main() -> None:
         print(f"{method:>22}: best {r['best_s']:.3f} s, median {r['median_s']:.3f} s over {len(r['times_s'])}; "
               f"peak RSS +{r['peak_rss_growth_mb']:.0f} MB")
     speedup = results["naive"]["best_s"] / results["rgenima"]["best_s"]
-    summary = {
+    out_json = output_path(args.json, args.quick, "roi_extraction.json",
+                           REPO / "benchmarks" / "results" / "roi_extraction.json")
+    summary = {"provenance": provenance(args.quick),
         "subject": str(args.subject), "roi_size": args.size, "device": args.device,
         "cpu_count": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
         "speedup_best": speedup, "results": results,
         "note": "rgenima patches are white-matter normalised, the naive ones raw; both are 109 x S^3 float32",
     }
     print(f"speed-up (best of each): {speedup:.1f}x")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    out_json.write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"wrote {out_json}")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     PYTHONPATH=.:tests/inference python benchmarks/bench_rollout.py [--device cuda] [--layers 28 --heads 28
         --kv-heads 4 --head-dim 128] [--snps 1470 2000] [--direct-max-n 1500] [--out results/rollout.json]
+    PYTHONPATH=. python benchmarks/bench_rollout.py --quick [--out /tmp/rollout.json]   # seconds, CI
 
 The model is a randomly initialised Qwen2 of the given shape (default: Qwen2.5-7B's 28 layers, 28 query
 heads, 4 KV heads; ``--head-dim 4`` keeps the attention maps of that shape at a fraction of the weights,
@@ -13,6 +14,9 @@ the real one: 109 image tokens and a compact SNP text of ``--snps`` SNPs in bloc
 
 Peak memory is the allocator's peak above what the model itself holds: ``torch.cuda.max_memory_allocated``
 on a GPU, the profiler's allocation timeline on the CPU.
+
+``--quick`` runs both methods on a 2-layer, 4-head (2 KV heads, head dim 4) float32 model with a 30-SNP
+prompt on the CPU and writes ``$TMPDIR/rgenima-bench-quick/rollout.json`` unless ``--out`` is given.
 """
 from __future__ import annotations
 
@@ -24,6 +28,12 @@ import time
 from pathlib import Path
 
 import torch
+
+from _common import REPO, output_path, provenance
+
+for _path in (REPO, REPO / "tests" / "inference"):  # rgenima_app and the tests' tiny-model fixtures
+    if str(_path) not in sys.path:
+        sys.path.insert(1, str(_path))
 
 
 def genome(n_snps: int, seed: int = 0) -> str:
@@ -91,7 +101,12 @@ def main() -> None:
     parser.add_argument("--snps", type=int, nargs="+", default=[1470])
     parser.add_argument("--direct-max-n", type=int, default=100_000, help="skip the direct method above this n")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--quick", action="store_true", help="2 layers, 4 heads, 30 SNPs, CPU (CI)")
     args = parser.parse_args()
+    out = output_path(args.out, args.quick, "rollout.json", None)
+    if args.quick:
+        args.device, args.layers, args.heads, args.kv_heads, args.head_dim = "cpu", 2, 4, 2, 4
+        args.dtype, args.snps, args.direct_max_n = "float32", [30], 100_000
 
     from inference_fixtures import IMAGE_DIM, image_sample
     from rgenima_app.inference.rollout import rollout
@@ -105,7 +120,8 @@ def main() -> None:
     llm, tok = build_tiny_llm(cfg, tokenizer=train_tiny_tokenizer(1024, 0))
     model = RGenIMA(llm, tok, image_dim=IMAGE_DIM, llm_description={"kind": "tiny"})
     model.to(device=device, dtype=getattr(torch, args.dtype)).eval()
-    results = {"device": str(device), "layers": args.layers, "heads": args.heads, "kv_heads": args.kv_heads,
+    results = {"provenance": provenance(args.quick),
+               "device": str(device), "layers": args.layers, "heads": args.heads, "kv_heads": args.kv_heads,
                "hidden": hidden, "dtype": args.dtype, "runs": []}
     for n_snps in args.snps:
         sample = image_sample(0, genome(n_snps))
@@ -120,9 +136,10 @@ def main() -> None:
         print(json.dumps(row), flush=True)
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     PYTHONPATH=. python benchmarks/bench_training_gpu.py [--shape qwen2.5-7b|tiny] [--finetune lora|full|frozen]
         [--steps 200] [--batch-size 4] [--snps 1000] [--json benchmarks/results/training_gpu.json]
+    PYTHONPATH=. python benchmarks/bench_training_gpu.py --quick [--json /tmp/training_gpu.json]   # CI
 
 Builds R-GenIMA around a randomly initialised LLM of the given shape (``qwen2.5-7b``: the public
 Qwen2.5-7B config, bf16 autocast on a GPU; ``tiny``: the CPU demo model), with 109 image tokens per
@@ -11,6 +12,9 @@ samples/s, tokens/s, peak memory and model-FLOPs utilisation (MFU = 6 · trainab
 tokens/s over the device's peak bf16 dense FLOP/s; for LoRA the backward through the frozen base
 still costs ~2/3 of that, so the same 6N convention is used and stated). Without CUDA the
 ``qwen2.5-7b`` shape is refused with exit 0 and a message; ``tiny`` runs anywhere.
+
+``--quick`` runs the same trainer with the ``tiny`` shape for 2 steps of batch 2 with 40 SNPs (seconds, on
+the CPU or a GPU) and writes ``$TMPDIR/rgenima-bench-quick/training_gpu.json`` unless ``--json`` is given.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from _common import output_path, provenance
 from rgenima_app import STAGES
 from rgenima_app.models.finetune import LoraSettings, set_finetune_mode
 from rgenima_app.models.llm import qwen2_5_7b_config
@@ -72,8 +77,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--snps", type=int, default=1000)
-    parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "training_gpu.json")
+    parser.add_argument("--json", type=Path, help="JSON to write (default benchmarks/results/training_gpu.json)")
+    parser.add_argument("--quick", action="store_true", help="tiny shape, 2 steps, 40 SNPs (CI)")
     args = parser.parse_args()
+    out = output_path(args.json, args.quick, "training_gpu.json",
+                      Path(__file__).parent / "results" / "training_gpu.json")
+    if args.quick:
+        args.shape, args.steps, args.batch_size, args.snps = "tiny", 2, 2, 40
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if args.shape != "tiny" and device.type != "cuda":
         print("bench_training_gpu: no CUDA GPU here; the qwen2.5-7b shape needs one (try --shape tiny)")
@@ -107,10 +117,12 @@ def main() -> None:
         "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if device.type == "cuda" else None,
         "mfu": round(6 * n_params * tokens_per_s / peak, 4) if peak else None,
         "loss_first_last": [curve.train_loss[0], curve.train_loss[-1]],
+        "provenance": provenance(args.quick),
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,607 @@
+"""Write docs/benchmarks.json: every benchmark figure, machine-readable, from benchmarks/results/*.json.
+
+    python benchmarks/summarize.py            # rewrite docs/benchmarks.json
+    python benchmarks/summarize.py --check    # exit 1 when docs/benchmarks.json differs from what it would write
+
+Each figure: ``id``, ``section``, ``metric``, ``value``, ``unit``, ``baseline`` (``{name, value, unit}`` or
+null), ``ratio`` (value / baseline value; a figure in "x" is its own ratio), ``target`` (the issue-10 target, text),
+``met`` (true / false / null when there is no target or nothing was measured), ``command``, ``machine``,
+``date``, ``commit``, ``source`` and, where needed, ``note``.
+
+Where the figures come from:
+
+* ``benchmarks/results/*.json``: read here, so the summary cannot drift from them (``tests/
+  test_benchmarks_summary.py`` checks that the committed docs/benchmarks.json is what this script writes).
+  A results file this script has no reader for is an error. Date and commit: the file's own ``provenance``
+  block (written by the benchmark scripts since --quick was added), else ``PROVENANCE`` below (the commit
+  that recorded the file), used only while the file's SHA-256 is the one recorded there.
+* ``HAND_KEPT``: figures that docs/benchmarks.md states but no results file holds (bench_models.py's run,
+  whose JSON was not kept; the stage-1 RiT table; the loaded ROI run; DeepSpeed; profile break-downs), with
+  the commit that added them to docs/benchmarks.md. A group tied to a results file is dropped once that file
+  exists (``superseded_by``).
+* Targets of issue 10 that have no measurement yet appear with ``value`` null and ``met`` null.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+RESULTS = BENCH / "results"
+OUT = REPO / "docs" / "benchmarks.json"
+DEV_MACHINE = "development machine: 2 shared CPU cores (x86_64, Linux), no GPU, Python 3.11.7"
+
+# Commit that recorded each results file without a provenance block of its own (git log -- FILE),
+# valid while the file has this SHA-256.
+PROVENANCE = {
+    "bench_genetics.json": ("0232e1b1664c1ade0c5f0e5ae985bd6444b2004e", "2026-11-22",
+                           "2a8dd1a2126819ff9f7a527d4c1047b8c79ad66fa663b83ac8bb522262eb1e00"),
+    "bootstrap.json": ("50e81f3997120ae4b9ffa7505880d29f68bcdb79", "2026-11-22",
+                      "2b7042b5eab28bc22ecd25d450b5455cb5e682607f24c98dcbc8fdb8063edced"),
+    "planted_attention.json": ("109574c517b615238040f44e8048cf6418c4534b", "2026-11-30",
+                              "87b9312cdb3b7f613c779c79695f74b95e3d1915c0377e1f1c3da97576b16382"),
+    "planted_attention_NC.json": ("109574c517b615238040f44e8048cf6418c4534b", "2026-11-30",
+                                 "48be654d2864ce94c10a4cd30fc9bd699d14fd7c880e86c14a642a72cc84605c"),
+    "roi_extraction.json": ("32ef1f4b432600c8c26fed6b372c8553ddd8f50b", "2026-11-22",
+                           "2c62cb62b121a3ffa522ed85e7e5a9cf6f0e87c8e70dbdc432a3ebf6e38ab258"),
+    "rollout_cpu.json": ("8c508aaa969645be8728785bdc0efe175e96a994", "2026-11-30",
+                        "eacf35839096e0cc7aa542af8b5c729cf2c16a3951f72598d95034e96cbc4425"),
+    "training.json": ("1e77c2f59ae10ac556e109df99ace2fdeeede374", "2026-12-01",
+                     "1b2cb2ecd51461fc10147c65fee34177110f3eb6ff8148210d1c630a45c38182"),
+}
+
+COMMANDS = {
+    "bench_genetics.json": "PYTHONPATH=. python benchmarks/bench_genetics.py --shared ../shared/data",
+    "bootstrap.json": "PYTHONPATH=. python benchmarks/bench_bootstrap.py",
+    "roi_extraction.json": "python benchmarks/bench_roi_extraction.py --repeats 7",
+    "rollout_cpu.json": ("PYTHONPATH=. python benchmarks/bench_rollout.py --device cpu --head-dim 4 --dtype float32 "
+                         "--snps 300 800 --out benchmarks/results/rollout_cpu.json"),
+    "planted_attention.json": ("python benchmarks/bench_planted_attention.py COHORT OUT tiny --k 10 --stage AD "
+                               "--out benchmarks/results/planted_attention.json (COHORT: python -m "
+                               "rgenima_app.synthetic COHORT --preset tiny --seed 11 --n-participants 60; OUT: "
+                               "group --train with the tiny LLM, then participant --model on all 60)"),
+    "planted_attention_NC.json": ("python benchmarks/bench_planted_attention.py COHORT OUT tiny --k 10 --stage NC "
+                                  "--out benchmarks/results/planted_attention_NC.json (same cohort and outputs "
+                                  "as planted_attention.json)"),
+    "training.json": "python benchmarks/bench_training.py --participants 300 --baselines snp_mlp",
+    "training_gpu.json": "PYTHONPATH=. python benchmarks/bench_training_gpu.py --shape qwen2.5-7b --finetune lora",
+    "bench_models.json": "PYTHONPATH=. python benchmarks/bench_models.py --out benchmarks/results/bench_models.json",
+    "bench_models_gpu.json": ("PYTHONPATH=. python benchmarks/bench_models_gpu.py "
+                              "--out benchmarks/results/bench_models_gpu.json"),
+}
+
+
+def _round(x):
+    """6 significant digits (floats), recursively; ints, bools, strings and None unchanged."""
+    if isinstance(x, float):
+        return x if x == 0 or not math.isfinite(x) else float(f"{x:.6g}")
+    if isinstance(x, dict):
+        return {k: _round(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_round(v) for v in x]
+    return x
+
+
+def _number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def figure(id, section, metric, value, unit, *, baseline=None, target=None, met=None, note=None,
+           command=None, machine=None, date=None, commit=None, source=None) -> dict:
+    """One figure. ``ratio`` is value / baseline value; for a figure that is itself a ratio (unit "x"), the value."""
+    ratio = None
+    if unit == "x" and _number(value):
+        ratio = value
+    elif baseline and _number(value) and _number(baseline["value"]) and baseline["value"]:
+        ratio = value / baseline["value"]
+    entry = {"id": id, "section": section, "metric": metric, "value": value, "unit": unit,
+             "baseline": baseline, "ratio": ratio, "target": target, "met": met, "command": command,
+             "machine": machine, "date": date, "commit": commit, "source": source}
+    if note:
+        entry["note"] = note
+    return _round(entry)
+
+
+def base(name, value, unit) -> dict:
+    return {"name": name, "value": value, "unit": unit}
+
+
+class Results:
+    """One results file: its data and the fields every figure from it shares."""
+
+    def __init__(self, path: Path):
+        self.path, self.name = path, path.name
+        self.data = json.loads(path.read_text())
+        self.context = {"command": COMMANDS.get(self.name), **self._provenance()}
+
+    def _provenance(self) -> dict:
+        own = self.data.get("provenance") if isinstance(self.data, dict) else None
+        if own:
+            m = own.get("machine", {})
+            machine = f"{m.get('cpus')} CPU cores, {m.get('platform')}, Python {m.get('python')}"
+            if self.data.get("device") not in (None, "cpu"):
+                machine += f", {self.data['device']}"
+            return {"machine": machine, "date": own.get("date", "")[:10] or None, "commit": own.get("commit")}
+        commit, date, sha = PROVENANCE.get(self.name, (None, None, None))
+        digest = hashlib.sha256(self.path.read_bytes()).hexdigest()
+        if sha is not None and sha != digest:  # the file changed since that commit: do not claim it
+            commit, date = None, None
+        if isinstance(self.data, dict) and isinstance(self.data.get("date"), str):
+            date = self.data["date"][:10]
+        return {"machine": DEV_MACHINE, "date": date, "commit": commit}
+
+    def fig(self, id, section, metric, value, unit, pointer, **kw) -> dict:
+        return figure(id, section, metric, value, unit, source=f"benchmarks/results/{self.name}: {pointer}",
+                      **{**self.context, **kw})
+
+
+# ----------------------------------------------------------------------------------- readers
+def roi_extraction(r: Results) -> list[dict]:
+    S = "Imaging: ROI extraction"
+    d, res = r.data, r.data["results"]
+    naive = res["naive"]
+    shape = f"109 ROIs at {d['roi_size']}^3, device {d['device']}"
+    out = []
+    labels = {"rgenima": "rgenima extract_rois (stretch)", "rgenima_fit": "rgenima extract_rois (fit)",
+              "rgenima_reused_buffer": "rgenima extract_rois, reused out= buffer", "naive": "naive per-label baseline"}
+    for key, label in labels.items():
+        if key not in res:
+            continue
+        m = res[key]
+        kw = {} if key == "naive" else {"baseline": base("naive per-label baseline (best)", naive["best_s"], "s")}
+        out.append(r.fig(f"roi_extraction.{key}.best_s", S, f"{label}: best time, {shape}", m["best_s"], "s",
+                         f"results.{key}.best_s", **kw))
+        out.append(r.fig(f"roi_extraction.{key}.median_s", S, f"{label}: median time over {len(m['times_s'])} run(s)",
+                         m["median_s"], "s", f"results.{key}.median_s"))
+        out.append(r.fig(f"roi_extraction.{key}.peak_rss_growth", S, f"{label}: peak RSS growth",
+                         m["peak_rss_growth_mb"], "MB", f"results.{key}.peak_rss_growth_mb"))
+    out.append(r.fig("roi_extraction.speedup_best", S, "speed-up of rgenima over the naive baseline (best vs best)",
+                     d["speedup_best"], "x", "speedup_best",
+                     baseline=base("naive per-label baseline (best)", naive["best_s"], "s"),
+                     target=">= 20x", met=d["speedup_best"] >= 20))
+    median = naive["best_s"] / res["rgenima"]["median_s"]
+    out.append(r.fig("roi_extraction.speedup_median", S, "speed-up, rgenima median vs the naive baseline",
+                     median, "x", "results.naive.best_s / results.rgenima.median_s"))
+    out.append(r.fig("roi_extraction.per_subject_time", S, "rgenima time per subject (best, 2 cores)",
+                     res["rgenima"]["best_s"], "s", "results.rgenima.best_s", target="<= 1 s per subject on 2 cores",
+                     met=res["rgenima"]["best_s"] <= 1.0))
+    out.append(r.fig("roi_extraction.mgz_decoding", S, "decoding T1.mgz + aparc+aseg.mgz (not in the times above)",
+                     res["rgenima"]["load_s"], "s", "results.rgenima.load_s"))
+    return out
+
+
+def bootstrap(r: Results) -> list[dict]:
+    S = "Group analysis (bootstrap stability)"
+    sp, rec = r.data["speed"], r.data["recovery"]
+    shape = f"{sp['shape'][0]} participants x {sp['shape'][1]} ROIs x {sp['shape'][2]} genes, B = {sp['n_boot']}"
+    loop, pair = sp["loop_baseline"], sp["per_pair_vectorised_baseline"]
+    out = [
+        r.fig("bootstrap.vectorised_s", S, f"rgenima bootstrap stability, all {sp['n_pairs']} pairs ({shape})",
+              sp["vectorised_s"], "s", "speed.vectorised_s",
+              baseline=base("per-pair, per-iteration loop (extrapolated)", loop["extrapolated_all_pairs_s"], "s"),
+              note="docs/benchmarks.md gives 0.8-1.2 s and 160-240x over two runs; this file holds one"),
+        r.fig("bootstrap.loop_baseline_s", S, f"per-pair, per-iteration loop (timed on {loop['timed_pairs']} pairs, "
+              "extrapolated to all)", loop["extrapolated_all_pairs_s"], "s",
+              "speed.loop_baseline.extrapolated_all_pairs_s"),
+        r.fig("bootstrap.per_pair_vectorised_s", S, f"per pair, B resamples at once (timed on {pair['timed_pairs']} "
+              "pairs, extrapolated)", pair["extrapolated_all_pairs_s"], "s",
+              "speed.per_pair_vectorised_baseline.extrapolated_all_pairs_s"),
+        r.fig("bootstrap.speedup_vs_loop", S, "speed-up over the per-pair loop", sp["speedup_vs_loop"], "x",
+              "speed.speedup_vs_loop", baseline=base("per-pair loop", loop["extrapolated_all_pairs_s"], "s"),
+              ),
+        r.fig("bootstrap.speedup_vs_per_pair_vectorised", S, "speed-up over the per-pair vectorised version",
+              sp["speedup_vs_per_pair_vectorised"], "x", "speed.speedup_vs_per_pair_vectorised",
+              baseline=base("per pair, B at once", pair["extrapolated_all_pairs_s"], "s"),
+              ),
+        r.fig("bootstrap.peak_beyond_input", S,
+              f"peak memory of the computation beyond its {sp['input_mib']} MiB input (tracemalloc)",
+              sp["vectorised_peak_mib_beyond_input"], "MiB", "speed.vectorised_peak_mib_beyond_input"),
+        r.fig("bootstrap.process_max_rss", S, "peak RSS of the whole benchmark process", sp["process_max_rss_mib"],
+              "MiB", "speed.process_max_rss_mib"),
+    ]
+    setting = (f"fabricated attention, 4 groups x {rec['per_group']}, {rec['genes']} genes, top-k {rec['roi_top_k']} "
+               f"ROIs, top {rec['gene_top']} genes, B = {rec['n_boot']}")
+    for key in [k for k in rec if k.startswith("effect_")] + ["random"]:
+        label = "no planted signal" if key == "random" else key.replace("_", " ")
+        for stage in ("SMC", "MCI", "AD"):
+            out.append(r.fig(f"bootstrap.recovery.{key}.roi_recall_{stage}", S,
+                             f"planted {stage} ROIs recovered among the stage-specific ROIs ({label}; {setting})",
+                             rec[key][f"roi_recall_{stage}"], "fraction", f"recovery.{key}.roi_recall_{stage}",
+                             note=f"{rec[key][f'n_stage_rois_{stage}']} ROIs selected"))
+        out.append(r.fig(f"bootstrap.recovery.{key}.gene_recall", S,
+                         f"planted genes among the stable genes ({label}; {setting})", rec[key]["gene_recall"],
+                         "fraction", f"recovery.{key}.gene_recall",
+                         note=f"{rec[key]['n_stable_genes']} stable genes of {rec['genes']}, "
+                              f"{rec['planted_genes']} planted"))
+    return out
+
+
+def genetics(r: Results) -> list[dict]:
+    S = "Genetics"
+    out = []
+    for q in r.data["qc"]:
+        s = q["set"]
+        plink = base("plink1.9 (same filters, same run)", q.get("plink_s"), "s") if "plink_s" in q else None
+        out += [
+            r.fig(f"genetics.{s}.qc_s", S, f"rgenima QC time, {s} (best of 3)", q["rgenima_qc_s"], "s",
+                  f"qc[{s}].rgenima_qc_s", baseline=plink, target="<= 2x plink1.9's time",
+                  met=None if plink is None else q["ratio_qc_vs_plink"] <= 2),
+            r.fig(f"genetics.{s}.process_s", S, f"rgenima QC whole process (Python start + imports), {s}",
+                  q["rgenima_process_s"], "s", f"qc[{s}].rgenima_process_s", baseline=plink,
+                  target="<= 2x plink1.9's time",
+                  met=None if plink is None else q["ratio_process_vs_plink"] <= 2),
+            r.fig(f"genetics.{s}.peak_rss", S, f"rgenima QC peak RSS (fresh process), {s}", q["rgenima_peak_rss_mib"],
+                  "MiB", f"qc[{s}].rgenima_peak_rss_mib",
+                  baseline=base("plink1.9 peak RSS", q.get("plink_peak_rss_mib"), "MiB") if plink else None),
+        ]
+        if "kept_equal_plink" in q:
+            out.append(r.fig(f"genetics.{s}.kept_equal_plink", S, f"kept variant set equal to plink1.9's, {s}",
+                             q["kept_equal_plink"], "bool", f"qc[{s}].kept_equal_plink",
+                             note=f"{q['kept']} variants kept"))
+    t = r.data["tokens"]
+    for tok, label in (("byte_level_bpe_4k", "byte-level BPE (4,000) trained on these texts"),
+                       ("tiny_llm_tokenizer", "tiny LLM tokenizer"), ("llm_tokenizer", "LLM tokenizer")):
+        if tok not in t:
+            continue
+        v, c = t[tok]["verbose"]["mean"], t[tok]["compact"]["mean"]
+        setting = f"{t['panel_snps']} SNPs in {t['panel_genes']} genes, {t['participants']} participants"
+        out.append(r.fig(f"genetics.tokens.{tok}.verbose", S, f"tokens per participant, verbose SNP text, {label} "
+                         f"({setting})", v, "tokens", f"tokens.{tok}.verbose.mean"))
+        out.append(r.fig(f"genetics.tokens.{tok}.compact", S, f"tokens per participant, compact SNP text, {label}",
+                         c, "tokens", f"tokens.{tok}.compact.mean", baseline=base("verbose text", v, "tokens"),
+                         target="<= 1/3 of the verbose text's tokens (at no loss of accuracy)",
+                         met=c / v <= 1 / 3, note="token half of the target; the accuracy half is not measured"))
+    return out
+
+
+def training(r: Results) -> list[dict]:
+    S = "Training (group --train)"
+    d = r.data
+    setting = (f"{d['cohort']['participants']}-participant synthetic cohort ({d['cohort']['preset']} geometry), "
+               f"{d['n_test']} test participants, ROI {d['roi_size']}^3, {d['stage2_epochs']} stage-2 epochs")
+    bayes = d["bayes_optimal_test_accuracy"]["image_gene"]
+    bayes_base = base("Bayes-optimal classifier, same test participants", bayes, "accuracy")
+    out = [r.fig(f"training.bayes_optimal.{k}", S, f"Bayes-optimal accuracy ({k.replace('_', '-')}), {setting}", v,
+                 "accuracy", f"bayes_optimal_test_accuracy.{k}")
+           for k, v in d["bayes_optimal_test_accuracy"].items()]
+    out.append(r.fig("training.bayes_optimal.expected", S, "Bayes-optimal accuracy expected over the generator",
+                     d["bayes_optimal_accuracy_expected"], "accuracy", "bayes_optimal_accuracy_expected"))
+    out.append(r.fig("training.majority_class", S, "majority-class rate on the test participants",
+                     d["chance_majority_class"], "accuracy", "chance_majority_class"))
+    names = {"bench": "R-GenIMA, tiny LLM on CPU", "snp_mlp": "SNP-only MLP baseline",
+             "bert_rit_concat": "BERT+RiT (concat) baseline", "bert_rit_cross": "BERT+RiT (cross-attention) baseline"}
+    baselines = {m: v["accuracy"]["value"] for m, v in d["models"].items() if m != "bench"}
+    for model, metrics in d["models"].items():
+        label = names.get(model, model)
+        for metric, unit in (("accuracy", "accuracy"), ("macro_f1", "macro-F1"),
+                             ("balanced_accuracy", "balanced accuracy"), ("macro_auc", "macro AUC")):
+            m = metrics[metric]
+            kw = {"note": f"95% CI {m['ci_low']:.3f}-{m['ci_high']:.3f}"}
+            if metric == "accuracy" and model == "bench":
+                gap = bayes - m["value"]
+                kw.update(baseline=bayes_base, target="within 3 points of the Bayes-optimal "
+                          "accuracy", met=gap <= 0.03,
+                          note=f"95% CI {m['ci_low']:.3f}-{m['ci_high']:.3f}; {100 * gap:.1f} points below "
+                               "Bayes-optimal (predicts the majority class)")
+            out.append(r.fig(f"training.{model}.{metric}", S, f"{label}: test {unit}", m["value"], unit,
+                             f"models.{model}.{metric}.value", **kw))
+    if baselines and "bench" in d["models"]:
+        best = max(baselines, key=baselines.get)
+        acc = d["models"]["bench"]["accuracy"]["value"]
+        out.append(r.fig("training.bench_vs_best_baseline", S, "R-GenIMA test accuracy against the best baseline's",
+                         acc, "accuracy", f"models.bench.accuracy vs models.{best}.accuracy",
+                         baseline=base(names.get(best, best), baselines[best], "accuracy"),
+                         target="above every baseline", met=acc > baselines[best],
+                         note="BERT+RiT baselines not in this run" if len(baselines) < 3 else None))
+    out.append(r.fig("training.wall_seconds", S, "wall time of the whole run (cohort excluded)", d["wall_seconds"], "s",
+                     "wall_seconds"))
+    return out
+
+
+def rollout(r: Results) -> list[dict]:
+    S = "Inference: attention rollout (docs/inference.md)"
+    d = r.data
+    shape = (f"{d['layers']} layers, {d['heads']} heads ({d['kv_heads']} KV), hidden {d['hidden']}, {d['dtype']}, "
+             f"{d['device']}")
+    out = []
+    for i, run in enumerate(d["runs"]):
+        n = run["n"]
+        out.append(r.fig(f"rollout.{d['device']}.n{n}.peak", S, f"rollout peak memory, n = {n} tokens ({shape})",
+                         run["rollout_peak_bytes"] / 1e6, "MB", f"runs[{i}].rollout_peak_bytes",
+                         baseline=base("direct full-matrix method", run["direct_peak_bytes"] / 1e6, "MB")
+                         if "direct_peak_bytes" in run else None,
+                         target=f"<= 1/H (1/{d['heads']}) of the direct method's memory",
+                         met=run["rollout_peak_bytes"] * d["heads"] <= run["direct_peak_bytes"]
+                         if "direct_peak_bytes" in run else None,
+                         note="the peak holds the L head-mean maps plus one layer's transient eager attention "
+                              "(H n^2), so it is about 1/H + 1/L of the direct method's"))
+        if "direct_s" in run:
+            out.append(r.fig(f"rollout.{d['device']}.n{n}.time", S, f"rollout time, n = {n} tokens ({shape})",
+                             run["rollout_s"], "s", f"runs[{i}].rollout_s",
+                             baseline=base("direct full-matrix method", run["direct_s"], "s"),
+                             ))
+    return out
+
+
+def planted_attention(r: Results) -> list[dict]:
+    S = "Inference: planted signal (docs/inference.md)"
+    d = r.data
+    out = []
+    for subset in ("all", "held_out"):
+        if subset not in d:
+            continue
+        p = d[subset]
+        who = f"{d['stage']} participants, {subset.replace('_', ' ')} ({p['n']})"
+        out.append(r.fig(f"planted_attention.{d['stage']}.{subset}.rois", S,
+                         f"planted ROIs among the top {d['k']} ROI importances, mean over {who}",
+                         p["planted_rois_in_top_k_mean"], "ROIs", f"{subset}.planted_rois_in_top_k_mean",
+                         baseline=base("chance", p["chance_rois"], "ROIs"),
+                         note=f"one-sided binomial p = {p['roi_p_value']:.2g}; tiny model near chance, the same ROI "
+                              "ranking for every participant (docs/inference.md)"))
+        out.append(r.fig(f"planted_attention.{d['stage']}.{subset}.genes", S,
+                         f"planted genes among the top {d['k']} gene importances, mean over {who}",
+                         p["planted_genes_in_top_k_mean"], "genes", f"{subset}.planted_genes_in_top_k_mean",
+                         baseline=base("chance", p["chance_genes"], "genes"),
+                         ))
+    return out
+
+
+def training_gpu(r: Results) -> list[dict]:
+    S = "Training (group --train)"
+    d = r.data
+    setting = f"{d['shape']} shape, {d['finetune']}, batch {d['batch_size']}, {d['tokens_per_sample']} tokens/sample"
+    lora7b = d["shape"] == "qwen2.5-7b" and d["finetune"] == "lora"
+    return [
+        r.fig(f"training_gpu.{d['shape']}.{d['finetune']}.samples_per_s", S, f"stage-2 samples/s ({setting})",
+              d["samples_per_s"], "samples/s", "samples_per_s",
+              baseline=base("paper: 48 h on 8xA100, 3 x 50,000 samples, per GPU", 0.11, "samples/s"),
+              target=">= 2 samples/s on one H200 with LoRA" if lora7b else None,
+              met=d["samples_per_s"] >= 2 if lora7b else None, machine=d["device"]),
+        r.fig(f"training_gpu.{d['shape']}.{d['finetune']}.tokens_per_s", S, f"stage-2 tokens/s ({setting})",
+              d["tokens_per_s"], "tokens/s", "tokens_per_s", machine=d["device"]),
+        r.fig(f"training_gpu.{d['shape']}.{d['finetune']}.mfu", S, f"model-FLOPs utilisation ({setting})", d["mfu"],
+              "fraction", "mfu", machine=d["device"]),
+        r.fig(f"training_gpu.{d['shape']}.{d['finetune']}.peak_memory", S, f"peak GPU memory ({setting})",
+              d["peak_memory_gib"], "GiB", "peak_memory_gib", machine=d["device"]),
+    ]
+
+
+def models_gpu(r: Results) -> list[dict]:
+    S = "Models"
+    out = []
+    for i, run in enumerate(r.data["runs"]):
+        what = f"Qwen2.5-7B-shaped step ({r.data.get('layers', 28)} layers, bf16), {run['format']} text"
+        out += [r.fig(f"models_gpu.{run['format']}.step_s", S, f"{what}: step time", run["step_seconds"], "s",
+                      f"runs[{i}].step_seconds"),
+                r.fig(f"models_gpu.{run['format']}.peak", S, f"{what}: peak GPU memory", run["peak_memory_gib"], "GiB",
+                      f"runs[{i}].peak_memory_gib"),
+                r.fig(f"models_gpu.{run['format']}.tokens", S, f"{what}: tokens per sample", run["tokens_per_sample"],
+                      "tokens", f"runs[{i}].tokens_per_sample")]
+    return out
+
+
+def models(r: Results) -> list[dict]:
+    S = "Models"
+    d = r.data
+    out = [r.fig(f"models.patch_embedding_weights.{k}", S, f"conv patch-embedding weights, {k}", v, "parameters",
+                 f"patch_embedding_weights.{k}") for k, v in d["patch_embedding_weights"].items()]
+    times = next(v for k, v in d.items() if k.startswith("rit_forward_seconds"))
+    out.append(r.fig("models.rit_forward.strided_over_conv", S, "RiT forward, strided / conv time",
+                     d["rit_strided_over_conv_time"], "x", "rit_strided_over_conv_time",
+                     baseline=base("conv patch embedding", times["conv"], "s"), ))
+    runs = {k: v for k, v in d.items() if k.startswith("tiny_") and isinstance(v, dict)}
+    for k, v in runs.items():
+        out.append(r.fig(f"models.{k}.tokens", S, f"tokens per sample, {k}", v["tokens_per_sample"], "tokens",
+                         f"{k}.tokens_per_sample"))
+        out.append(r.fig(f"models.{k}.train_step", S, f"train step (fwd+bwd), {k}", v["train_step_seconds"], "s",
+                         f"{k}.train_step_seconds"))
+    return out
+
+
+READERS = [("roi_extraction.json", roi_extraction), ("bootstrap.json", bootstrap), ("bench_genetics.json", genetics),
+           ("training.json", training), ("training_gpu*.json", training_gpu), ("rollout*.json", rollout),
+           ("planted_attention*.json", planted_attention), ("bench_models_gpu*.json", models_gpu),
+           ("bench_models.json", models)]
+
+
+# ----------------------------------------------------------------------------- hand-kept figures
+DOC = "docs/benchmarks.md"
+MODELS = dict(command="PYTHONPATH=. python benchmarks/bench_models.py", machine=DEV_MACHINE + ", torch 2.13, 2 threads",
+              date="2026-11-22", commit="e14a04fae49888a65791365ff6445d757ce9092d",
+              source=f"{DOC}, section Models (hand-kept: bench_models.json of that run was not kept)")
+ROI = dict(command="python benchmarks/bench_roi_extraction.py", machine=DEV_MACHINE, date="2026-11-22",
+           commit="32ef1f4b432600c8c26fed6b372c8553ddd8f50b",
+           source=f"{DOC}, section Imaging: ROI extraction (hand-kept: not in roi_extraction.json)")
+GEN = dict(command="PYTHONPATH=. python benchmarks/bench_genetics.py --shared ../shared/data", machine=DEV_MACHINE,
+           date="2026-11-22", commit="0232e1b1664c1ade0c5f0e5ae985bd6444b2004e",
+           source=f"{DOC}, section Genetics (hand-kept: not in bench_genetics.json)")
+STAGE1 = dict(command="stage 1 alone on the training.json split (RiT dim 128, depth 2, 16^3 conv patches, early "
+                      "stopping on validation loss); no script of its own", machine=DEV_MACHINE, date="2026-12-01",
+              commit="b28f842d42f3afe72f224b7079d7140bc104c672",
+              source=f"{DOC}, section Training (hand-kept: no results file)")
+TRAIN_DOC = dict(machine=DEV_MACHINE, date="2026-12-01", commit="3fc3b5df52cc8c71fd998c06a75008783d8cc943",
+                 source=f"{DOC}, section Training (hand-kept: no results file)")
+MB = "Models"
+
+HAND_KEPT = [  # (superseded_by results file or None, [figure(...)])
+    ("bench_models.json", [
+        figure("models.patch_embedding_weights.S96_D768", MB, "conv patch-embedding weights, S = 96, D = 768",
+               679478016, "parameters", note="2.72 GB float32, 1.36 GB bfloat16", **MODELS),
+        figure("models.patch_embedding_weights.S64_D768", MB, "conv patch-embedding weights, S = 64, D = 768",
+               201327360, "parameters", **MODELS),
+        figure("models.patch_embedding_weights.S32_D768", MB, "conv patch-embedding weights, S = 32, D = 768",
+               25166592, "parameters", **MODELS),
+        figure("models.patch_embedding_weights.S32_D256", MB, "conv patch-embedding weights, S = 32, D = 256",
+               8388864, "parameters", **MODELS),
+        figure("models.strided_S96_D768.encoder", MB, "strided patch encoder weights, S = 96, D = 768", 21.5e6,
+               "parameters", **MODELS),
+        figure("models.strided_S96_D768.total", MB, "whole RiT with the strided encoder, S = 96, D = 768, depth 4",
+               50.0e6, "parameters", **MODELS),
+        figure("models.rit_conv_S32_D256.total", MB, "conv RiT, S = 32, D = 256, depth 4", 11.6e6, "parameters",
+               **MODELS),
+        figure("models.rit_strided_S32_D256.total", MB, "strided RiT, S = 32, D = 256, depth 4", 4.3e6, "parameters",
+               **MODELS),
+        figure("models.rit_forward.conv", MB, "RiT forward, batch 1, S = 32, D = 256, conv embedding (CPU)", 0.059,
+               "s", **MODELS),
+        figure("models.rit_forward.strided", MB, "RiT forward, batch 1, S = 32, D = 256, strided encoder (CPU)", 0.448,
+               "s", baseline=base("conv embedding", 0.059, "s"), **MODELS),
+        figure("models.tiny_llm.params", MB, "tiny LLM parameters", 3.43e6, "parameters", **MODELS),
+        figure("models.tiny_verbose_1000_snps.tokens", MB, "tokens per sample, 109 ROI tokens + 1,000 SNPs, verbose "
+               "text", 10686, "tokens", note="10,504 of them SNP text", **MODELS),
+        figure("models.tiny_compact_1000_snps.tokens", MB, "tokens per sample, 109 ROI tokens + 1,000 SNPs, compact "
+               "text", 1202, "tokens", baseline=base("verbose text", 10686, "tokens"),
+               target="<= 1/3 of the verbose text's tokens (at no loss of accuracy)", met=True,
+               note="1,020 of them SNP text; token half of the target, the accuracy half is not measured", **MODELS),
+        figure("models.tiny_compact_1000_snps.train_step", MB, "tiny LLM train step (fwd+bwd), compact text", 1.44, "s",
+               **MODELS),
+        figure("models.tiny_verbose_1000_snps.train_step", MB, "tiny LLM train step (fwd+bwd), verbose text", 29.2, "s",
+               baseline=base("compact text", 1.44, "s"), **MODELS),
+        figure("models.tiny_compact_1000_snps.scoring", MB, "scoring 4 answers, batch 2, compact text", 1.35, "s",
+               **MODELS),
+        figure("models.tiny_verbose_1000_snps.scoring", MB, "scoring 4 answers, batch 2, verbose text", 29.5, "s",
+               **MODELS),
+        figure("models.kv_cache_scoring_speedup", MB, "scoring with the prompt's KV cache reused vs one full forward "
+               "per (sample, answer), compact text", 5.4, "x", baseline=base("one forward per (sample, answer)", None,
+                                                                             "s"), **MODELS),
+    ]),
+    ("bench_models_gpu.json", [
+        figure("models_gpu.step", MB, "Qwen2.5-7B-shaped step (bf16, random init, gradient checkpointing), 109 ROI "
+               "tokens + 1,000 SNPs", None, "s", command="PYTHONPATH=. python benchmarks/bench_models_gpu.py",
+               source=f"{DOC}, section Models", note="pending a GPU run: no GPU was lent"),
+    ]),
+    (None, [
+        figure("roi_extraction.loaded_run.rgenima", "Imaging: ROI extraction", "rgenima extract_rois, machine loaded "
+               "(load average ~6)", 7.4, "s", baseline=base("naive per-label baseline, same run", 54, "s"),
+               note="an earlier run while other jobs kept the load at ~6", **ROI),
+        *[figure(f"roi_extraction.profile.{k}", "Imaging: ROI extraction", f"one extract_rois call, idle machine: {m}",
+                 v, "s", note="approximate (~)", **ROI)
+          for k, m, v in (("label_lookup", "label lookup", 0.06), ("find_objects", "find_objects, all 109 boxes", 0.06),
+                          ("masks_stats", "per-box masks and statistics", 0.1), ("allocate", "allocating the output",
+                                                                                  0.1),
+                          ("resample", "separable matmul resampling", 0.2),
+                          ("interpolate_alternative", "F.interpolate(trilinear) per box, resampling alone "
+                                                      "(the alternative not used)", 1.1))],
+        figure("genetics.tokens.tiny_llm_tokenizer.verbose", "Genetics", "tokens per participant, verbose SNP text, "
+               "tiny LLM tokenizer (137 SNPs in 26 genes, 379 participants)", 1363, "tokens", **GEN),
+        figure("genetics.tokens.tiny_llm_tokenizer.compact", "Genetics", "tokens per participant, compact SNP text, "
+               "tiny LLM tokenizer", 145, "tokens", baseline=base("verbose text", 1363, "tokens"),
+               target="<= 1/3 of the verbose text's tokens (at no loss of accuracy)", met=True,
+               note="range 139-154; token half of the target, the accuracy half is not measured", **GEN),
+        figure("genetics.dummy.count_genotypes", "Genetics", "counting genotypes from the packed bytes, 10,000 x "
+               "100,000 set (part of the QC time)", 0.2, "s", note="about; the rest is the exact HWE test and the "
+                                                                  "report", **GEN),
+        figure("genetics.interpreter_rss", "Genetics", "RSS of the Python interpreter with numpy/pandas/scipy (part "
+               "of the QC peak)", 110, "MiB", note="about", **GEN),
+        figure("training.stage1.size_feature.val_loss", "Training (group --train)", "stage-1 RiT, size feature "
+               "standardised per ROI: best validation loss", 0.822, "loss", **STAGE1),
+        figure("training.stage1.size_feature.val_accuracy", "Training (group --train)", "stage-1 RiT, size feature: "
+               "validation accuracy", 0.652, "accuracy", **STAGE1),
+        figure("training.stage1.size_feature.test_loss", "Training (group --train)", "stage-1 RiT, size feature: "
+               "test loss", 1.082, "loss", **STAGE1),
+        figure("training.stage1.size_feature.test_accuracy", "Training (group --train)", "stage-1 RiT, size feature: "
+               "test accuracy (75 test participants)", 0.520, "accuracy",
+               baseline=base("Bayes-optimal from ROI volumes", 0.733, "accuracy"), **STAGE1),
+        figure("training.stage1.patches_only.val_loss", "Training (group --train)", "stage-1 RiT, no size feature: "
+               "best validation loss", 1.363, "loss", note="chance 1.386", **STAGE1),
+        figure("training.stage1.patches_only.val_accuracy", "Training (group --train)", "stage-1 RiT, no size feature: "
+               "validation accuracy", 0.326, "accuracy", **STAGE1),
+        figure("training.stage1.patches_only.test_loss", "Training (group --train)", "stage-1 RiT, no size feature: "
+               "test loss", 1.364, "loss", **STAGE1),
+        figure("training.stage1.patches_only.test_accuracy", "Training (group --train)", "stage-1 RiT, no size "
+               "feature: test accuracy", 0.320, "accuracy", **STAGE1),
+        figure("training.stage2.val_loss_first_run", "Training (group --train)", "stage-2 validation loss per answer "
+               "token after 6 epochs, first run (before the standardised size feature; from 1.12)", 0.242, "loss",
+               command="python benchmarks/bench_training.py --participants 300", **TRAIN_DOC),
+        figure("training.stage2.val_loss_rerun", "Training (group --train)", "stage-2 validation loss per answer token "
+               "after 6 epochs, rerun of training.json (from 1.12)", 0.230, "loss",
+               command="python benchmarks/bench_training.py --participants 300 --baselines snp_mlp",
+               **{**TRAIN_DOC, "commit": "1e77c2f59ae10ac556e109df99ace2fdeeede374",
+                  "source": f"{DOC}, section Training (hand-kept: the run log, not training.json)"}),
+        figure("training.bert_rit", "Training (group --train)", "BERT+RiT dagger / double-dagger baselines accuracy",
+               None, "accuracy", target="R-GenIMA above every baseline", command="python benchmarks/bench_training.py "
+               "--participants 300", note="not measured: the run was stopped after 10 min in the BERT baselines",
+               **{**TRAIN_DOC, "commit": "fcd7ec92f61336cf90888c269ab771081dda7cf0"}),
+        figure("training.deepspeed.zero3_epoch_losses", "Training (group --train)", "stage-2 epoch losses under "
+               "--deepspeed zero3 (one process), 24-participant tiny cohort: equal to the plain loop's to 4 decimals",
+               [6.6622, 6.0032], "loss", command="tests/training/test_train_cli.py (DeepSpeed tests)", **TRAIN_DOC),
+        figure("training.deepspeed.first_start_compile", "Training (group --train)", "first DeepSpeed start on a "
+               "machine: compiling its shared-memory communication op (cached afterwards)", 90, "s", note="about",
+               **TRAIN_DOC),
+    ]),
+    ("training_gpu.json", [
+        figure("training_gpu.qwen2.5-7b.lora.samples_per_s", "Training (group --train)", "stage-2 samples/s, "
+               "Qwen2.5-7B-shaped, LoRA, bf16, compact prompt, one H200", None, "samples/s",
+               baseline=base("paper: 48 h on 8xA100, 3 x 50,000 samples, per GPU", 0.11, "samples/s"),
+               target=">= 2 samples/s on one H200 with LoRA", command=COMMANDS["training_gpu.json"],
+               source=f"{DOC}, section Training", note="not measured: no GPU was lent"),
+    ]),
+    (None, [
+        figure("interpretability.recall_precision", "Truth-known interpretability", "recall / precision of the "
+               "planted ROIs among the stage-specific ROIs and of the planted genes among the stable genes, trained "
+               "model on the synthetic cohort", None, "fraction", target="recall >= 0.8 for both, precision >= 0.5",
+               source="issue 10", note="not measured end to end: bootstrap.json holds recovery from fabricated "
+                                       "attention, planted_attention*.json per-participant top-k counts"),
+        figure("inference.participant_end_to_end", "Inference", "participant inference end to end per participant, "
+               "CPU, tiny model (FreeSurfer excluded)", None, "s", source="issue 10", note="not measured"),
+        figure("training.cached_rit_throughput", "Training (group --train)", "stage-2 throughput with cached RiT "
+               "tokens vs recomputing RiT each step", None, "x", source="issue 10", note="not measured"),
+    ]),
+]
+
+
+def build() -> dict:
+    figures = []
+    seen = set()
+    for pattern, reader in READERS:
+        for path in sorted(RESULTS.glob(pattern)):
+            if path.name in seen:
+                continue
+            seen.add(path.name)
+            figures += reader(Results(path))
+    unread = sorted(p.name for p in RESULTS.glob("*.json") if p.name not in seen)
+    if unread:
+        raise SystemExit(f"no reader in benchmarks/summarize.py for {', '.join(unread)}: add one")
+    for superseded_by, group in HAND_KEPT:
+        if superseded_by is None or not (RESULTS / superseded_by).exists():
+            figures += group
+    ids = [f["id"] for f in figures]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise SystemExit(f"duplicate figure ids: {duplicates}")
+    return {
+        "generated_by": "benchmarks/summarize.py (from benchmarks/results/*.json and its hand-kept table)",
+        "issue": 10,
+        "fields": {"met": "true / false against the target; null when there is no target or no measurement",
+                   "ratio": "value / baseline value; for figures that are ratios themselves (unit x), the value",
+                   "commit": "the commit that recorded the figure (results file or docs/benchmarks.md)",
+                   "source": "results file and key, or the document a hand-kept figure is from"},
+        "figures": figures,
+    }
+
+
+def render() -> str:
+    return json.dumps(build(), indent=1, ensure_ascii=False) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="compare with docs/benchmarks.json, write nothing")
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+    text = render()
+    if args.check:
+        same = args.out.is_file() and args.out.read_text() == text
+        print(f"{args.out}: {'up to date' if same else 'differs from what benchmarks/summarize.py writes'}")
+        return 0 if same else 1
+    args.out.write_text(text)
+    print(f"wrote {args.out} ({len(json.loads(text)['figures'])} figures)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
