@@ -125,6 +125,10 @@ ANALYSIS_LEVEL
               help="Edge of the cubic ROI patch (voxels). Default: the --model's ROI size, else 96.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (runs are deterministic given it).")
 @click.option("--reports-only", is_flag=True, help="Only (re)write the HTML reports from existing outputs.")
+@click.option("--overwrite", is_flag=True,
+              help="Participant level: recompute the selected participants and replace their outputs. Without "
+                   "it, participants whose outputs are complete (same inputs, options and model) are skipped, "
+                   "and predictions made by another model bundle or from other inputs are not replaced.")
 @click.version_option(__version__, "--version", prog_name="rgenima", message="%(prog)s %(version)s")
 def rgenima(**options) -> None:
     _set_up_logging(options["verbose"])

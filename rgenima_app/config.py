@@ -54,6 +54,7 @@ class RunConfig:
     roi_size: int | None = None  # resolved: the --model's ROI size, else DEFAULT_ROI_SIZE
     seed: int = 0
     reports_only: bool = False
+    overwrite: bool = False
 
     def resolve(self) -> "RunConfig":
         """Make paths absolute and fill defaults that depend on other options."""

@@ -16,7 +16,9 @@ from rgenima_app.bids.inputs import T1wSample
 from rgenima_app.config import RunConfig
 from rgenima_app.errors import ProcessingError, RgenimaError
 from rgenima_app.genetics.participant import participant_genotypes, write_participant_genotypes
+from rgenima_app.imaging.freesurfer import fs_subject_name
 from rgenima_app.imaging.participant import process_participant_imaging, write_participant_imaging
+from rgenima_app.provenance import OutputGroup, gene_panel_source, genotype_group, imaging_group
 
 log = logging.getLogger("rgenima")
 
@@ -76,27 +78,49 @@ def process_samples(config: RunConfig, writer: DerivativesWriter, samples: list[
 
 def genotype_stage(config: RunConfig, writer: DerivativesWriter, subjects: list[str],
                    participants: pd.DataFrame) -> list[tuple[str, str]]:
-    """Panel genotypes of each subject (once per participant, whatever its sessions)."""
+    """Panel genotypes of each subject (once per participant, whatever its sessions); participants whose
+    genotype outputs are complete (``provenance``) are skipped unless ``--overwrite``."""
+    panel = gene_panel_source(config)
+    groups = {s: genotype_group(writer, config, participants, s, panel) for s in subjects}
+    done = [s for s in subjects if not config.overwrite and groups[s].complete()]
+    for subject in done:
+        log.info("sub-%s: genotype outputs complete, skipped", subject)
+    subjects = [s for s in subjects if s not in done]
+    if not subjects:
+        return []
     tables = participant_genotypes(config.genotypes, participants, subjects, genome_build=config.genome_build,
                                    panel_path=config.gene_panel)
     for subject in subjects:
         table = tables.get(f"sub-{subject}")
         if table is not None:
-            write_participant_genotypes(writer, subject, table, config.genotypes, config.genome_build)
+            groups[subject].prepare()
+            write_participant_genotypes(writer, subject, table, config.genotypes, config.genome_build,
+                                        provenance=groups[subject].key)
     missing = [f"sub-{s}" for s in subjects if f"sub-{s}" not in tables]
-    if missing and len(missing) == len(subjects):
+    if missing and len(missing) == len(subjects) and not done:
         return [(", ".join(missing), f"no genotype sample in {config.genotypes}: samples are matched by the "
                  "genetic_id column of participants.tsv, else by the participant label; add or fix genetic_id")]
     return []
 
 
+def sample_imaging_group(config: RunConfig, writer: DerivativesWriter, sample: T1wSample) -> OutputGroup:
+    return imaging_group(writer, sample.subject, sample.session, [sample.t1w],
+                         config.fs_subjects_dir / fs_subject_name(sample.subject, sample.session))
+
+
 def process_sample(config: RunConfig, writer: DerivativesWriter, sample: T1wSample,
                    participants: pd.DataFrame) -> None:
-    """FreeSurfer (reuse or recon-all) and ROI extraction of one sample, written as derivatives."""
+    """FreeSurfer (reuse or recon-all) and ROI extraction of one sample, written as derivatives; skipped
+    when its outputs are complete (``provenance``) unless ``--overwrite``."""
+    if not config.overwrite and sample_imaging_group(config, writer, sample).complete():
+        log.info("%s: outputs complete, skipped", sample.name)
+        return
     imaging = process_participant_imaging(
         sample.subject, sample.session, sample.t1w, config.fs_subjects_dir, config.work_dir,
         roi_size=config.roi_size, device=config.device, fs_license_file=config.fs_license_file,
         fs_no_reconall=config.fs_no_reconall, omp_nthreads=config.omp_nthreads, nprocs=config.nprocs,
         mem_gb=config.mem_mb / 1024 if config.mem_mb else None, use_plugin=config.use_plugin,
         crash_dir=config.output_dir / "logs", stop_on_first_crash=config.stop_on_first_crash)
-    write_participant_imaging(imaging, writer, sample.subject, sample.session)
+    group = sample_imaging_group(config, writer, sample)  # the FreeSurfer subject exists now
+    group.prepare()
+    write_participant_imaging(imaging, writer, sample.subject, sample.session, provenance=group.key)

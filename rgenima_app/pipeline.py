@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
 from rgenima_app import __version__
-from rgenima_app.bids.derivatives import DerivativesWriter, write_text
+from rgenima_app.bids.derivatives import DerivativesWriter, remove_stale_temporaries, write_text
 from rgenima_app.bids.inputs import collect_t1w, load_bids_filters, normalize_label, read_participants
 from rgenima_app.bids.validation import validate_bids
 from rgenima_app.config import DEEPSPEED_PRESETS, RunConfig, read_train_config
@@ -27,9 +28,11 @@ GENOTYPE_SUFFIXES = (".bed", ".vcf", ".vcf.gz", ".bcf")
 
 def run(config: RunConfig) -> None:
     """Run one ``rgenima`` invocation; user errors propagate as RgenimaError, crashes are logged."""
+    started = time.time()
     check_arguments(config)
     writer = DerivativesWriter(config.output_dir, config.bids_dir)
     writer.check_writable()
+    stale = remove_stale_temporaries(config.output_dir, started)
     redirected = ensure_writable_caches(config.work_dir)
     run_id = f"rgenima-{config.analysis_level}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{os.getpid()}"
     logs_dir = config.output_dir / "logs"
@@ -37,6 +40,8 @@ def run(config: RunConfig) -> None:
     log.info("rgenima %s, %s level, run %s", __version__, config.analysis_level, run_id)
     for variable, path in redirected.items():
         log.info("%s was not writable; using %s", variable, path)
+    if stale:
+        log.info("removed %d temporary file(s) that killed runs left: %s", len(stale), ", ".join(map(str, stale[:10])))
     try:
         if config.analysis_level == "participant":
             run_participant_level(config, writer, run_id)
@@ -95,6 +100,10 @@ def check_arguments(config: RunConfig) -> None:
         read_train_config(config.train_config)
     if config.analysis_level == "participant" and config.train:
         raise UsageError("--train is a group-level option", hint="run 'rgenima BIDS_DIR OUTPUT_DIR group --train'")
+    if config.analysis_level == "group" and config.overwrite:
+        raise UsageError("--overwrite is a participant-level option",
+                         hint="the group level rewrites its tables on every run; a trained model is never "
+                              "overwritten (remove models/<name> to train it again)")
     if config.analysis_level == "group" and not (config.train or config.model):
         raise UsageError("the group level needs --train (to train a model) or --model (to analyse a cohort)")
     _refuse_stages_not_built(config)

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -223,11 +225,23 @@ def aseg_stats_text(labels: np.ndarray, intensity: np.ndarray, voxel_mm: float, 
     return "\n".join(lines) + "\n"
 
 
-def write_freesurfer_subject(root: Path, name: str, phantom, labels: np.ndarray, intensity: np.ndarray) -> None:
+def write_freesurfer_subject(root: Path, name: str, phantom, labels: np.ndarray, intensity: np.ndarray,
+                             t1w=None) -> None:
+    """The volumes rgenima reads from a FreeSurfer subject, and (given the ``t1w`` NIfTI image) recon-all's
+    unresampled copies of its input, ``mri/orig/001.mgz`` and ``mri/rawavg.mgz`` (one input: the same image),
+    so that reusing the subject checks that it was made from the participant's T1w."""
     import nibabel as nib
 
     mri, stats = root / name / "mri", root / name / "stats"
     mri.mkdir(parents=True, exist_ok=True)
+    if t1w is not None:
+        (mri / "orig").mkdir(exist_ok=True)
+        raw = nib.MGHImage(np.asarray(t1w.dataobj), t1w.affine)
+        nib.save(raw, str(mri / "orig" / "001.mgz"))
+        try:  # the same bytes: a hard link where the file system allows it
+            os.link(mri / "orig" / "001.mgz", mri / "rawavg.mgz")
+        except OSError:
+            shutil.copyfile(mri / "orig" / "001.mgz", mri / "rawavg.mgz")
     stats.mkdir(parents=True, exist_ok=True)
     aseg = np.where(labels >= 2000, 42, np.where(labels >= 1000, 3, labels))
     for filename, data, dtype in (("T1.mgz", intensity, np.uint8), ("aparc+aseg.mgz", labels, np.int32),
@@ -340,7 +354,7 @@ def generate_cohort(out: Path, params: GeneratorParameters, progress: bool = Tru
             t1w = nib.Nifti1Image(intensity.astype(np.int16), phantom.affine)
             t1w.header.set_xyzt_units("mm", "sec")
             nib.save(t1w, str(anat / f"{name}_T1w.nii.gz"))
-            write_freesurfer_subject(fs_root, name, phantom, sample_labels, intensity)
+            write_freesurfer_subject(fs_root, name, phantom, sample_labels, intensity, t1w)
             image_lik = image_likelihood(counts[None, planted], base[planted], means[:, planted],
                                          params.kept_fraction_sd)[0]
             truth_rows.append((f"sub-{labels[i]}", session, STAGES[stage[i]], gene_post[i], image_lik))

@@ -47,3 +47,32 @@ def make_tiny_cohort(out: Path, n_participants: int, seed: int) -> Path:
                                  planted_rois=list(DEFAULT_PLANTED_ROIS), planted_genes=list(DEFAULT_PLANTED_GENES))
     generate_cohort(out, params, progress=False)
     return out
+
+
+KILL_ON_REPLACE = """
+import fnmatch, os, signal
+
+_pattern, _replace = os.environ.get("RGENIMA_TEST_KILL_ON_REPLACE"), os.replace
+
+
+def _replace_or_die(src, dst, *args, **kwargs):
+    # SIGKILL this process when an atomic write is about to rename its finished temporary file onto a
+    # target matching the pattern: the kill falls in the middle of that derivative's write
+    if os.path.basename(str(src)).startswith(".tmp-") and fnmatch.fnmatch(os.path.basename(str(dst)), _pattern):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _replace(src, dst, *args, **kwargs)
+
+
+if _pattern:
+    os.replace = _replace_or_die
+"""
+
+
+def kill_on_replace_env(folder: Path, pattern: str) -> dict:
+    """Environment for a run that SIGKILLs itself in the middle of writing the first file whose name
+    matches ``pattern`` (a ``sitecustomize`` on ``PYTHONPATH``; rgenima itself has no test hook)."""
+    site = folder / "kill-site"
+    site.mkdir(parents=True, exist_ok=True)
+    (site / "sitecustomize.py").write_text(KILL_ON_REPLACE)
+    path = os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return {"PYTHONPATH": path, "RGENIMA_TEST_KILL_ON_REPLACE": pattern}

@@ -11,6 +11,7 @@ the work dir and the FreeSurfer subjects dir. Then bad inputs of the issue's mat
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shlex
@@ -26,7 +27,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import rgenima_command
+from helpers import kill_on_replace_env, rgenima_command
 from inference.inference_fixtures import tiny_model
 from rgenima_app.genetics.extract import select_panel_snps
 from rgenima_app.genetics.panel import load_gene_panel, read_gene_panel
@@ -491,6 +492,201 @@ def test_killed_participant_run_resumes_to_the_same_outputs(hostile, confined_ru
     reference = {k: v for k, v in reference.items() if not k.startswith("desc-") or k == "desc-rois_dseg.tsv"}
     assert set(resumed) == set(reference)
     assert [k for k in reference if reference[k] != resumed[k]] == []
-    # a SIGKILLed write leaves its hidden temporary file (``.tmp-*``, never a name that looks complete);
-    # the rerun does not remove it, since with concurrent jobs it may be another job's write in flight
-    assert all(p.name.startswith(".tmp-") for p in out.rglob(".*") if p.is_file() and p.name != ".bidsignore")
+    # a SIGKILLed write leaves its hidden temporary file; the rerun removed it (its writer is dead)
+    assert [p for p in out.rglob(".*") if p.is_file() and p.name != ".bidsignore" and ".work" not in p.parts] == []
+
+
+# ------------------------------------------------------------------------- reruns: skip, refuse, overwrite
+def snapshot(out: Path) -> dict[str, tuple[int, str]]:
+    """Modification time and digest of every output file (not the run logs, not the work dir)."""
+    return {str(p.relative_to(out)): (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+            for p in sorted(out.rglob("*")) if p.is_file() and not {"logs", ".work"} & set(p.relative_to(out).parts)}
+
+
+def rgenima(*args, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*rgenima_command(), *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=900)
+
+
+def test_rerun_skips_participants_whose_outputs_are_complete(tiny_cohort, tmp_path):
+    """Plain participant level: a rerun rewrites nothing that is complete; a participant with a missing
+    file is recomputed (to the same bytes); --overwrite recomputes everyone."""
+    out = tmp_path / "out"
+    args = [tiny_cohort / "bids", out, "participant", "--skip-bids-validation", "--roi-size", "8", "-v",
+            "--fs-subjects-dir", tiny_cohort / "freesurfer", "-w", tmp_path / "work", "--nprocs", "1",
+            "--genotypes", tiny_cohort / "genotypes" / "cohort.bed", "--participant-label", "001", "002"]
+    first = rgenima(*args)
+    assert first.returncode == 0, first.stderr
+    assert "no copy of its input" not in first.stderr  # the synthetic subjects carry mri/orig/001.mgz
+    before = snapshot(out)
+    assert json.loads((out / "sub-001" / "anat" / "sub-001_desc-rois_morph.json").read_text())["ProvenanceKey"]
+
+    again = rgenima(*args)
+    assert again.returncode == 0, again.stderr
+    for label in ("001", "002"):
+        assert f"sub-{label}: outputs complete, skipped" in again.stderr
+        assert f"sub-{label}: genotype outputs complete, skipped" in again.stderr
+    assert snapshot(out) == before, "a complete output was rewritten"
+
+    morph = out / "sub-002" / "anat" / "sub-002_desc-rois_morph.tsv"
+    morph.unlink()
+    repaired = rgenima(*args)
+    assert repaired.returncode == 0, repaired.stderr
+    assert "sub-001: outputs complete, skipped" in repaired.stderr
+    assert "sub-002: outputs complete" not in repaired.stderr
+    after = snapshot(out)
+    assert after[str(morph.relative_to(out))][1] == before[str(morph.relative_to(out))][1]
+    assert {k: v for k, v in after.items() if "sub-002/anat" not in k} == \
+        {k: v for k, v in before.items() if "sub-002/anat" not in k}
+
+    forced = rgenima(*args, "--overwrite")
+    assert forced.returncode == 0, forced.stderr
+    assert "complete, skipped" not in forced.stderr
+    redone = snapshot(out)
+    assert {k: v[1] for k, v in redone.items()} == {k: v[1] for k, v in before.items()}   # same results
+    assert all(redone[k][0] != after[k][0] for k in redone if k.startswith("sub-")), "--overwrite skipped a file"
+
+
+def test_overwrite_is_a_participant_level_option(tiny_cohort, tmp_path):
+    result = rgenima(tiny_cohort / "bids", tmp_path / "out", "group", "--train", "--overwrite")
+    assert result.returncode == 2 and "--overwrite is a participant-level option" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture(scope="module")
+def same_name_bundles(tiny_cohort, tmp_path_factory):
+    """Two different untrained bundles with the same model name (as a retrained model would be)."""
+    root = tmp_path_factory.mktemp("bundles")
+    snps, _ = select_panel_snps(tiny_cohort / "genotypes" / "cohort.bed", load_gene_panel("GRCh37"))
+    tokenizer = train_tiny_tokenizer(1024, 0)
+    return [save_bundle(root / kind / "tiny", tiny_model(tokenizer, seed=seed), genome_build="GRCh37",
+                        snp_text_format="compact", snp_panel=snps, name="tiny",
+                        training=training_summary(["sub-011", "sub-012"]))
+            for kind, seed in (("first", 0), ("retrained", 1))]
+
+
+def test_model_rerun_skips_complete_participants_and_refuses_another_bundle(tiny_cohort, same_name_bundles, tmp_path):
+    """participant --model after a plain run (the documented flow), then reruns: complete participants are
+    neither predicted nor rewritten; a bundle of the same name with other weights is refused (73) unless
+    --overwrite; the plain level and the model level run in turn recompute no prediction."""
+    first, retrained = same_name_bundles
+    out = tmp_path / "out"
+    common = [tiny_cohort / "bids", out, "participant", "--skip-bids-validation", "--device", "cpu", "-v",
+              "--fs-subjects-dir", tiny_cohort / "freesurfer", "-w", tmp_path / "work", "--nprocs", "1",
+              "--genotypes", tiny_cohort / "genotypes" / "cohort.bed", "--participant-label", "001", "002"]
+    plain = rgenima(*common, "--roi-size", "8")
+    assert plain.returncode == 0, plain.stderr
+    rois = {k: v for k, v in snapshot(out).items() if "/anat/" in k}
+    predicted = rgenima(*common, "--model", first)
+    assert predicted.returncode == 0, predicted.stderr
+    assert {k: v for k, v in snapshot(out).items() if k in rois} == rois   # ROI derivatives were complete
+    assert "rewritten on the model's SNP panel" in predicted.stderr         # genotypes: another SNP panel
+    before = snapshot(out)
+    assert "sub-001.html" in before and "sub-002/sub-002_desc-tiny_predictions.tsv" in before
+
+    roiattention = "sub-002/sub-002_desc-tiny_roiattention.tsv"
+    (out / roiattention).unlink()
+    again = rgenima(*common, "--model", first)
+    assert again.returncode == 0, again.stderr
+    assert "sub-001: outputs complete, skipped" in again.stderr and "sub-002: outputs complete" not in again.stderr
+    assert "sub-001: " not in "".join(l for l in again.stderr.splitlines() if "from T1w" in l)  # not predicted
+    after = snapshot(out)
+    assert after[roiattention][1] == before[roiattention][1]
+    assert {k: v for k, v in after.items() if not k.startswith("sub-002")} == \
+        {k: v for k, v in before.items() if not k.startswith("sub-002")}
+
+    refused = rgenima(*common, "--model", retrained)
+    assert refused.returncode == 73, refused.stderr
+    err = refused.stderr
+    assert "made by another bundle named tiny" in err and "sub-001/sub-001_desc-tiny_predictions.json" in err
+    assert "--overwrite" in err and "another OUTPUT_DIR" in err and "Traceback" not in err
+    assert snapshot(out) == after
+
+    replaced = rgenima(*common, "--model", retrained, "--overwrite")
+    assert replaced.returncode == 0, replaced.stderr
+    sidecar = json.loads((out / "sub-001" / "sub-001_desc-tiny_predictions.json").read_text())
+    assert sidecar["ModelPath"] == str(retrained.resolve())
+    replaced_outputs = snapshot(out)
+    assert all(replaced_outputs[k][0] != after[k][0] for k in after if k.startswith("sub-001/sub-001_desc-tiny"))
+    predictions = {k: v for k, v in replaced_outputs.items() if "_desc-tiny_" in k or k.endswith(".html")}
+    rois = {k: v for k, v in replaced_outputs.items() if "_desc-rois_" in k}
+
+    # the plain level rewrites the genotype tables on the gene panel, the model level on its own SNP panel:
+    # neither recomputes a prediction or the ROI derivatives
+    assert rgenima(*common, "--roi-size", "8").returncode == 0
+    assert rgenima(*common, "--model", retrained).returncode == 0
+    final = snapshot(out)
+    assert {k: v for k, v in final.items() if k in predictions} == predictions
+    assert {k: v for k, v in final.items() if k in rois} == rois
+
+
+def test_stale_temporaries_of_killed_writes_are_removed(tiny_cohort, tmp_path):
+    """A run SIGKILLed in the middle of a derivative's write leaves its hidden temporary file; the next run
+    removes it, but not the temporary files of live writers or of other hosts (concurrent SLURM jobs)."""
+    from rgenima_app.bids.derivatives import TEMPORARY_NAME, _writer_tag
+
+    out = tmp_path / "out"
+    args = [tiny_cohort / "bids", out, "participant", "--skip-bids-validation", "--roi-size", "8", "-v",
+            "--fs-subjects-dir", tiny_cohort / "freesurfer", "-w", tmp_path / "work", "--nprocs", "1",
+            "--participant-label", "001", "002"]
+    killed = rgenima(*args, env=kill_on_replace_env(tmp_path, "sub-001_desc-rois_morph.tsv"))
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    left = [p for p in out.rglob(".tmp-*")]
+    assert [p.name.split("-", 3)[-1] for p in left] == ["sub-001_desc-rois_morph.tsv"], left
+    assert TEMPORARY_NAME.match(left[0].name)["tag"] == _writer_tag()
+    assert not (out / "sub-001" / "anat" / "sub-001_desc-rois_morph.tsv").exists()
+    anat = out / "sub-001" / "anat"
+    live = anat / f".tmp-{os.getpid()}.{_writer_tag()}-abcd1234-sub-001_desc-rois_dseg.json"  # this process: alive
+    elsewhere = anat / ".tmp-999999.0123abcd-abcd1234-sub-001_desc-rois_dseg.json"          # another host's job
+    foreign = anat / ".tmp-notmine.tsv"                                                     # not the helper's name
+    for path in (live, elsewhere, foreign):
+        path.write_text("{}")
+    past = time.time() - 60
+    for path in (*left, live, elsewhere, foreign):
+        os.utime(path, (past, past))
+
+    rerun = rgenima(*args)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "removed 1 temporary file(s) that killed runs left" in rerun.stderr and str(left[0]) in rerun.stderr
+    assert not left[0].exists() and live.exists() and elsewhere.exists() and foreign.exists()
+    assert (out / "sub-001" / "anat" / "sub-001_desc-rois_morph.tsv").is_file()
+    if shutil.which("bids-validator-deno"):  # hidden files are not part of the dataset for the validator
+        report = json.loads(subprocess.run(["bids-validator-deno", "--format", "json", str(out)],
+                                           capture_output=True, text=True).stdout)
+        issues = report["issues"]["issues"]
+        assert [i for i in issues if i["severity"] == "error"] == []
+        assert not [i for i in issues if ".tmp" in json.dumps(i)]
+
+
+def test_freesurfer_subject_made_from_another_t1w_is_refused(tiny_cohort, tmp_path):
+    """A reused FreeSurfer subject is checked against FreeSurfer's copy of its input (mri/orig/001.mgz):
+    another participant's T1w on the same grid, a shifted affine and a cropped image are refused naming
+    both files and the fix; a subject without that copy is reused with a warning."""
+    bids, subjects = tmp_path / "bids", tmp_path / "fs"
+    shutil.copytree(tiny_cohort / "bids", bids)
+    shutil.copytree(tiny_cohort / "freesurfer", subjects)
+    t1w = lambda label: bids / f"sub-{label}" / "anat" / f"sub-{label}_T1w.nii.gz"  # noqa: E731
+    shutil.copyfile(t1w("002"), t1w("001"))                     # same grid and affine, another person
+    image = nib.load(t1w("004"))
+    moved = image.affine.copy()
+    moved[:3, 3] += 4.0
+    nib.save(nib.Nifti1Image(np.asarray(image.dataobj), moved, image.header), t1w("004"))
+    image = nib.load(t1w("005"))
+    nib.save(nib.Nifti1Image(np.asarray(image.dataobj)[:, :, 2:], image.affine, image.header), t1w("005"))
+    shutil.rmtree(subjects / "sub-006" / "mri" / "orig")
+    (subjects / "sub-006" / "mri" / "rawavg.mgz").unlink()
+    out = tmp_path / "out"
+    result = rgenima(bids, out, "participant", "--skip-bids-validation", "--fs-subjects-dir", subjects,
+                     "-w", tmp_path / "work", "--roi-size", "8", "--nprocs", "1",
+                     "--participant-label", "001", "004", "005", "006")
+    assert result.returncode == 1, result.stderr
+    err = result.stderr
+    assert "3 of 4 sample(s) failed" in err and "Traceback" not in err, err
+    for label, why in (("001", "holds other voxel values"), ("004", "another voxel-to-world affine"),
+                       ("005", "has shape (48, 48, 48) where the T1w has (48, 48, 46)")):
+        line = next((l for l in err.splitlines() if f"failed: sub-{label}:" in l), "")
+        assert f"was not made from the T1w image {t1w(label)}" in line, (label, err)
+        assert f"{subjects / f'sub-{label}' / 'mri' / 'orig' / '001.mgz'}" in line and why in line, (label, err)
+    assert f"remove {subjects / 'sub-001'} so that recon-all remakes it" in err and "--fs-subjects-dir" in err
+    assert re.search(r"sub-006: the reused FreeSurfer subject .* has no copy of its input", err), err
+    assert sorted(p.name for p in out.glob("sub-*")) == ["sub-006"] and not list(out.rglob(".tmp-*"))

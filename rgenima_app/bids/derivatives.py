@@ -3,16 +3,20 @@
 Every file rgenima writes into OUTPUT_DIR goes through this module, so that
 - paths follow the layout of DESIGN.md 3.3 (entities in BIDS order) and stay inside OUTPUT_DIR;
 - writes are atomic (a temporary name in the same folder, then ``os.replace``): an interrupted run
-  never leaves a file that looks complete;
+  never leaves a file that looks complete, and the temporary files a killed run leaves (hidden, with the
+  writer's PID in the name) are removed by the next run (``remove_stale_temporaries``);
 - files shared by concurrent participant jobs (dataset_description.json, .bidsignore,
   desc-rois_dseg.tsv) are created once, atomically, whoever comes first.
 Every pattern written here is listed in ``bids_spec/derivatives.yaml``.
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import re
+import socket
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -79,12 +83,65 @@ def _file_mode() -> int:
     return 0o666 & ~mask
 
 
+@functools.lru_cache(maxsize=1)
+def _writer_tag() -> str:
+    """This host and PID namespace, as 8 hex digits: PIDs in temporary names are only comparable within it."""
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        namespace = 0
+    return hashlib.sha1(f"{socket.gethostname()}:{namespace}".encode()).hexdigest()[:8]
+
+
+#: Temporary names of atomic writes: ``.tmp-<pid>.<writer tag>-<random>-<target name>``.
+TEMPORARY_NAME = re.compile(r"^\.tmp-(?P<pid>\d+)\.(?P<tag>[0-9a-f]{8})-[a-z0-9_]{8}-.+$")
+
+
 def _temporary_beside(target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=f"-{target.name}")
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".tmp-{os.getpid()}.{_writer_tag()}-",
+                                    suffix=f"-{target.name}")
     os.close(fd)
     os.chmod(tmp_name, _file_mode())
     return Path(tmp_name)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(root: Path | str, started: float) -> list[Path]:
+    """Remove the temporary files that killed runs left in ``root`` (a SIGKILL skips the cleanup of
+    ``atomic_path``); returns those removed.
+
+    Only files named by ``_temporary_beside`` are considered, and only those whose writer is certainly
+    gone: written on this host and PID namespace (other jobs of a SLURM array may write into the same
+    folder from other nodes), by a process that is no longer alive (or by an earlier process with this
+    run's PID), and last modified before this run started. Hidden folders (the work dir) and
+    ``sourcedata`` are not searched.
+    """
+    root, tag, removed = Path(root), _writer_tag(), []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and not (folder == str(root) and d == "sourcedata")]
+        for name in files:
+            match = TEMPORARY_NAME.match(name)
+            if match is None or match["tag"] != tag:
+                continue
+            path, pid = Path(folder) / name, int(match["pid"])
+            try:
+                if path.stat().st_mtime >= started or (pid != os.getpid() and _process_alive(pid)):
+                    continue
+                path.unlink()
+            except OSError:  # gone meanwhile, or not ours to remove
+                continue
+            removed.append(path)
+    return removed
 
 
 def check_label(value: str, entity: str) -> str:

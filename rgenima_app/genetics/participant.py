@@ -43,10 +43,15 @@ def participant_genotypes(genotypes: str | os.PathLike, participants: pd.DataFra
     return panel_genotypes(reader, snp_panel, match.matched)
 
 
+def participant_genotypes_path(writer, subject: str) -> Path:
+    """``sub-XX/genotype/sub-XX_desc-panel_genotypes.tsv`` (its sidecar beside it)."""
+    return writer.path(subject, datatype="genotype", desc="panel", suffix="genotypes", extension=".tsv")
+
+
 def write_participant_genotypes(writer, subject: str, table: pd.DataFrame, genotypes: Path,
-                                genome_build: str) -> Path:
-    """``sub-XX/genotype/sub-XX_desc-panel_genotypes.tsv`` with its sidecar."""
-    path = writer.path(subject, datatype="genotype", desc="panel", suffix="genotypes", extension=".tsv")
+                                genome_build: str, provenance: str | None = None) -> Path:
+    """``sub-XX/genotype/sub-XX_desc-panel_genotypes.tsv`` with its sidecar (``provenance`` recorded in it)."""
+    path = participant_genotypes_path(writer, subject)
     sidecar = {
         "Description": "Genotypes of the gene panel's SNPs for this participant",
         "Sources": [writer.source_uri(genotypes)],
@@ -54,4 +59,6 @@ def write_participant_genotypes(writer, subject: str, table: pd.DataFrame, genot
         "GenomeBuild": genome_build,
         "imputed": "true where the call was missing or the SNP absent: dosage = 2 x A1 frequency",
     }
+    if provenance is not None:
+        sidecar["ProvenanceKey"] = provenance
     return writer.write_tsv(path, table, sidecar=sidecar)

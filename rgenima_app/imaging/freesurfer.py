@@ -1,7 +1,10 @@
 """FreeSurfer for one T1w sample: reuse a finished subject or run recon-all (through nipype).
 
 The decision, in order (``ensure_freesurfer_subject``):
-1. ``<subjects_dir>/<subject>/mri/aparc+aseg.mgz`` exists -> reuse it (no license or FreeSurfer needed);
+1. ``<subjects_dir>/<subject>/mri/aparc+aseg.mgz`` exists -> reuse it (no license or FreeSurfer needed),
+   once ``check_made_from`` has compared the sample's T1w with FreeSurfer's copy of its input
+   (``mri/orig/001.mgz``, else ``mri/rawavg.mgz``): a subject made from another image is an error, a
+   subject without that copy is reused with a warning;
 2. ``--fs-no-reconall`` -> ``MissingInputError`` (exit 66) naming that path;
 3. a license: ``--fs-license-file``, ``$FS_LICENSE``, ``$FREESURFER_HOME/license.txt`` (or the older
    ``.license``); none -> ``FreeSurferLicenseError`` (exit 126);
@@ -32,6 +35,8 @@ SEGMENTATION = Path("mri") / "aparc+aseg.mgz"
 #: Intensity volumes on the grid of aparc+aseg, in order of preference. T1.mgz (intensity-normalised,
 #: white matter at 110) is what recon-all always makes; norm.mgz/brain.mgz serve subjects shipped without it.
 INTENSITY_CANDIDATES = (Path("mri") / "T1.mgz", Path("mri") / "norm.mgz", Path("mri") / "brain.mgz")
+#: recon-all's (unresampled) average of its inputs; ``mri/orig/NNN.mgz`` are the inputs themselves.
+RAW_AVERAGE = Path("mri") / "rawavg.mgz"
 
 
 def fs_subject_name(subject: str, session: str | None = None) -> str:
@@ -113,6 +118,78 @@ def stale_locks(subject_dir: Path) -> list[Path]:
     return sorted((Path(subject_dir) / "scripts").glob("IsRunning.*"))
 
 
+def _canonical(image):
+    """Voxels and affine of ``image`` reoriented to the closest RAS+ voxel order (as recon-all's inputs
+    keep the voxel order of the file they were converted from, but a user may have reoriented either)."""
+    import numpy as np
+    from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation
+
+    data = np.asanyarray(image.dataobj)
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        return data, image.affine
+    ornt = io_orientation(image.affine)
+    return apply_orientation(data, ornt), image.affine @ inv_ornt_aff(ornt, data.shape)
+
+
+def _difference(t1w: Path, copy: Path) -> str | None:
+    """How the T1w differs from FreeSurfer's copy of an input (None when it is the same image)."""
+    import numpy as np
+
+    from rgenima_app.imaging.volumes import load_image
+
+    raw, _ = load_image(copy, "FreeSurfer input copy")
+    image, _ = load_image(t1w, "T1w")
+    a, a_affine = _canonical(image)
+    b, b_affine = _canonical(raw)
+    if a.shape != b.shape:
+        return f"has shape {b.shape} where the T1w has {a.shape}"
+    if not np.allclose(a_affine, b_affine, atol=1e-3, rtol=1e-5):
+        return "has another voxel-to-world affine (position or voxel size)"
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    finite = np.abs(a[np.isfinite(a)])
+    scale = max(float(finite.max()) if finite.size else 0.0, 1.0)
+    differ = ~np.isclose(a, b, rtol=1e-4, atol=1e-4 * scale, equal_nan=True)
+    if differ.any():
+        return f"holds other voxel values ({differ.mean():.1%} of the voxels differ)"
+    return None
+
+
+def check_made_from(name: str, subject_dir: str | os.PathLike, t1w_files: Sequence[str | os.PathLike]) -> None:
+    """A reused FreeSurfer subject must have been made from this sample's T1w image(s).
+
+    recon-all keeps an unresampled copy of each input as ``mri/orig/001.mgz``, ``002.mgz``... (and their
+    average, for one input the same image, as ``mri/rawavg.mgz``); the conformed volumes (T1.mgz) cannot be
+    compared with the T1w. Each T1w is compared with its copy: same shape, affine and voxel values after
+    reorientation. A difference is a ``ProcessingError`` naming both files; no copy is a warning.
+    """
+    subject_dir, t1w_files = Path(subject_dir), [Path(p) for p in t1w_files]
+    if not t1w_files:
+        return
+    copies = sorted((subject_dir / "mri" / "orig").glob("[0-9][0-9][0-9].mgz"))
+    if not copies and (subject_dir / RAW_AVERAGE).is_file() and len(t1w_files) == 1:
+        copies = [subject_dir / RAW_AVERAGE]
+    if not copies:
+        log.warning("%s: the reused FreeSurfer subject %s has no copy of its input (mri/orig/001.mgz or "
+                    "mri/rawavg.mgz): rgenima cannot check that it was made from %s", name, subject_dir,
+                    ", ".join(str(p) for p in t1w_files))
+        return
+    if len(copies) != len(t1w_files):
+        log.warning("%s: the reused FreeSurfer subject %s was made from %d image(s), this sample has %d T1w "
+                    "image(s); the first %d are compared", name, subject_dir, len(copies), len(t1w_files),
+                    min(len(copies), len(t1w_files)))
+    for t1w, copy in zip(t1w_files, copies):
+        difference = _difference(t1w, copy)
+        if difference is not None:
+            raise ProcessingError(
+                f"{name}: the FreeSurfer subject {subject_dir} was not made from the T1w image {t1w}: "
+                f"{copy} (FreeSurfer's copy of its input) {difference}",
+                hint=f"give --fs-subjects-dir a folder with this participant's own subject (e.g. a new, empty one, "
+                     f"so that recon-all runs), or remove {subject_dir} so that recon-all remakes it from this T1w",
+            )
+
+
 def check_t1w(path: str | os.PathLike) -> None:
     """Refuse a T1w that recon-all cannot use (unreadable, empty, not 3-D, no finite signal) before it runs.
 
@@ -155,6 +232,7 @@ def ensure_freesurfer_subject(
     subject_dir = Path(subjects_dir) / name
     segmentation = subject_dir / SEGMENTATION
     if segmentation.is_file():
+        check_made_from(name, subject_dir, t1w_files)
         log.info("%s: reusing FreeSurfer subject %s", name, subject_dir)
         return FreeSurferSubject(name, subject_dir, reused=True)
     if no_reconall:

@@ -170,18 +170,25 @@ def process_participant_imaging(
                               cache_hit=False, roi_size=roi_size, mode=mode, t1w_files=t1w)
 
 
-def write_participant_imaging(result: ParticipantImaging, writer, subject: str,
-                              session: str | None = None) -> dict[str, Path]:
-    """Write ``*_desc-rois_dseg.nii.gz`` (+ .json with Sources) and ``*_desc-rois_morph.tsv`` (+ .json).
-
-    ``writer`` is a ``rgenima_app.bids.derivatives.DerivativesWriter``; writes are atomic.
-    """
+def participant_imaging_paths(writer, subject: str, session: str | None = None) -> dict[str, Path]:
+    """The ROI derivatives of one sample: ``dseg`` (.nii.gz) and ``morph`` (.tsv); sidecars beside them."""
     subject = subject.removeprefix("sub-")
     session = session.removeprefix("ses-") if session else None
+    return {"dseg": writer.path(subject, session, datatype="anat", desc="rois", suffix="dseg", extension=".nii.gz"),
+            "morph": writer.path(subject, session, datatype="anat", desc="rois", suffix="morph", extension=".tsv")}
+
+
+def write_participant_imaging(result: ParticipantImaging, writer, subject: str,
+                              session: str | None = None, provenance: str | None = None) -> dict[str, Path]:
+    """Write ``*_desc-rois_dseg.nii.gz`` (+ .json with Sources) and ``*_desc-rois_morph.tsv`` (+ .json).
+
+    ``writer`` is a ``rgenima_app.bids.derivatives.DerivativesWriter``; writes are atomic. ``provenance``
+    (``rgenima_app.provenance``) is recorded in both sidecars.
+    """
     sources = [writer.source_uri(p) for p in result.t1w_files]
     sources += [writer.source_uri(result.freesurfer.segmentation)]
-    dseg_path = writer.path(subject, session, datatype="anat", desc="rois", suffix="dseg", extension=".nii.gz")
-    morph_path = writer.path(subject, session, datatype="anat", desc="rois", suffix="morph", extension=".tsv")
+    paths = participant_imaging_paths(writer, subject, session)
+    dseg_path, morph_path = paths["dseg"], paths["morph"]
     dseg_sidecar = {
         "Description": "Canonical rgenima ROI index (1..109, see desc-rois_dseg.tsv at the dataset root; "
                        "0 outside the ROIs) in the FreeSurfer conformed T1 space of the subject",
@@ -190,6 +197,8 @@ def write_participant_imaging(result: ParticipantImaging, writer, subject: str,
     }
     morph_sidecar = dict(MORPH_SIDECAR, Sources=[writer.source_uri(result.freesurfer.segmentation),
                                                  writer.source_uri(result.freesurfer.intensity)])
+    if provenance is not None:
+        dseg_sidecar["ProvenanceKey"] = morph_sidecar["ProvenanceKey"] = provenance
     writer.write_nifti(dseg_path, result.dseg, sidecar=dseg_sidecar)
     writer.write_tsv(morph_path, result.morph[MORPH_COLUMNS], sidecar=morph_sidecar)
     return {"dseg": dseg_path, "morph": morph_path}

@@ -27,17 +27,21 @@ from rgenima_app.inference.rollout import DEFINITION
 from rgenima_app.models.bundle import LoadedBundle
 
 
-def _paths(writer: DerivativesWriter, prediction: Prediction, model: str) -> dict[str, Path]:
-    item = prediction.input
-    paths = {kind: writer.path(item.subject, item.session, desc=model, suffix=kind, extension=".tsv")
-             for kind in ("predictions", "roiattention", "geneattention", "roigeneattention")}
-    paths["statmap"] = writer.path(item.subject, item.session, datatype="anat", desc=model, stat="attention",
+TABLES = ("predictions", "roiattention", "geneattention", "roigeneattention")
+
+
+def output_paths(writer: DerivativesWriter, subject: str, session: str | None, model: str) -> dict[str, Path]:
+    """The prediction outputs of one sample (``TABLES`` and ``statmap``) and the inputs they cite."""
+    paths = {kind: writer.path(subject, session, desc=model, suffix=kind, extension=".tsv") for kind in TABLES}
+    paths["statmap"] = writer.path(subject, session, datatype="anat", desc=model, stat="attention",
                                    suffix="statmap", extension=".nii.gz")
-    paths["dseg"] = writer.path(item.subject, item.session, datatype="anat", desc="rois", suffix="dseg",
-                                extension=".nii.gz")
-    paths["genotypes"] = writer.path(item.subject, datatype="genotype", desc="panel", suffix="genotypes",
-                                     extension=".tsv")
+    paths["dseg"] = writer.path(subject, session, datatype="anat", desc="rois", suffix="dseg", extension=".nii.gz")
+    paths["genotypes"] = writer.path(subject, datatype="genotype", desc="panel", suffix="genotypes", extension=".tsv")
     return paths
+
+
+def _paths(writer: DerivativesWriter, prediction: Prediction, model: str) -> dict[str, Path]:
+    return output_paths(writer, prediction.input.subject, prediction.input.session, model)
 
 
 def prediction_table(prediction: Prediction) -> pd.DataFrame:
@@ -88,8 +92,10 @@ def attention_map(prediction: Prediction) -> nib.Nifti1Image | None:
 
 
 def write_prediction(writer: DerivativesWriter, prediction: Prediction, bundle: LoadedBundle,
-                     model_hash: str, genotypes_file: Path | None = None) -> dict[str, Path]:
-    """Write every output of one sample; returns the paths written (statmap only with an image)."""
+                     model_hash: str, genotypes_file: Path | None = None,
+                     provenance: str | None = None) -> dict[str, Path]:
+    """Write every output of one sample; returns the paths written (statmap only with an image).
+    ``provenance`` (``rgenima_app.provenance``) is recorded in every sidecar."""
     model = bundle.name
     paths = _paths(writer, prediction, model)
     item = prediction.input
@@ -103,6 +109,8 @@ def write_prediction(writer: DerivativesWriter, prediction: Prediction, bundle: 
             sources.append(writer.source_uri(genotypes_file))
     sources.append(writer.source_uri(bundle.path))
     common = {"Model": model, "ModelHash": model_hash, "ModelPath": str(Path(bundle.path).resolve())}
+    if provenance is not None:
+        common["ProvenanceKey"] = provenance
     pred_sidecar = {
         "Description": "Alzheimer's disease stage predicted by R-GenIMA (argmax of the class probabilities)",
         "Sources": sources, **common,

@@ -11,26 +11,33 @@ attention outputs and the subject report of every selected sample.
 4. Samples are predicted in batches; each sample's outputs and ``sub-X.html`` are written.
 
 One failing sample does not stop the others (unless ``--stop-on-first-crash``); the run then fails
-naming them. A rerun reuses the FreeSurfer subjects and the ROI cache and predicts again.
+naming them. A rerun skips the samples whose outputs are complete for this bundle and these inputs
+(``rgenima_app.provenance``), and computes the others, reusing the FreeSurfer subjects and the ROI cache;
+``--overwrite`` recomputes all of them. Predictions made by another bundle of the same name, or from other
+inputs, are refused (exit 73) unless ``--overwrite``.
 """
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 from tqdm import tqdm
 
-from rgenima_app.bids.derivatives import DerivativesWriter
+from rgenima_app.bids.derivatives import DerivativesWriter, sidecar_path
 from rgenima_app.bids.inputs import T1wSample
 from rgenima_app.config import RunConfig
-from rgenima_app.errors import UsageError
+from rgenima_app.errors import OutputNotWritableError, UsageError
 from rgenima_app.genetics.participant import participant_genotypes, write_participant_genotypes
+from rgenima_app.imaging.freesurfer import fs_subject_name
 from rgenima_app.imaging.participant import process_participant_imaging, write_participant_imaging
 from rgenima_app.imaging.rois import resolve_device
-from rgenima_app.inference.outputs import write_prediction
+from rgenima_app.inference.outputs import TABLES, output_paths, write_prediction
 from rgenima_app.inference.predict import PredictionInput, bundle_hash, predict
 from rgenima_app.models.bundle import LoadedBundle, load_bundle, read_bundle_metadata
+from rgenima_app.provenance import (OTHER, OutputGroup, genotype_group, imaging_group, imaging_key, make_key,
+                                   read_sidecar)
 
 log = logging.getLogger("rgenima")
 
@@ -69,61 +76,170 @@ def subjects_without_image(config: RunConfig, samples: list[T1wSample], particip
             and not any((config.bids_dir / f"sub-{label}").glob("**/anat/*_T1w.nii*"))]
 
 
+@dataclass
+class SamplePlan:
+    """What the run does for one sample (or one participant without image): its output groups."""
+
+    subject: str
+    session: str | None
+    sample: T1wSample | None          # None: a participant without T1w, predicted from genotypes only
+    imaging: OutputGroup | None       # ROI derivatives (None without image)
+    genotypes: OutputGroup | None     # panel genotypes (None when the model reads none)
+    prediction: OutputGroup
+
+    @property
+    def name(self) -> str:
+        return f"sub-{self.subject}" + (f"_ses-{self.session}" if self.session else "")
+
+    def complete(self) -> bool:
+        """Prediction and ROI derivatives complete (the participant's genotype table is checked apart:
+        a plain participant run rewrites it on the gene panel, which changes no prediction)."""
+        return self.prediction.complete() and (self.imaging is None or self.imaging.complete())
+
+    def read_genotypes(self) -> bool:
+        """Whether the complete prediction was made with a genotype table (a genotype sample was found)."""
+        return read_sidecar(sidecar_path(self.prediction.files[0])).get("PanelSNPs") is not None
+
+
+def _plan(config: RunConfig, writer: DerivativesWriter, bundle: LoadedBundle, model_hash: str, subject: str,
+          session: str | None, sample: T1wSample | None, genotype_groups: dict[str, OutputGroup]) -> SamplePlan:
+    imaging = None
+    if sample is not None:
+        imaging = imaging_group(writer, subject, session, [sample.t1w],
+                                config.fs_subjects_dir / fs_subject_name(subject, session))
+    genotypes = genotype_groups.get(subject)
+    paths = output_paths(writer, subject, session, bundle.name)
+    files = [paths[kind] for kind in TABLES]
+    if sample is not None and bundle.model.image_encoder is not None:
+        files.append(paths["statmap"])
+    name = f"sub-{subject}" + (f"_ses-{session}" if session else "")
+    plan = SamplePlan(subject, session, sample, imaging, genotypes, OutputGroup(name, files, None))
+    _key_prediction(plan, model_hash)
+    return plan
+
+
+def _key_prediction(plan: SamplePlan, model_hash: str) -> None:
+    """The prediction's key: the model, and the keys of the ROI derivatives and genotypes it reads."""
+    image_key = plan.imaging.key if plan.imaging is not None else None
+    if plan.imaging is not None and image_key is None:
+        plan.prediction.key = None  # the FreeSurfer subject is not there yet
+        return
+    plan.prediction.key = make_key("prediction", model=model_hash, rois=image_key,
+                                   genotypes=plan.genotypes.key if plan.genotypes is not None else None)
+
+
+def _refuse_other_outputs(config: RunConfig, bundle: LoadedBundle, model_hash: str, plans: list[SamplePlan]) -> None:
+    """Predictions of another bundle (same model name) or from other inputs are never replaced silently."""
+    other = [p for p in plans if p.prediction.state() == OTHER]
+    if not other or config.overwrite:
+        return
+    lines = []
+    for plan in other:
+        sidecar = sidecar_path(plan.prediction.files[0])
+        recorded = read_sidecar(sidecar).get("ModelHash")
+        why = (f"made by another bundle named {bundle.name} (ModelHash {str(recorded)[:12]}..., this one "
+               f"{model_hash[:12]}...)" if isinstance(recorded, str) and recorded != model_hash
+               else "made from other inputs or options, or by another rgenima version")
+        lines.append(f"{plan.name}: {sidecar.relative_to(config.output_dir)} {why}")
+    more = f"\n  ... and {len(lines) - 10} more" if len(lines) > 10 else ""
+    raise OutputNotWritableError(
+        f"OUTPUT_DIR {config.output_dir} holds predictions of model {bundle.name} that this run would replace "
+        f"({len(other)} sample(s)):\n  " + "\n  ".join(lines[:10]) + more,
+        hint="rerun with --overwrite to recompute and replace them, or write to another OUTPUT_DIR")
+
+
 def predict_samples(config: RunConfig, writer: DerivativesWriter, samples: list[T1wSample],
                     participants: pd.DataFrame, guard) -> None:
     """The ``--model`` participant level. ``guard(name, fn, *args)`` (``participant.SampleGuard``) runs
-    one sample's step with the participant level's failure handling; it returns None when the step failed."""
+    one sample's step with the participant level's failure handling; it returns None when the step failed.
+
+    Samples whose outputs are complete for this model and these inputs (``provenance``) are skipped
+    unless ``--overwrite``; predictions made by another bundle or from other inputs are refused before
+    any work unless ``--overwrite``."""
     bundle = load_model(config)
     settings = bundle.roi_extraction
-    tables: dict[str, pd.DataFrame] = {}
+    model_hash = bundle_hash(bundle.path)
     no_image = subjects_without_image(config, samples, participants)
     subjects = sorted({s.subject for s in samples} | set(no_image))
     if config.genotypes is None and bundle.snp_panel is not None:
         log.warning("the model %s reads genotypes but no --genotypes was given: every participant is predicted "
                     "from the T1w image only", bundle.name)
-    if config.genotypes is not None:
-        if bundle.snp_panel is None:
-            log.warning("the model %s has no SNP panel: --genotypes %s is not used for prediction",
-                        bundle.name, config.genotypes)
-        else:
-            tables = participant_genotypes(config.genotypes, participants, subjects, genome_build=config.genome_build,
-                                           snp_panel=bundle.snp_panel)
-            for subject in subjects:
-                if f"sub-{subject}" in tables:
-                    write_participant_genotypes(writer, subject, tables[f"sub-{subject}"], config.genotypes,
-                                                config.genome_build)
+    if config.genotypes is not None and bundle.snp_panel is None:
+        log.warning("the model %s has no SNP panel: --genotypes %s is not used for prediction",
+                    bundle.name, config.genotypes)
+    use_genotypes = config.genotypes is not None and bundle.snp_panel is not None
+    genotype_groups = ({s: genotype_group(writer, config, participants, s, {"model": model_hash}) for s in subjects}
+                       if use_genotypes else {})
+    plans = [_plan(config, writer, bundle, model_hash, s.subject, s.session, s, genotype_groups) for s in samples]
+    if use_genotypes:
+        plans += [_plan(config, writer, bundle, model_hash, label, None, None, genotype_groups) for label in no_image]
+    _refuse_other_outputs(config, bundle, model_hash, plans)
+    todo = [p for p in plans if config.overwrite or not p.complete()]
+    skipped = [p for p in plans if p not in todo]
+    for plan in skipped:
+        log.info("%s: outputs complete, skipped", plan.name)
+
+    tables: dict[str, pd.DataFrame] = {}
+    needed = sorted({p.subject for p in todo} | {p.subject for p in skipped if p.genotypes is not None
+                                                 and not p.genotypes.complete() and p.read_genotypes()})
+    if use_genotypes and needed:
+        tables = participant_genotypes(config.genotypes, participants, needed, genome_build=config.genome_build,
+                                       snp_panel=bundle.snp_panel)
+        for subject in needed:
+            group = genotype_groups[subject]
+            if f"sub-{subject}" in tables and (config.overwrite or not group.complete()):
+                if group.state() == OTHER:
+                    log.info("sub-%s: the panel genotypes were made from other inputs or another SNP panel; "
+                             "rewritten on the model's SNP panel", subject)
+                group.prepare()
+                write_participant_genotypes(writer, subject, tables[f"sub-{subject}"], config.genotypes,
+                                            config.genome_build, provenance=group.key)
     items: list[PredictionInput] = []
-    for sample in tqdm(samples, desc="participants", unit="sample", disable=None):
-        imaging = guard(sample.name, _imaging, config, writer, sample, settings)
+    by_name: dict[str, SamplePlan] = {}
+    for plan in tqdm([p for p in todo if p.sample is not None], desc="participants", unit="sample", disable=None):
+        imaging = guard(plan.name, _imaging, config, writer, plan, settings, model_hash)
         if imaging is not None:
-            items.append(PredictionInput(sample.subject, sample.session, imaging, tables.get(f"sub-{sample.subject}")))
-    for label in no_image:
-        if f"sub-{label}" in tables:
-            items.append(PredictionInput(label, None, None, tables[f"sub-{label}"]))
-        elif label in config.participant_label:
-            log.warning("sub-%s has neither a T1w image nor a genotype sample: nothing to predict", label)
-    if not items and not guard.failed:
-        return
-    model_hash = bundle_hash(bundle.path)
+            items.append(PredictionInput(plan.subject, plan.session, imaging, tables.get(f"sub-{plan.subject}")))
+            by_name[plan.name] = plan
+    for plan in [p for p in todo if p.sample is None]:
+        if f"sub-{plan.subject}" in tables:
+            items.append(PredictionInput(plan.subject, None, None, tables[f"sub-{plan.subject}"]))
+            by_name[plan.name] = plan
+        elif plan.subject in config.participant_label:
+            log.warning("sub-%s has neither a T1w image nor a genotype sample: nothing to predict", plan.subject)
     batch_size = 4 if resolve_device(config.device).type == "cuda" else 1
     done: set[str] = set()
     for start in tqdm(range(0, len(items), batch_size), desc="prediction", unit="batch", disable=None):
         batch = items[start:start + batch_size]
         names = ", ".join(i.name for i in batch)
-        outcome = (guard(names, _predict_batch, config, writer, bundle, batch, model_hash, record=False)
+        outcome = (guard(names, _predict_batch, config, writer, bundle, batch, model_hash, by_name, record=False)
                    if len(batch) > 1 else None)
         if outcome is None:  # one at a time: a failing sample does not take its batch with it
             outcome = [item for item in batch if guard(item.name, _predict_batch, config, writer, bundle, [item],
-                                                       model_hash)]
+                                                       model_hash, by_name)]
         done |= {item.subject for item in outcome}
     failed = {name.split("_")[0].removeprefix("sub-"): [] for name, _ in guard.failed}
     for name, why in guard.failed:
         failed[name.split("_")[0].removeprefix("sub-")].append(f"{name}: {why}")
-    for subject in tqdm(sorted(done | set(failed)), desc="reports", unit="participant", disable=None):
+    stale = {p.subject for p in skipped if not _report_is_current(writer, p.subject, bundle.name)}
+    for subject in tqdm(sorted(done | set(failed) | stale), desc="reports", unit="participant", disable=None):
         guard(f"sub-{subject} report", _report, writer, subject, bundle, failed.get(subject, []))
 
 
-def _imaging(config: RunConfig, writer: DerivativesWriter, sample: T1wSample, settings: dict):
+def _report_is_current(writer: DerivativesWriter, subject: str, model: str) -> bool:
+    """``sub-X.html`` exists, is of this model and is newer than the participant's predictions."""
+    report = writer.root / f"sub-{subject}.html"
+    try:
+        text, written = report.read_text(encoding="utf-8", errors="replace"), report.stat().st_mtime_ns
+    except OSError:
+        return False
+    predictions = list((writer.root / f"sub-{subject}").glob(f"**/sub-{subject}*_desc-{model}_predictions.tsv"))
+    return (f"<title>rgenima report: sub-{subject} · {model}</title>" in text
+            and all(p.stat().st_mtime_ns <= written for p in predictions))
+
+
+def _imaging(config: RunConfig, writer: DerivativesWriter, plan: SamplePlan, settings: dict, model_hash: str):
+    sample = plan.sample
     imaging = process_participant_imaging(
         sample.subject, sample.session, sample.t1w, config.fs_subjects_dir, config.work_dir,
         roi_size=config.roi_size, mode=settings["mode"], normalization=settings["normalization"],
@@ -131,14 +247,23 @@ def _imaging(config: RunConfig, writer: DerivativesWriter, sample: T1wSample, se
         omp_nthreads=config.omp_nthreads, nprocs=config.nprocs,
         mem_gb=config.mem_mb / 1024 if config.mem_mb else None, use_plugin=config.use_plugin,
         crash_dir=config.output_dir / "logs", stop_on_first_crash=config.stop_on_first_crash)
-    write_participant_imaging(imaging, writer, sample.subject, sample.session)
+    if plan.imaging.key is None:  # recon-all made the FreeSurfer subject just now
+        plan.imaging.key = imaging_key([sample.t1w], imaging.freesurfer.subject_dir)
+        _key_prediction(plan, model_hash)
+    if config.overwrite or not plan.imaging.complete():
+        plan.imaging.prepare()
+        write_participant_imaging(imaging, writer, sample.subject, sample.session, provenance=plan.imaging.key)
     return imaging
 
 
 def _predict_batch(config: RunConfig, writer: DerivativesWriter, bundle: LoadedBundle,
-                   batch: list[PredictionInput], model_hash: str) -> list[PredictionInput]:
+                   batch: list[PredictionInput], model_hash: str, plans: dict[str, SamplePlan]) -> list[PredictionInput]:
     for prediction in predict(bundle, batch, batch_size=len(batch), progress=False):
-        write_prediction(writer, prediction, bundle, model_hash, config.genotypes)
+        group = plans[prediction.input.name].prediction
+        if group.state() == OTHER and not config.overwrite:
+            _refuse_other_outputs(config, bundle, model_hash, [plans[prediction.input.name]])
+        group.prepare()
+        write_prediction(writer, prediction, bundle, model_hash, config.genotypes, provenance=group.key)
         log.info("%s: %s (p=%.3f) from %s", prediction.input.name, prediction.label,
                  prediction.probabilities.max(), " + ".join(prediction.modalities))
     return batch

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import rgenima_command, run_rgenima
+from helpers import kill_on_replace_env, rgenima_command, run_rgenima
 from rgenima_app import STAGES
 from rgenima_app.models.bundle import load_bundle
 from rgenima_app.training.baselines import BASELINES
@@ -158,32 +158,72 @@ def _progress(work: Path) -> dict | None:
     return None
 
 
-def test_killed_training_resumes_and_matches_an_uninterrupted_run(train_cohort, tmp_path):
-    config = write_train_config(tmp_path / "train.toml", name="resume", epochs=6)
+@pytest.fixture(scope="module")
+def uninterrupted(train_cohort, tmp_path_factory):
+    """The reference: the resume test's training run, never interrupted."""
+    root = tmp_path_factory.mktemp("uninterrupted")
+    config = write_train_config(root / "train.toml", name="resume", epochs=6)
+    result = run_rgenima(*train_args(train_cohort, root / "out", config))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return config, root / "out"
+
+
+def _assert_same_training_outputs(out: Path, reference: Path) -> None:
+    """Split identical; test predictions, metrics and bundle weights equal to float tolerance."""
+    assert (out / "desc-resume_split.tsv").read_bytes() == (reference / "desc-resume_split.tsv").read_bytes()
+    for name in ("desc-resume_testpredictions.tsv", "desc-resume_evaluation.tsv"):
+        a, b = (pd.read_csv(folder / name, sep="\t") for folder in (out, reference))
+        assert list(a.columns) == list(b.columns) and len(a) == len(b), name
+        numeric = a.select_dtypes("number").columns
+        pd.testing.assert_frame_equal(a.drop(columns=numeric), b.drop(columns=numeric))
+        np.testing.assert_allclose(a[numeric], b[numeric], atol=1e-5, err_msg=name)
+    files = sorted(p.relative_to(reference / "models" / "resume")
+                   for p in (reference / "models" / "resume").rglob("*.safetensors"))
+    assert files and files == sorted(p.relative_to(out / "models" / "resume")
+                                     for p in (out / "models" / "resume").rglob("*.safetensors"))
+    from safetensors.numpy import load_file
+
+    for rel in files:
+        a, b = load_file(out / "models" / "resume" / rel), load_file(reference / "models" / "resume" / rel)
+        assert a.keys() == b.keys(), rel
+        for key in a:
+            np.testing.assert_allclose(a[key], b[key], atol=1e-5, err_msg=f"{rel}: {key}")
+    assert [p for p in out.rglob(".*") if p.is_file() and p.name != ".bidsignore" and ".work" not in p.parts] == []
+
+
+@pytest.mark.parametrize("point", ["stage2 checkpoint", "split write", "evaluation write"])
+def test_killed_training_resumes_and_matches_an_uninterrupted_run(train_cohort, uninterrupted, tmp_path, point):
+    """SIGKILL at three points: after stage-2 step 3 (its checkpoint), in the middle of writing the split
+    table (before training) and of the evaluation table (after the bundle); the same command then
+    finishes with the outputs of an uninterrupted run, and no temporary file of the killed write is left."""
+    config, reference = uninterrupted
     out = tmp_path / "interrupted"
     command = [*rgenima_command(), *map(str, train_args(train_cohort, out, config))]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
-    deadline = time.monotonic() + 600
-    progress = None
-    while process.poll() is None and time.monotonic() < deadline:
-        progress = _progress(out / ".work")
-        if progress and progress["step"] >= 3:
-            os.killpg(process.pid, signal.SIGKILL)
-            break
-        time.sleep(0.02)
-    process.wait()
-    assert process.returncode == -signal.SIGKILL, "the run ended before it could be interrupted"
-    assert not (out / "models" / "resume").exists()  # nothing that looks finished
-    resumed = run_rgenima(*train_args(train_cohort, out, config, "-v"))
+    if point == "stage2 checkpoint":
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        while process.poll() is None:
+            progress = _progress(out / ".work")
+            if progress and progress["step"] >= 3:
+                os.killpg(process.pid, signal.SIGKILL)
+                break
+            time.sleep(0.02)
+        code = process.wait()
+    else:
+        target = {"split write": "desc-resume_split.tsv", "evaluation write": "desc-resume_evaluation.tsv"}[point]
+        code = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env={**os.environ, **kill_on_replace_env(tmp_path, target)}).returncode
+        assert [p.name.split("-", 3)[-1] for p in out.rglob(".tmp-*")] == [target]  # killed mid-write
+        assert not (out / target).exists()
+    assert code == -signal.SIGKILL, "the run ended before it could be interrupted"
+    assert (out / "models" / "resume").exists() == (point == "evaluation write")  # nothing looks finished early
+    resumed = run_rgenima(*train_args(train_cohort, out, config, "-v"))  # checks every file against the spec
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "resuming from" in resumed.stderr
-    reference = tmp_path / "uninterrupted"
-    whole = run_rgenima(*train_args(train_cohort, reference, config))
-    assert whole.returncode == 0, whole.stderr[-3000:]
-    a = pd.read_csv(out / "desc-resume_testpredictions.tsv", sep="\t")
-    b = pd.read_csv(reference / "desc-resume_testpredictions.tsv", sep="\t")
-    np.testing.assert_allclose(a[[f"p_{s}" for s in STAGES]], b[[f"p_{s}" for s in STAGES]], atol=1e-5)
+    expected = {"stage2 checkpoint": "resuming from", "split write": "stage 2 epoch 1",
+                "evaluation write": "kept, not retrained"}[point]
+    assert expected in resumed.stderr
+    if point != "stage2 checkpoint":
+        assert "removed 1 temporary file(s) that killed runs left" in resumed.stderr
+    _assert_same_training_outputs(out, reference)
 
 
 def test_kfold_lora_mixture(train_cohort, tmp_path):
