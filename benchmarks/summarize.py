@@ -69,6 +69,9 @@ COMMANDS = {
                                   "--out benchmarks/results/planted_attention_NC.json (same cohort and outputs "
                                   "as planted_attention.json)"),
     "training.json": "python benchmarks/bench_training.py --participants 300 --baselines snp_mlp",
+    "token_cache.json": "PYTHONPATH=. python benchmarks/bench_token_cache.py",
+    "interpretability.json": ("PYTHONPATH=. python benchmarks/bench_interpretability.py (after python "
+                              "benchmarks/bench_training.py --participants 300 --baselines snp_mlp)"),
     "training_gpu.json": "PYTHONPATH=. python benchmarks/bench_training_gpu.py --shape qwen2.5-7b --finetune lora",
     "bench_models.json": "PYTHONPATH=. python benchmarks/bench_models.py --out benchmarks/results/bench_models.json",
     "bench_models_gpu.json": ("PYTHONPATH=. python benchmarks/bench_models_gpu.py "
@@ -287,7 +290,7 @@ def training(r: Results) -> list[dict]:
                 kw.update(baseline=bayes_base, target="within 3 points of the Bayes-optimal "
                           "accuracy", met=gap <= 0.03,
                           note=f"95% CI {m['ci_low']:.3f}-{m['ci_high']:.3f}; {100 * gap:.1f} points below "
-                               "Bayes-optimal (predicts the majority class)")
+                               "Bayes-optimal")
             out.append(r.fig(f"training.{model}.{metric}", S, f"{label}: test {unit}", m["value"], unit,
                              f"models.{model}.{metric}.value", **kw))
     if baselines and "bench" in d["models"]:
@@ -403,10 +406,54 @@ def models(r: Results) -> list[dict]:
     return out
 
 
+def token_cache(r: Results) -> list[dict]:
+    S = "Training (group --train)"
+    d = r.data
+    st = d["settings"]
+    out = []
+    for i, run in enumerate(d["runs"]):
+        setting = (f"tiny LLM, ROI {run['roi_size']}^3, batch {st['batch']}, {st['prompt_tokens']} prompt tokens, "
+                   "CPU")
+        rates = run["samples_per_s"]
+        out += [
+            r.fig(f"token_cache.S{run['roi_size']}.cached.samples_per_s", S,
+                  f"stage-2 samples/s with cached RiT tokens ({setting})", rates["cached"], "samples/s",
+                  f"runs[{i}].samples_per_s.cached",
+                  baseline=base("RiT recomputed every step", rates["recomputed"], "samples/s")),
+            r.fig(f"token_cache.S{run['roi_size']}.speedup", S, f"stage-2 speed-up of the RiT token cache ({setting})",
+                  run["speedup_cached_over_recomputed"], "x", f"runs[{i}].speedup_cached_over_recomputed"),
+        ]
+    return out
+
+
+def interpretability(r: Results) -> list[dict]:
+    S = "Group analysis: truth-known interpretability"
+    d = r.data
+    st = d["settings"]
+    out = []
+    target = {"recall": ">= 0.8", "precision": ">= 0.5"}
+    for kind, group, what in (("rois", "AD", f"planted ROIs among the AD stage-specific ROIs (top {st['roi_top_k']})"),
+                              ("genes", "all", f"planted genes among the stable genes (top {st['gene_top']})")):
+        rollout, random, saliency = (d[k][kind].get(group) for k in ("attention_rollout", "random_attention",
+                                                                       "gradient_saliency"))
+        if rollout is None:
+            continue
+        for metric in ("recall", "precision"):
+            value = rollout[metric]
+            note = f"gradient saliency on the same model: {saliency[metric]}" if saliency else None
+            out.append(r.fig(f"interpretability.{kind}.{group}.{metric}", S, f"{metric} of {what}, attention rollout, "
+                             f"{d['participants']} participants", value, metric, f"attention_rollout.{kind}.{group}",
+                             baseline=base("random attention (mean)", random[metric]["mean"], metric),
+                             target=f"{target[metric]}", met=None if value is None else
+                             value >= float(target[metric].split()[-1]), note=note))
+    return out
+
+
 READERS = [("roi_extraction.json", roi_extraction), ("bootstrap.json", bootstrap), ("bench_genetics.json", genetics),
            ("training.json", training), ("training_gpu*.json", training_gpu), ("rollout*.json", rollout),
            ("planted_attention*.json", planted_attention), ("bench_models_gpu*.json", models_gpu),
-           ("bench_models.json", models)]
+           ("bench_models.json", models), ("token_cache.json", token_cache),
+           ("interpretability.json", interpretability)]
 
 
 # ----------------------------------------------------------------------------- hand-kept figures
