@@ -259,7 +259,7 @@ class RGenIMA(nn.Module):
         out = self._run(prompt, use_cache=True)
         first = torch.log_softmax(self.lm_head(out.last_hidden_state[:, -1]).float(), dim=-1)  # (B, V)
         n_ans, batch = len(STAGES), len(samples)
-        cache = out.past_key_values
+        cache = getattr(out, _CACHE_ARGUMENT)  # the output field has the argument's name
         cache.batch_repeat_interleave(n_ans)
         answers, answer_attn, _ = _pad(self._answer_ids, self.tokenizer.pad_token_id, "right")
         device = first.device
