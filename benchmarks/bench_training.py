@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from _common import output_path, quick_dir
+from _common import output_path, provenance, quick_dir
 from rgenima_app import STAGES
 
 TRAIN_CONFIG = """
@@ -52,7 +52,7 @@ patience = 8
 [stage2]
 epochs = {epochs}
 batch_size = 8
-lr = 5e-4
+lr = 1e-3
 warmup_ratio = 0.05
 checkpoint_every = 0
 [baselines]
@@ -78,7 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--participants", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=6, help="stage-2 epochs")
+    parser.add_argument("--epochs", type=int, default=15, help="stage-2 epochs")
     parser.add_argument("--roi-size", type=int, default=16)
     parser.add_argument("--baselines", default="snp_mlp,bert_rit_concat,bert_rit_cross",
                         help="comma-separated baselines to train beside R-GenIMA ('' for none)")
@@ -134,6 +134,7 @@ def main() -> None:
                                     "evaluated": "fold 0: test accuracy", "finished": "training finished"}.items()}
     result = {
         "benchmark": "training", "date": datetime.now().isoformat(timespec="seconds"),
+        "provenance": provenance(args.quick),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "cohort": {"participants": args.participants, "seed": args.seed, "preset": "demo",
                    "planted_rois": truth["planted_rois"], "planted_genes": truth["planted_genes"]},

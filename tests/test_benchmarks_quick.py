@@ -29,6 +29,7 @@ class Quick:
     keys: frozenset                    # top-level keys the JSON must have
     needs: tuple = ()                  # "shared_data", "cuda"
     extra: tuple = field(default=())
+    after: str | None = None           # runs once this benchmark has finished, on its outputs
 
 
 QUICK = [  # longest first: two run at a time
@@ -46,6 +47,11 @@ QUICK = [  # longest first: two run at a time
                                                        "peak_memory_gib", "mfu", "provenance"})),
     Quick("bench_models_gpu.py", "--out", frozenset({"params", "runs", "device", "provenance"}), ("cuda",)),
     Quick("bench_bootstrap.py", "--out", frozenset({"machine", "speed", "recovery", "provenance"})),
+    Quick("bench_token_cache.py", "--json", frozenset({"runs", "settings", "provenance"})),
+    # on the tiny trained run of bench_training.py --quick (its scratch folder, see quick_runs)
+    Quick("bench_interpretability.py", "--json", frozenset({"attention_rollout", "random_attention",
+                                                           "gradient_saliency", "seconds", "provenance"}),
+          after="bench_training.py"),
 ]
 BY_NAME = {q.script: q for q in QUICK}
 
@@ -81,20 +87,27 @@ def quick_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("bench-quick")
     before = _results_digest()
 
-    def run(q: Quick):
+    def run_one(q: Quick, scratch: Path, *extra: str):
         out = root / "json" / (q.script.removesuffix(".py") + ".json")
-        scratch = root / q.script.removesuffix(".py")
-        scratch.mkdir(parents=True)
         if "shared_data" in q.needs and _missing(q):
             return q.script, None, out
         start = time.perf_counter()
-        done = subprocess.run([sys.executable, str(BENCH / q.script), "--quick", q.out_flag, str(out), *q.extra],
-                              cwd=scratch, env=_env(scratch), capture_output=True, text=True)
+        done = subprocess.run([sys.executable, str(BENCH / q.script), "--quick", q.out_flag, str(out), *q.extra,
+                               *extra], cwd=scratch, env=_env(scratch), capture_output=True, text=True)
         print(f"{q.script} --quick: exit {done.returncode} after {time.perf_counter() - start:.0f} s")  # -s shows it
         return q.script, done, out
 
+    def run(q: Quick) -> list:
+        scratch = root / q.script.removesuffix(".py")
+        scratch.mkdir(parents=True)
+        results = [run_one(q, scratch)]
+        for later in (d for d in QUICK if d.after == q.script):  # in the same scratch folder (same TMPDIR)
+            results.append(run_one(later, scratch))
+        return results
+
     with ThreadPoolExecutor(max_workers=2) as pool:
-        runs = {name: (done, out) for name, done, out in pool.map(run, QUICK)}
+        runs = {name: (done, out) for chain in pool.map(run, [q for q in QUICK if q.after is None])
+                for name, done, out in chain}
     runs["_results_unchanged"] = before == _results_digest()
     return runs
 

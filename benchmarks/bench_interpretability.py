@@ -1,0 +1,248 @@
+"""Truth-known interpretability: are the planted ROIs and genes found through a trained model?
+
+    PYTHONPATH=. python benchmarks/bench_interpretability.py [--run /tmp/rgenima-bench-train]
+        [--roi-top-k 10 --gene-top 10 --random-repeats 10] [--json benchmarks/results/interpretability.json]
+
+Starts from a ``bench_training.py`` run (its synthetic cohort with planted ROIs and genes and its trained
+``bench`` bundle), and runs what a user runs: ``participant --model`` on every participant (attention
+rollout), then ``group --model`` (bootstrap stability, stage-specific ROIs, stable genes). It reports the
+recall and precision of the planted ROIs among each stage's stage-specific ROIs and of the planted genes
+among the stable genes, next to two references computed on the same participants and the same analysis:
+
+* random attention: each participant's ROI and gene importances permuted at random (the same values,
+  no relation to the ROIs), ``--random-repeats`` times (mean and range);
+* gradient saliency: input x gradient of the model's log-probability of its predicted stage with respect
+  to the prompt embeddings, summed over the hidden dimension, per ROI token and per gene block (the
+  ROI-gene input of the analysis is the outer product of the two).
+
+The synthetic generator plants one set of ROIs (atrophy grows with stage) and one set of risk genes, so the
+same planted sets are the truth for SMC, MCI and AD.
+By default only the held-out test participants of the training split are analysed (``--participants all``
+adds the training participants, whose attention the model has fitted). ``--quick`` runs the path on the tiny run of ``bench_training.py --quick`` (numbers meaningless).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from _common import output_path, provenance, quick_dir
+from rgenima_app import STAGES
+from rgenima_app.analysis.cohort import _gwas_genes, load_cohort_outputs, roi_names
+from rgenima_app.analysis.group import AnalysisOptions, analyse_cohort
+
+MODEL = "bench"
+
+
+def latest_run(run: Path) -> Path:
+    runs = sorted(d for d in run.glob("derivatives-*") if (d / "models" / MODEL / "rgenima.json").is_file())
+    if not runs:
+        raise SystemExit(f"no trained '{MODEL}' bundle under {run}/derivatives-*: run bench_training.py first")
+    return runs[-1]
+
+
+def rgenima(*args: str) -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "rgenima_app", *args], check=True)
+    return time.perf_counter() - start
+
+
+def recall_precision(selected: set[str], planted: set[str]) -> dict:
+    hits = len(selected & planted)
+    return {"selected": len(selected), "hits": hits, "recall": hits / len(planted),
+            "precision": hits / len(selected) if selected else None}
+
+
+def scores(analysis, planted_rois: set[str], planted_genes: set[str]) -> dict:
+    """Recall/precision per disease stage (stage-specific ROIs) and for the cohort-wide stable genes."""
+    stage = analysis.stage_rois
+    out = {"rois": {}, "genes": {}}
+    for group in ("SMC", "MCI", "AD"):
+        chosen = set(stage.loc[(stage["group"] == group) & stage["selected"], "roi"])
+        if (stage["group"] == group).any():
+            out["rois"][group] = recall_precision(chosen, planted_rois)
+    ranking = analysis.gene_ranking
+    for group in ("all", "AD"):
+        chosen = set(ranking.loc[(ranking["group"] == group) & ranking["stable"], "gene"])
+        if (ranking["group"] == group).any():
+            out["genes"][group] = recall_precision(chosen, planted_genes)
+    return out
+
+
+def random_reference(roi, roi_gene, gene, groups, genes, options, planted_rois, planted_genes, repeats, seed):
+    """The analysis on each participant's importances permuted over ROIs and over genes."""
+    rng = np.random.default_rng(seed)
+    runs = []
+    for _ in range(repeats):
+        roi_order = np.argsort(rng.random(roi.shape), axis=1)
+        gene_order = np.argsort(rng.random(gene.shape), axis=1)
+        rows = np.arange(len(roi))[:, None]
+        r_roi, r_gene = roi[rows, roi_order], gene[rows, gene_order]
+        r_pair = roi_gene[rows[:, :, None], roi_order[:, :, None], gene_order[:, None, :]]
+        analysis = analyse_cohort(r_roi, r_pair, groups, roi_names(), genes, _gwas_genes(), r_gene, options)
+        runs.append(scores(analysis, planted_rois, planted_genes))
+    return runs
+
+
+def saliency(output_dir: Path, cohort: Path, work: Path, roi_size: int, participants: list[str], genes: list[str]):
+    """(participants x ROIs, participants x genes) input-x-gradient importances of the bundle's prediction."""
+    from rgenima_app.genetics.extract import panel_genotypes
+    from rgenima_app.imaging.participant import process_participant_imaging
+    from rgenima_app.inference.predict import PredictionInput, build_sample
+    from rgenima_app.inference.rollout import token_genes
+    from rgenima_app.models.bundle import load_bundle
+
+    bundle = load_bundle(output_dir / "models" / MODEL)
+    model = bundle.model.eval()
+    tables = panel_genotypes(cohort / "genotypes" / "cohort.bed", bundle.snp_panel,
+                             {p: _genetic_id(cohort, p) for p in participants})
+    extraction = bundle.roi_extraction
+    roi_out = np.zeros((len(participants), 109))
+    gene_out = np.zeros((len(participants), len(genes)))
+    column = {g: j for j, g in enumerate(genes)}
+    for i, p in enumerate(participants):
+        subject = p.removeprefix("sub-")
+        # the participant run's ROI patches, read back from the work dir's cache
+        imaging = process_participant_imaging(
+            subject, None, next((cohort / "bids" / p / "anat").glob("*_T1w.nii*")), cohort / "freesurfer", work,
+            roi_size=roi_size, mode=extraction["mode"], normalization=extraction["normalization"], device="cpu")
+        sample, _, _ = build_sample(bundle, PredictionInput(subject, None, imaging, tables[p]))
+        predicted = STAGES[int(model.answer_probabilities([sample])[0].argmax())]
+        batch = model.encode([replace(sample, label=s) for s in STAGES], with_answers=True)
+        embeds = model.embed(batch.input_ids, batch.image_features).detach().requires_grad_(True)
+        hidden = model.decoder(inputs_embeds=embeds, attention_mask=batch.attention_mask,
+                               position_ids=batch.position_ids).last_hidden_state
+        logp = torch.log_softmax(model.lm_head(hidden[:, :-1]).float(), dim=-1)
+        targets = batch.labels[:, 1:]
+        token_logp = logp.gather(-1, targets.clamp_min(0).unsqueeze(-1)).squeeze(-1) * (targets >= 0)
+        answer = torch.log_softmax(token_logp.sum(-1), dim=0)[STAGES.index(predicted)]
+        (grad,) = torch.autograd.grad(answer, embeds)
+        relevance = (grad * embeds).sum(-1).abs().sum(0).detach().numpy()  # per prompt position
+        layout = model.prompt_tokens(sample)[1]
+        a, b = layout.image_span
+        roi_out[i] = relevance[a:b] / relevance[a:b].sum()
+        names, owner = token_genes(layout, sample.genome_text)
+        g0, g1 = layout.genome_span
+        per_token = relevance[g0:g1]
+        for k, gene in enumerate(names):
+            if gene in column:
+                gene_out[i, column[gene]] = per_token[owner == k].sum()
+        gene_out[i] /= max(gene_out[i].sum(), 1e-12)
+    return roi_out, gene_out
+
+
+def _genetic_id(cohort: Path, participant: str) -> str:
+    table = pd.read_csv(cohort / "bids" / "participants.tsv", sep="\t", dtype=str).set_index("participant_id")
+    return table.loc[participant, "genetic_id"] if "genetic_id" in table.columns else participant.removeprefix("sub-")
+
+
+def summary(runs: list[dict]) -> dict:
+    """Mean and range of recall/precision over the random-attention repeats."""
+    out: dict = {"rois": {}, "genes": {}}
+    for kind in out:
+        for group in runs[0][kind]:
+            values = {m: [r[kind][group][m] for r in runs if r[kind][group][m] is not None]
+                      for m in ("recall", "precision")}
+            out[kind][group] = {m: {"mean": float(np.mean(v)) if v else None,
+                                    "min": float(np.min(v)) if v else None, "max": float(np.max(v)) if v else None}
+                                for m, v in values.items()}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", type=Path, default=Path("/tmp/rgenima-bench-train"),
+                        help="the --out of bench_training.py")
+    parser.add_argument("--roi-top-k", type=int, default=10)
+    parser.add_argument("--gene-top", type=int, default=10)
+    parser.add_argument("--n-boot", type=int, default=1000)
+    parser.add_argument("--random-repeats", type=int, default=10)
+    parser.add_argument("--roi-size", type=int, default=16)
+    parser.add_argument("--participants", choices=("test", "all"), default="test",
+                        help="the held-out test participants of the training split (default) or everyone")
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--quick", action="store_true", help="the tiny bench_training --quick run (CI)")
+    args = parser.parse_args()
+    if args.quick:
+        args.run = quick_dir() / "training" if args.run == parser.get_default("run") else args.run
+        args.roi_size, args.n_boot, args.random_repeats = 8, 50, 1
+    json_path = output_path(args.json, args.quick, "interpretability.json",
+                            Path(__file__).parent / "results" / "interpretability.json")
+
+    out = latest_run(args.run)
+    cohort = args.run / "cohort"
+    truth = json.loads((cohort / "ground_truth.json").read_text())
+    planted_rois, planted_genes = set(truth["planted_rois"]), set(truth["planted_genes"])
+    config = args.run / "analysis-bench.toml"
+    config.write_text(f"[analysis]\nroi_top_k = {args.roi_top_k}\ngene_top = {args.gene_top}\n"
+                      f"n_boot = {args.n_boot}\n")
+    common = ["--fs-subjects-dir", str(cohort / "freesurfer"), "--skip-bids-validation",
+              "-w", str(args.run / "work"), "--roi-size", str(args.roi_size)]
+    model = str(out / "models" / MODEL)
+    split = pd.read_csv(out / f"desc-{MODEL}_split.tsv", sep="\t")
+    chosen = split if args.participants == "all" else split[split["role"] == "test"]
+    labels = sorted(chosen["participant_id"].str.removeprefix("sub-").unique())
+    times = {"participant": rgenima(str(cohort / "bids"), str(out), "participant", "--model", model,
+                                    "--genotypes", str(cohort / "genotypes" / "cohort.bed"),
+                                    "--participant-label", *labels, *common)}
+    times["participant_per_participant"] = times["participant"] / len(labels)
+    times["group"] = rgenima(str(cohort / "bids"), str(out), "group", "--model", model,
+                             "--train-config", str(config), *common)
+
+    # the group run's own tables, then the same analysis on the references
+    outputs = load_cohort_outputs(out, MODEL)
+    predictions = outputs.predictions
+    diagnosis = pd.read_csv(cohort / "bids" / "participants.tsv", sep="\t").set_index("participant_id")["diagnosis"]
+    groups = predictions["participant_id"].map(diagnosis)
+    keep = (groups.map(groups.value_counts()) >= 2).to_numpy()  # as the group run: groups of 2 or more
+    participants, groups = list(predictions["participant_id"][keep]), list(groups[keep])
+    for name in ("roi_importance", "roi_gene", "gene_importance"):
+        if getattr(outputs, name) is not None:
+            setattr(outputs, name, getattr(outputs, name)[keep])
+    options = AnalysisOptions(n_boot=args.n_boot, roi_top_k=args.roi_top_k, gene_top=args.gene_top)
+    gene = outputs.gene_importance if outputs.gene_importance is not None else outputs.roi_gene.sum(axis=1)
+    rollout_analysis = analyse_cohort(outputs.roi_importance, outputs.roi_gene, groups, roi_names(), outputs.genes,
+                                      _gwas_genes(), gene, options)
+    group_table = pd.read_csv(out / f"desc-{MODEL}_roistability.tsv", sep="\t", keep_default_na=False)
+    ad_group_run = set(group_table.loc[(group_table["group"] == "AD")
+                                       & (group_table["stage_specific"].astype(str) == "True"), "roi"])
+    result_rollout = scores(rollout_analysis, planted_rois, planted_genes)
+    random_runs = random_reference(outputs.roi_importance, outputs.roi_gene, gene, groups, outputs.genes, options,
+                                   planted_rois, planted_genes, args.random_repeats, seed=0)
+    start = time.perf_counter()
+    sal_roi, sal_gene = saliency(out, cohort, args.run / "work", args.roi_size, participants, list(outputs.genes))
+    times["saliency"] = time.perf_counter() - start
+    sal_pair = sal_roi[:, :, None] * sal_gene[:, None, :]
+    saliency_analysis = analyse_cohort(sal_roi, sal_pair, groups, roi_names(), outputs.genes, _gwas_genes(),
+                                       sal_gene, options)
+    result = {
+        "benchmark": "interpretability", "date": datetime.now().isoformat(timespec="seconds"),
+        "provenance": provenance(args.quick),
+        "run": str(out), "participants": len(participants), "participant_set": args.participants,
+        "groups": pd.Series(groups).value_counts().to_dict(),
+        "planted_rois": sorted(planted_rois), "planted_genes": sorted(planted_genes),
+        "settings": {"roi_top_k": args.roi_top_k, "gene_top": args.gene_top, "n_boot": args.n_boot,
+                     "threshold": options.roi_threshold, "gene_threshold": options.gene_threshold,
+                     "random_repeats": args.random_repeats},
+        "ad_stage_rois_of_the_group_run": sorted(ad_group_run),
+        "attention_rollout": result_rollout,
+        "random_attention": summary(random_runs),
+        "gradient_saliency": scores(saliency_analysis, planted_rois, planted_genes),
+        "seconds": {k: round(v, 1) for k, v in times.items()},
+    }
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(result, indent=2, default=float))
+    print(json.dumps(result, indent=2, default=float))
+
+
+if __name__ == "__main__":
+    main()
