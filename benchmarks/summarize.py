@@ -51,8 +51,8 @@ PROVENANCE = {
                            "2c62cb62b121a3ffa522ed85e7e5a9cf6f0e87c8e70dbdc432a3ebf6e38ab258"),
     "rollout_cpu.json": ("8c508aaa969645be8728785bdc0efe175e96a994", "2026-11-30",
                         "eacf35839096e0cc7aa542af8b5c729cf2c16a3951f72598d95034e96cbc4425"),
-    "training.json": ("1e77c2f59ae10ac556e109df99ace2fdeeede374", "2026-12-01",
-                     "1b2cb2ecd51461fc10147c65fee34177110f3eb6ff8148210d1c630a45c38182"),
+    "training.json": ("521241029d2aa2f6bc4756a81fb6901a0a9e7905", "2026-12-01",
+                     "d65e3ee0bb046d43d9b96d09e693ecd84c879e901884553a637f9094b02cf3c4"),
 }
 
 COMMANDS = {
