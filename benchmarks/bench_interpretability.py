@@ -174,7 +174,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.run = quick_dir() / "training" if args.run == parser.get_default("run") else args.run
-        args.roi_size, args.n_boot, args.random_repeats = 8, 50, 1
+        args.roi_size, args.n_boot, args.random_repeats, args.participants = 8, 50, 1, "all"
     json_path = output_path(args.json, args.quick, "interpretability.json",
                             Path(__file__).parent / "results" / "interpretability.json")
 
