@@ -37,6 +37,8 @@ from rgenima_app import STAGES
 TRAIN_CONFIG = """
 name = "bench"
 data = "image_gene"
+[imaging]
+mode = "{mode}"
 [split]
 test = 0.25
 validation = 0.15
@@ -80,6 +82,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=15, help="stage-2 epochs")
     parser.add_argument("--roi-size", type=int, default=16)
+    parser.add_argument("--roi-mode", choices=("stretch", "fit"), default="fit",
+                        help="ROI resampling ([imaging] mode); fit gave the better RiT (bench_roi_modes.py)")
     parser.add_argument("--baselines", default="snp_mlp,bert_rit_concat,bert_rit_cross",
                         help="comma-separated baselines to train beside R-GenIMA ('' for none)")
     parser.add_argument("--out", type=Path, default=Path("/tmp/rgenima-bench-train"))
@@ -99,7 +103,7 @@ def main() -> None:
     out = args.out / f"derivatives-{datetime.now():%Y%m%d-%H%M%S}"
     config = args.out / "train-bench.toml"
     baselines = [b for b in args.baselines.split(",") if b]
-    config.write_text(TRAIN_CONFIG.format(epochs=args.epochs, baselines=json.dumps(baselines)))
+    config.write_text(TRAIN_CONFIG.format(epochs=args.epochs, baselines=json.dumps(baselines), mode=args.roi_mode))
     if args.quick:
         config.write_text(quick_config(config.read_text()))
     command = [sys.executable, "-m", "rgenima_app", str(cohort / "bids"), str(out), "group", "--train",
@@ -138,7 +142,7 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "cohort": {"participants": args.participants, "seed": args.seed, "preset": "demo",
                    "planted_rois": truth["planted_rois"], "planted_genes": truth["planted_genes"]},
-        "n_test": len(test_ids), "roi_size": args.roi_size, "stage2_epochs": args.epochs,
+        "n_test": len(test_ids), "roi_size": args.roi_size, "roi_mode": args.roi_mode, "stage2_epochs": args.epochs,
         "bayes_optimal_test_accuracy": {"image_gene": bayes("p_"), "gene_only": bayes("p_gene_"),
                                         "image_only": bayes("p_image_")},
         "bayes_optimal_accuracy_expected": truth["bayes_optimal_accuracy"],

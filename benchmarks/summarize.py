@@ -68,8 +68,14 @@ COMMANDS = {
     "planted_attention_NC.json": ("python benchmarks/bench_planted_attention.py COHORT OUT tiny --k 10 --stage NC "
                                   "--out benchmarks/results/planted_attention_NC.json (same cohort and outputs "
                                   "as planted_attention.json)"),
-    "training.json": "python benchmarks/bench_training.py --participants 300 --baselines snp_mlp",
+    "training.json": "python benchmarks/bench_training.py --participants 300 --baselines snp_mlp (ROI mode stretch)",
+    "training_fit.json": ("python benchmarks/bench_training.py --participants 300 --baselines snp_mlp --json "
+                          "benchmarks/results/training_fit.json"),
     "token_cache.json": "PYTHONPATH=. python benchmarks/bench_token_cache.py",
+    "interpretability_fit.json": ("PYTHONPATH=. python benchmarks/bench_interpretability.py --json "
+                                  "benchmarks/results/interpretability_fit.json (after the training_fit.json run)"),
+    "roi_modes.json": ("PYTHONPATH=. python benchmarks/bench_roi_modes.py (after python benchmarks/bench_training.py "
+                       "--participants 300 --baselines snp_mlp)"),
     "interpretability.json": ("PYTHONPATH=. python benchmarks/bench_interpretability.py (after python "
                               "benchmarks/bench_training.py --participants 300 --baselines snp_mlp)"),
     "training_gpu.json": "PYTHONPATH=. python benchmarks/bench_training_gpu.py --shape qwen2.5-7b --finetune lora",
@@ -265,16 +271,18 @@ def genetics(r: Results) -> list[dict]:
 def training(r: Results) -> list[dict]:
     S = "Training (group --train)"
     d = r.data
+    key = r.name.removesuffix(".json")  # training, training_fit: one run each
+    mode = f" {d['roi_mode']}" if "roi_mode" in d else ""
     setting = (f"{d['cohort']['participants']}-participant synthetic cohort ({d['cohort']['preset']} geometry), "
-               f"{d['n_test']} test participants, ROI {d['roi_size']}^3, {d['stage2_epochs']} stage-2 epochs")
+               f"{d['n_test']} test participants, ROI {d['roi_size']}^3{mode}, {d['stage2_epochs']} stage-2 epochs")
     bayes = d["bayes_optimal_test_accuracy"]["image_gene"]
     bayes_base = base("Bayes-optimal classifier, same test participants", bayes, "accuracy")
-    out = [r.fig(f"training.bayes_optimal.{k}", S, f"Bayes-optimal accuracy ({k.replace('_', '-')}), {setting}", v,
+    out = [r.fig(f"{key}.bayes_optimal.{k}", S, f"Bayes-optimal accuracy ({k.replace('_', '-')}), {setting}", v,
                  "accuracy", f"bayes_optimal_test_accuracy.{k}")
            for k, v in d["bayes_optimal_test_accuracy"].items()]
-    out.append(r.fig("training.bayes_optimal.expected", S, "Bayes-optimal accuracy expected over the generator",
+    out.append(r.fig(f"{key}.bayes_optimal.expected", S, "Bayes-optimal accuracy expected over the generator",
                      d["bayes_optimal_accuracy_expected"], "accuracy", "bayes_optimal_accuracy_expected"))
-    out.append(r.fig("training.majority_class", S, "majority-class rate on the test participants",
+    out.append(r.fig(f"{key}.majority_class", S, "majority-class rate on the test participants",
                      d["chance_majority_class"], "accuracy", "chance_majority_class"))
     names = {"bench": "R-GenIMA, tiny LLM on CPU", "snp_mlp": "SNP-only MLP baseline",
              "bert_rit_concat": "BERT+RiT (concat) baseline", "bert_rit_cross": "BERT+RiT (cross-attention) baseline"}
@@ -291,17 +299,18 @@ def training(r: Results) -> list[dict]:
                           "accuracy", met=gap <= 0.03,
                           note=f"95% CI {m['ci_low']:.3f}-{m['ci_high']:.3f}; {100 * gap:.1f} points below "
                                "Bayes-optimal")
-            out.append(r.fig(f"training.{model}.{metric}", S, f"{label}: test {unit}", m["value"], unit,
+            out.append(r.fig(f"{key}.{model}.{metric}", S, f"{label}{f' (ROI{mode})' if mode else ''}: test {unit}",
+                             m["value"], unit,
                              f"models.{model}.{metric}.value", **kw))
     if baselines and "bench" in d["models"]:
         best = max(baselines, key=baselines.get)
         acc = d["models"]["bench"]["accuracy"]["value"]
-        out.append(r.fig("training.bench_vs_best_baseline", S, "R-GenIMA test accuracy against the best baseline's",
+        out.append(r.fig(f"{key}.bench_vs_best_baseline", S, "R-GenIMA test accuracy against the best baseline's",
                          acc, "accuracy", f"models.bench.accuracy vs models.{best}.accuracy",
                          baseline=base(names.get(best, best), baselines[best], "accuracy"),
                          target="above every baseline", met=acc > baselines[best],
                          note="BERT+RiT baselines not in this run" if len(baselines) < 3 else None))
-    out.append(r.fig("training.wall_seconds", S, "wall time of the whole run (cohort excluded)", d["wall_seconds"], "s",
+    out.append(r.fig(f"{key}.wall_seconds", S, "wall time of the whole run (cohort excluded)", d["wall_seconds"], "s",
                      "wall_seconds"))
     return out
 
@@ -429,6 +438,7 @@ def token_cache(r: Results) -> list[dict]:
 def interpretability(r: Results) -> list[dict]:
     S = "Group analysis: truth-known interpretability"
     d = r.data
+    key = r.name.removesuffix(".json")  # interpretability, interpretability_fit: one model each
     st = d["settings"]
     out = []
     target = {"recall": ">= 0.8", "precision": ">= 0.5"}
@@ -441,19 +451,39 @@ def interpretability(r: Results) -> list[dict]:
         for metric in ("recall", "precision"):
             value = rollout[metric]
             note = f"gradient saliency on the same model: {saliency[metric]}" if saliency else None
-            out.append(r.fig(f"interpretability.{kind}.{group}.{metric}", S, f"{metric} of {what}, attention rollout, "
-                             f"{d['participants']} participants", value, metric, f"attention_rollout.{kind}.{group}",
+            model = d["run"].rsplit("/", 1)[-1]
+            out.append(r.fig(f"{key}.{kind}.{group}.{metric}", S, f"{metric} of {what}, attention rollout, "
+                             f"{d['participants']} participants, model of {model}", value, metric,
+                             f"attention_rollout.{kind}.{group}",
                              baseline=base("random attention (mean)", random[metric]["mean"], metric),
                              target=f"{target[metric]}", met=None if value is None else
                              value >= float(target[metric].split()[-1]), note=note))
     return out
 
 
+def roi_modes(r: Results) -> list[dict]:
+    S = "Training (group --train)"
+    d = r.data
+    out = []
+    reference = next((v for v in d["variants"] if v["variant"] == "stretch+size"), None)
+    for i, v in enumerate(d["variants"]):
+        what = f"{v['mode']} ROI resampling, {'with' if v['size_feature'] else 'without'} the ROI size feature"
+        kw = {}
+        if reference is not None and v is not reference:
+            kw["baseline"] = base("stretch with the size feature (rgenima's default)", reference["test_accuracy"],
+                                  "accuracy")
+        out.append(r.fig(f"roi_modes.{v['variant']}.test_accuracy", S, f"stage-1 RiT test accuracy, {what} "
+                         f"(ROI {d['roi_size']}^3, {d['n'].get('test')} test participants)", v["test_accuracy"],
+                         "accuracy", f"variants[{i}].test_accuracy", **kw))
+    return out
+
+
 READERS = [("roi_extraction.json", roi_extraction), ("bootstrap.json", bootstrap), ("bench_genetics.json", genetics),
-           ("training.json", training), ("training_gpu*.json", training_gpu), ("rollout*.json", rollout),
+           ("training.json", training), ("training_fit.json", training), ("training_gpu*.json", training_gpu), ("rollout*.json", rollout),
            ("planted_attention*.json", planted_attention), ("bench_models_gpu*.json", models_gpu),
            ("bench_models.json", models), ("token_cache.json", token_cache),
-           ("interpretability.json", interpretability)]
+           ("interpretability.json", interpretability), ("interpretability_fit.json", interpretability),
+           ("roi_modes.json", roi_modes)]
 
 
 # ----------------------------------------------------------------------------- hand-kept figures

@@ -52,6 +52,8 @@ QUICK = [  # longest first: two run at a time
     Quick("bench_interpretability.py", "--json", frozenset({"attention_rollout", "random_attention",
                                                            "gradient_saliency", "seconds", "provenance"}),
           after="bench_training.py"),
+    Quick("bench_roi_modes.py", "--json", frozenset({"variants", "roi_size", "majority_class_test_accuracy",
+                                                     "provenance"}), after="bench_training.py"),
 ]
 BY_NAME = {q.script: q for q in QUICK}
 
