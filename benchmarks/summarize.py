@@ -475,6 +475,11 @@ def roi_modes(r: Results) -> list[dict]:
         out.append(r.fig(f"roi_modes.{v['variant']}.test_accuracy", S, f"stage-1 RiT test accuracy, {what} "
                          f"(ROI {d['roi_size']}^3, {d['n'].get('test')} test participants)", v["test_accuracy"],
                          "accuracy", f"variants[{i}].test_accuracy", **kw))
+        for field, metric, unit in (("best_val_loss", "best validation loss", "loss"),
+                                    ("val_accuracy", "validation accuracy", "accuracy"),
+                                    ("test_loss", "test loss", "loss")):
+            out.append(r.fig(f"roi_modes.{v['variant']}.{field}", S, f"stage-1 RiT {metric}, {what}", v[field], unit,
+                             f"variants[{i}].{field}"))
     return out
 
 
@@ -546,6 +551,17 @@ HAND_KEPT = [  # (superseded_by results file or None, [figure(...)])
                "per (sample, answer), compact text", 5.4, "x", baseline=base("one forward per (sample, answer)", None,
                                                                              "s"), **MODELS),
     ]),
+    ("roi_modes.json", [  # the same stage-1 run as roi_modes.json's stretch+size variant
+        figure("training.stage1.size_feature.val_loss", "Training (group --train)", "stage-1 RiT, size feature "
+               "standardised per ROI: best validation loss", 0.822, "loss", **STAGE1),
+        figure("training.stage1.size_feature.val_accuracy", "Training (group --train)", "stage-1 RiT, size feature: "
+               "validation accuracy", 0.652, "accuracy", **STAGE1),
+        figure("training.stage1.size_feature.test_loss", "Training (group --train)", "stage-1 RiT, size feature: "
+               "test loss", 1.082, "loss", **STAGE1),
+        figure("training.stage1.size_feature.test_accuracy", "Training (group --train)", "stage-1 RiT, size feature: "
+               "test accuracy (75 test participants)", 0.520, "accuracy",
+               baseline=base("Bayes-optimal from ROI volumes", 0.733, "accuracy"), **STAGE1),
+    ]),
     ("bench_models_gpu.json", [
         figure("models_gpu.step", MB, "Qwen2.5-7B-shaped step (bf16, random init, gradient checkpointing), 109 ROI "
                "tokens + 1,000 SNPs", None, "s", command="PYTHONPATH=. python benchmarks/bench_models_gpu.py",
@@ -574,15 +590,6 @@ HAND_KEPT = [  # (superseded_by results file or None, [figure(...)])
                                                                   "report", **GEN),
         figure("genetics.interpreter_rss", "Genetics", "RSS of the Python interpreter with numpy/pandas/scipy (part "
                "of the QC peak)", 110, "MiB", note="about", **GEN),
-        figure("training.stage1.size_feature.val_loss", "Training (group --train)", "stage-1 RiT, size feature "
-               "standardised per ROI: best validation loss", 0.822, "loss", **STAGE1),
-        figure("training.stage1.size_feature.val_accuracy", "Training (group --train)", "stage-1 RiT, size feature: "
-               "validation accuracy", 0.652, "accuracy", **STAGE1),
-        figure("training.stage1.size_feature.test_loss", "Training (group --train)", "stage-1 RiT, size feature: "
-               "test loss", 1.082, "loss", **STAGE1),
-        figure("training.stage1.size_feature.test_accuracy", "Training (group --train)", "stage-1 RiT, size feature: "
-               "test accuracy (75 test participants)", 0.520, "accuracy",
-               baseline=base("Bayes-optimal from ROI volumes", 0.733, "accuracy"), **STAGE1),
         figure("training.stage1.patches_only.val_loss", "Training (group --train)", "stage-1 RiT, no size feature: "
                "best validation loss", 1.363, "loss", note="chance 1.386", **STAGE1),
         figure("training.stage1.patches_only.val_accuracy", "Training (group --train)", "stage-1 RiT, no size feature: "
@@ -595,7 +602,7 @@ HAND_KEPT = [  # (superseded_by results file or None, [figure(...)])
                "token after 6 epochs, first run (before the standardised size feature; from 1.12)", 0.242, "loss",
                command="python benchmarks/bench_training.py --participants 300", **TRAIN_DOC),
         figure("training.stage2.val_loss_rerun", "Training (group --train)", "stage-2 validation loss per answer token "
-               "after 6 epochs, rerun of training.json (from 1.12)", 0.230, "loss",
+               "after 6 epochs at lr 5e-4, rerun with the standardised size feature (from 1.12)", 0.230, "loss",
                command="python benchmarks/bench_training.py --participants 300 --baselines snp_mlp",
                **{**TRAIN_DOC, "commit": "1e77c2f59ae10ac556e109df99ace2fdeeede374",
                   "source": f"{DOC}, section Training (hand-kept: the run log, not training.json)"}),
