@@ -690,3 +690,40 @@ def test_freesurfer_subject_made_from_another_t1w_is_refused(tiny_cohort, tmp_pa
     assert f"remove {subjects / 'sub-001'} so that recon-all remakes it" in err and "--fs-subjects-dir" in err
     assert re.search(r"sub-006: the reused FreeSurfer subject .* has no copy of its input", err), err
     assert sorted(p.name for p in out.glob("sub-*")) == ["sub-006"] and not list(out.rglob(".tmp-*"))
+
+
+SAVE_BUNDLE = """
+import sys
+from rgenima_app.models.bundle import save_bundle
+from rgenima_app.models.llm import build_llm
+from rgenima_app.models.mllm import RGenIMA
+from rgenima_app.models.tiny_llm import TinyLLMConfig
+
+llm, tok, desc = build_llm("tiny", tiny=TinyLLMConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                                      num_key_value_heads=1, intermediate_size=64, vocab_size=512))
+save_bundle(sys.argv[1], RGenIMA(llm, tok, image_dim=16, llm_description=desc))
+"""
+
+
+def test_bundle_folder_of_a_killed_write_is_removed(tmp_path):
+    """A process SIGKILLed while a model bundle is renamed into place leaves its hidden build folder; the
+    next run's clean-up removes it (and nothing else), so no half bundle stays in models/."""
+    from rgenima_app.bids.derivatives import _writer_tag, remove_stale_temporaries
+
+    models = tmp_path / "out" / "models"
+    script = tmp_path / "save_bundle.py"
+    script.write_text(SAVE_BUNDLE)
+    killed = subprocess.run([sys.executable, str(script), str(models / "m")], capture_output=True, text=True,
+                            env={**os.environ, **kill_on_replace_env(tmp_path, "m")})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    left = list(models.iterdir())
+    assert len(left) == 1 and left[0].name.startswith(".tmp-") and left[0].name.endswith("-m"), left
+    assert (left[0] / "rgenima.json").is_file() and not (models / "m").exists()
+    live = models / f".tmp-1.{_writer_tag()}-abcd1234-other"  # its writer (PID 1, init) is alive
+    live.mkdir()
+    past = time.time() - 60
+    for path in (left[0], live):
+        os.utime(path, (past, past))
+
+    assert remove_stale_temporaries(tmp_path / "out", time.time()) == [left[0]]
+    assert list(models.iterdir()) == [live]

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import socket
 import tempfile
 from contextlib import contextmanager
@@ -106,6 +107,14 @@ def _temporary_beside(target: Path) -> Path:
     return Path(tmp_name)
 
 
+def temporary_folder_beside(target: Path) -> Path:
+    """A hidden folder beside ``target`` to build a folder output in (e.g. a model bundle) before it is
+    renamed into place; named like the temporary files, so that ``remove_stale_temporaries`` removes it
+    when its writer was killed."""
+    return Path(tempfile.mkdtemp(dir=target.parent, prefix=f".tmp-{os.getpid()}.{_writer_tag()}-",
+                                 suffix=f"-{target.name}"))
+
+
 def _process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -117,31 +126,43 @@ def _process_alive(pid: int) -> bool:
 
 
 def remove_stale_temporaries(root: Path | str, started: float) -> list[Path]:
-    """Remove the temporary files that killed runs left in ``root`` (a SIGKILL skips the cleanup of
-    ``atomic_path``); returns those removed.
+    """Remove the temporary files and folders that killed runs left in ``root`` (a SIGKILL skips the
+    cleanup of ``atomic_path`` and of a model bundle's build folder); returns those removed.
 
-    Only files named by ``_temporary_beside`` are considered, and only those whose writer is certainly
-    gone: written on this host and PID namespace (other jobs of a SLURM array may write into the same
-    folder from other nodes), by a process that is no longer alive (or by an earlier process with this
-    run's PID), and last modified before this run started. Hidden folders (the work dir) and
-    ``sourcedata`` are not searched.
+    Only names made by ``_temporary_beside`` / ``temporary_folder_beside`` are considered, and only those
+    whose writer is certainly gone: written on this host and PID namespace (other jobs of a SLURM array
+    may write into the same folder from other nodes), by a process that is no longer alive (or by an
+    earlier process with this run's PID), and last modified before this run started. Other hidden
+    folders (the work dir) and ``sourcedata`` are not searched.
     """
-    root, tag, removed = Path(root), _writer_tag(), []
+    root, removed = Path(root), []
     for folder, dirs, files in os.walk(root):
+        for name in files + dirs:
+            path = Path(folder) / name
+            if _left_by_dead_writer(path, started) and _remove(path):
+                removed.append(path)
+        # hidden folders (removed ones included) are not searched
         dirs[:] = [d for d in dirs if not d.startswith(".") and not (folder == str(root) and d == "sourcedata")]
-        for name in files:
-            match = TEMPORARY_NAME.match(name)
-            if match is None or match["tag"] != tag:
-                continue
-            path, pid = Path(folder) / name, int(match["pid"])
-            try:
-                if path.stat().st_mtime >= started or (pid != os.getpid() and _process_alive(pid)):
-                    continue
-                path.unlink()
-            except OSError:  # gone meanwhile, or not ours to remove
-                continue
-            removed.append(path)
     return removed
+
+
+def _remove(path: Path) -> bool:
+    try:
+        shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+    except OSError:  # gone meanwhile, or not ours to remove
+        return False
+    return True
+
+
+def _left_by_dead_writer(path: Path, started: float) -> bool:
+    match = TEMPORARY_NAME.match(path.name)
+    if match is None or match["tag"] != _writer_tag():
+        return False
+    pid = int(match["pid"])
+    try:
+        return not (path.stat().st_mtime >= started or (pid != os.getpid() and _process_alive(pid)))
+    except OSError:
+        return False
 
 
 def check_label(value: str, entity: str) -> str:

@@ -23,7 +23,6 @@ import os
 import re
 import secrets
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from rgenima_app import STAGES, __version__
+from rgenima_app.bids.derivatives import temporary_folder_beside
 from rgenima_app.errors import MissingInputError, OutputNotWritableError, UsageError
 from rgenima_app.imaging.roi_table import roi_names
 from rgenima_app.models.llm import PICKLE_SUFFIXES, check_safetensors_dir, describe_config, load_local_llm
@@ -108,7 +108,7 @@ def save_bundle(path: str | Path, model: RGenIMA, *, genome_build: str | None = 
         raise OutputNotWritableError(f"model bundle {path} already exists", "choose another name or remove it")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        tmp = temporary_folder_beside(path)  # a killed write's folder is removed by the next run
     except OSError as exc:
         raise OutputNotWritableError(f"cannot write the model bundle under {path.parent}: {exc}") from exc
     try:
