@@ -6,7 +6,8 @@ Public API (docs/imaging.md):
   -> ``RoiExtraction`` with ``patches`` (109 x S x S x S float32, canonical order, absent ROI =
   zero patch), ``table`` (one row per ROI) and ``index_image()``;
 - ``roi_morphometry(intensity, seg)`` -> the per-ROI table alone (no resampling);
-- ``roi_index_image(seg)`` -> the ROI index image (``dseg``: 1..109 inside ROIs, 0 elsewhere).
+- ``roi_index_image(seg)`` -> the ROI index image (``dseg``: 1..109 inside ROIs, 0 elsewhere);
+- ``intensity_scale(volumes, normalization)`` -> the factor applied to the patch intensities.
 
 How it stays fast: the label volume is mapped once to canonical indices (one table lookup), and
 one ``scipy.ndimage.find_objects`` pass gives all 109 bounding boxes; everything after that works
@@ -151,6 +152,22 @@ def _intensity_scale(normalization: str, table: pd.DataFrame, sums: np.ndarray, 
     return float(count / total)
 
 
+def _measure(volumes: RoiVolumes, device: torch.device):
+    """(boxes, masked crops, per-ROI sums, table) of an intensity volume and its ROI index."""
+    boxes = roi_boxes(volumes.index)
+    crops, sums = _masked_boxes(volumes, boxes, device)
+    return boxes, crops, sums, _table(volumes, boxes, sums)
+
+
+def intensity_scale(volumes: RoiVolumes, normalization: str) -> float:
+    """The factor ``extract_rois`` multiplies the patch intensities by (``normalization`` "wm": 1 / mean
+    intensity of the cerebral white matter; "none": 1), for other images of the same subject to share it."""
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+    _, _, sums, table = _measure(volumes, torch.device("cpu"))
+    return _intensity_scale(normalization, table, sums, volumes.intensity_name)
+
+
 def roi_morphometry(intensity: ImageLike, seg: ImageLike) -> pd.DataFrame:
     """Per-ROI morphometry (no patches): columns ``MORPH_COLUMNS``, one row per canonical ROI.
 
@@ -159,10 +176,7 @@ def roi_morphometry(intensity: ImageLike, seg: ImageLike) -> pd.DataFrame:
     ``intensity_mean``/``intensity_sd``: mean and (population) standard deviation of the intensity
     image over the ROI, in the image's own units.
     """
-    volumes = load_roi_volumes(intensity, seg)
-    boxes = roi_boxes(volumes.index)
-    _, sums = _masked_boxes(volumes, boxes, torch.device("cpu"))
-    return _table(volumes, boxes, sums)
+    return _measure(load_roi_volumes(intensity, seg), torch.device("cpu"))[3]
 
 
 def _index_image(index: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
@@ -244,9 +258,7 @@ def extract_rois(intensity: ImageLike, seg: ImageLike, roi_size: int = 96, mode:
     _check_options(roi_size, mode, normalization)
     device = resolve_device(device)
     volumes = load_roi_volumes(intensity, seg)
-    boxes = roi_boxes(volumes.index)
-    crops, sums = _masked_boxes(volumes, boxes, device)
-    table = _table(volumes, boxes, sums)
+    boxes, crops, sums, table = _measure(volumes, device)
     scale = _intensity_scale(normalization, table, sums, volumes.intensity_name)
     if mode == "fit":
         extents = roi_fit_extents_mm() if fit_extents_mm is None else np.asarray(fit_extents_mm, dtype=float)

@@ -5,15 +5,25 @@
                      token (mean of the 109 ROI tokens), concatenated, MLP head.
 ``bert_rit_cross``   Image-gene ‡: the BERT's SNP-text tokens attend (cross-attention) to the 109 frozen
                      RiT tokens.
+``llm_wholebrain``   LLM + whole-brain (the paper's LLM+Med3D): a whole-brain 3D ResNet (``WholeBrainResNet``,
+                     ``[baselines] wholebrain_*``) is trained with a stage head on each sample's whole-brain
+                     volume (``imaging.wholebrain``: the FreeSurfer conformed T1, normalised like the ROI
+                     patches, ``wholebrain_size``³ voxels) by stage 1's loop and ``[stage1]`` schedule, then
+                     frozen; its one token per sample feeds a fresh LLM built and trained exactly as
+                     R-GenIMA's stage 2 (same ``--llm``, ``--finetune``, ``[stage2]``, data ``image_gene``).
 
 The image side of the fusion baselines is the same frozen, cached stage-1 RiT that R-GenIMA reads, so
-the comparison isolates the fusion model. The SNP-only LLM is R-GenIMA with ``data = "gene"``; the
-LLM + whole-brain baseline needs whole-brain volumes and is not trained by this module. Each baseline
-trains with AdamW for ``[baselines] epochs`` epochs, keeping the weights of the best validation loss.
+the comparison isolates the fusion model; ``llm_wholebrain`` instead keeps the LLM and swaps the RiT's
+109 ROI tokens for one whole-brain token. The SNP-only LLM is R-GenIMA with ``data = "gene"``. The
+first three train with AdamW for ``[baselines] epochs`` epochs at ``[baselines] lr``, keeping the
+weights of the best validation loss.
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -24,9 +34,15 @@ from rgenima_app import STAGES
 from rgenima_app.genetics.serialize import serialize_genotypes
 from rgenima_app.models.fusion import FusionClassifier
 from rgenima_app.models.genetic import DosageMLP, SnpBert, SnpBertConfig
-from rgenima_app.training.settings import BaselineSettings
+from rgenima_app.models.mllm import RGenIMA
+from rgenima_app.models.wholebrain import WholeBrainConfig, WholeBrainResNet
+from rgenima_app.training.data import CohortSample
+from rgenima_app.training.evaluate import predict_items
+from rgenima_app.training.settings import BaselineSettings, TrainSettings
+from rgenima_app.training.stage1 import fit_classifier, load_weights, save_weights
+from rgenima_app.training.stage2 import Stage2Item, Stage2Trainer
 
-BASELINES = ("snp_mlp", "bert_rit_concat", "bert_rit_cross")
+BASELINES = ("snp_mlp", "bert_rit_concat", "bert_rit_cross", "llm_wholebrain")
 
 
 class CachedTokens(nn.Module):
@@ -90,3 +106,47 @@ def train_baseline(name: str, train, validation, test, settings: BaselineSetting
     model.eval()
     with torch.no_grad():
         return torch.softmax(_logits(model, name, test, fmt), dim=-1).numpy()
+
+
+def wholebrain_config(settings: BaselineSettings) -> WholeBrainConfig:
+    return WholeBrainConfig(depth=settings.wholebrain_depth, width=settings.wholebrain_width,
+                            out_dim=settings.wholebrain_dim)
+
+
+def volume_batch(samples: list[CohortSample], device: torch.device) -> torch.Tensor:
+    """(B, 1, S, S, S) whole-brain volumes of some samples, on ``device``."""
+    return torch.from_numpy(np.stack([np.load(s.wholebrain) for s in samples]))[:, None].to(device)
+
+
+def train_llm_wholebrain(train: list[CohortSample], validation: list[CohortSample], test: list[CohortSample],
+                         items: dict[str, Stage2Item], settings: TrainSettings,
+                         build: Callable[[int, int], RGenIMA], seed: int, device: torch.device,
+                         state_dir: Path) -> np.ndarray:
+    """The LLM + whole-brain baseline; returns its (n_test, 4) probabilities, in the order of ``test``.
+
+    Samples need ``wholebrain`` volumes, ``items`` (by sample name) the genotypes. ``build(dim,
+    n_tokens)`` makes a fresh LLM as R-GenIMA's is made. The trained ResNet and the stage-2 checkpoint
+    live in ``state_dir``, so an interrupted run resumes with the same image tokens.
+    """
+    torch.manual_seed(seed)
+    encoder = WholeBrainResNet(wholebrain_config(settings.baselines)).to(device)
+    weights = state_dir / "wholebrain.safetensors"
+    if weights.is_file():
+        load_weights(encoder, weights, device)
+    else:
+        fit_classifier(encoder, lambda batch: encoder(volume_batch(batch, device)), train, validation,
+                       settings.stage1, seed, "baseline llm_wholebrain: stage 1 (whole-brain ResNet)")
+        save_weights(encoder, weights)
+    tokens: dict[str, torch.Tensor] = {}
+    samples = [*train, *validation, *test]
+    with torch.no_grad():
+        for i in range(0, len(samples), settings.stage1.batch_size):
+            batch = samples[i:i + settings.stage1.batch_size]
+            out = encoder.features(volume_batch(batch, device))[0].float().cpu()  # (B, 1, D)
+            tokens.update(zip((s.name for s in batch), out))
+    pick = lambda role: [dataclasses.replace(items[s.name], tokens=tokens[s.name]) for s in role]  # noqa: E731
+    model = build(encoder.config.out_dim, 1)
+    fmt = settings.genetics.snp_text_format
+    Stage2Trainer(model, settings.stage2, data="image_gene", fmt=fmt, seed=seed, device=device,
+                  checkpoint_dir=state_dir / "checkpoint").fit(pick(train), pick(validation))
+    return predict_items(model, pick(test), "image_gene", fmt, settings.stage2.eval_batch_size)

@@ -1,7 +1,8 @@
 """The training cohort: labelled samples, their ROI patches (imaging stage) and panel genotypes.
 
 Imaging is label-free and fold-independent: every sample's ROIs are extracted once (reusing
-FreeSurfer subjects and the work-dir ROI cache). Genotype QC is fitted per fold on that fold's
+FreeSurfer subjects and the work-dir ROI cache), and, for the ``llm_wholebrain`` baseline, its
+whole-brain volume from the same FreeSurfer subject (work-dir cache too). Genotype QC is fitted per fold on that fold's
 training participants only (missingness, MAF, HWE and the A1 frequencies used to impute missing
 calls), and every participant's panel genotypes are then read with that panel.
 """
@@ -17,12 +18,14 @@ from tqdm import tqdm
 
 from rgenima_app.bids.inputs import T1wSample
 from rgenima_app.config import RunConfig
-from rgenima_app.errors import MissingInputError, NoDataError, ProcessingError, RgenimaError
+from rgenima_app.errors import MissingInputError, NoDataError, ProcessingError, RgenimaError, UsageError
 from rgenima_app.genetics.extract import panel_genotypes, select_panel_snps
 from rgenima_app.genetics.panel import gene_panel
 from rgenima_app.genetics.readers import open_genotypes
 from rgenima_app.genetics.samples import match_samples
+from rgenima_app.imaging.freesurfer import INTENSITY_CANDIDATES, FreeSurferSubject
 from rgenima_app.imaging.participant import process_participant_imaging
+from rgenima_app.imaging.wholebrain import cached_wholebrain_volume
 from rgenima_app.training.settings import TrainSettings
 
 log = logging.getLogger("rgenima")
@@ -38,6 +41,8 @@ class CohortSample:
     diagnosis: str
     patches: Path | None = None     # (109, S, S, S) float32 .npy in the work dir
     volumes_mm3: np.ndarray | None = None
+    freesurfer: FreeSurferSubject | None = None  # the subject the ROIs came from
+    wholebrain: Path | None = None  # (S, S, S) float32 .npy in the work dir (llm_wholebrain baseline)
 
 
 @dataclass
@@ -97,9 +102,37 @@ def prepare_imaging(config: RunConfig, t1w: list[T1wSample], samples: list[Cohor
             continue
         sample.patches = imaging.patches_path
         sample.volumes_mm3 = imaging.morph["volume_mm3"].to_numpy(float)
+        sample.freesurfer = imaging.freesurfer
     if failed:
         raise ProcessingError(f"the imaging stage failed for {len(failed)} training sample(s):\n  " + "\n  ".join(failed),
                               hint="fix or exclude them (--participant-label); finished samples are cached")
+
+
+def _missing_wholebrain_input(sample: CohortSample) -> str | None:
+    """What a sample's whole-brain volume cannot be made without (None: its FreeSurfer volumes are there)."""
+    fs = sample.freesurfer
+    if fs is None:
+        return f"the FreeSurfer subject of {sample.name} (its ROIs were not extracted by this run)"
+    if not any((fs.subject_dir / c).is_file() for c in INTENSITY_CANDIDATES):
+        return str(fs.subject_dir / INTENSITY_CANDIDATES[0])
+    return None if fs.segmentation.is_file() else str(fs.segmentation)
+
+
+def prepare_wholebrain(config: RunConfig, samples: list[CohortSample], settings: TrainSettings) -> None:
+    """The whole-brain volume of every sample (``llm_wholebrain`` baseline), from the FreeSurfer subject
+    ``prepare_imaging`` found, cached in ``WORK/wholebrain``; fills ``wholebrain``."""
+    missing = [f"{s.name}: {m}" for s in samples if (m := _missing_wholebrain_input(s))]
+    if missing:
+        raise UsageError(
+            f"the llm_wholebrain baseline has no whole-brain volume for {len(missing)} sample(s), not found:\n  "
+            + "\n  ".join(missing[:20]) + ("\n  ..." if len(missing) > 20 else ""),
+            hint="it reads each FreeSurfer subject's conformed volume (mri/T1.mgz, else norm.mgz or brain.mgz) and "
+                 "mri/aparc+aseg.mgz: restore the subject in --fs-subjects-dir (or remove its folder so that "
+                 "recon-all runs again), or take llm_wholebrain out of [baselines] run")
+    for sample in tqdm(samples, desc="whole-brain volumes", unit="sample", disable=None):
+        sample.wholebrain = cached_wholebrain_volume(sample.freesurfer, config.work_dir,
+                                                     settings.baselines.wholebrain_size,
+                                                     settings.imaging.normalization, config.device)
 
 
 def match_genotypes(config: RunConfig, participants: pd.DataFrame, cohort: Cohort) -> None:

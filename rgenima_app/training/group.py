@@ -7,9 +7,9 @@ evaluated, and the model bundle written. Outputs (model label ``<m>``, from the 
 ``desc-<m>_evaluation.tsv`` (held-out metrics with CIs, one row per model and metric, baselines
 included), ``desc-<m>_testpredictions.tsv`` and ``figures/desc-<m>_training.svg``.
 
-Work that is done is not redone: ROI patches, stage-1 weights and RiT tokens are cached in the work
-dir, and stage 2 resumes from its last checkpoint, so an interrupted run finishes when rerun with the
-same command.
+Work that is done is not redone: ROI patches, whole-brain volumes, stage-1 weights and RiT tokens are
+cached in the work dir, and stage 2 (R-GenIMA's and the ``llm_wholebrain`` baseline's) resumes from its
+last checkpoint, so an interrupted run finishes when rerun with the same command.
 """
 from __future__ import annotations
 
@@ -37,12 +37,12 @@ from rgenima_app.models.mllm import RGenIMA
 from rgenima_app.models.tiny_llm import TinyLLMConfig
 from rgenima_app.training import data as cohort_data
 from rgenima_app.training import distributed
-from rgenima_app.training.baselines import train_baseline
+from rgenima_app.training.baselines import train_baseline, train_llm_wholebrain
 from rgenima_app.training.evaluate import evaluate_probabilities, predict_items, prediction_table
 from rgenima_app.training.metrics import summarize_folds
 from rgenima_app.training.settings import TrainSettings, train_settings
 from rgenima_app.training.splits import Fold, make_folds, split_table
-from rgenima_app.training.stage1 import load_rit, rit_config, save_rit, train_stage1
+from rgenima_app.training.stage1 import load_rit, rit_config, save_weights, train_stage1
 from rgenima_app.training.stage2 import Stage2Item, Stage2Trainer
 from rgenima_app.training.tokens import rit_tokens
 
@@ -86,6 +86,8 @@ def train_group(config: RunConfig, writer: DerivativesWriter, run_id: str) -> No
                        settings.split.seed if settings.split.seed else config.seed)
     if settings.data != "gene":
         cohort_data.prepare_imaging(config, t1w, cohort.samples, settings)
+        if "llm_wholebrain" in settings.baselines.run:
+            cohort_data.prepare_wholebrain(config, cohort.samples, settings)
     keys = [run_key(config, settings, cohort, fold) for fold in folds]
     finished = _finished_folds(config, names, keys)
     if rank == 0:
@@ -174,7 +176,7 @@ def train_fold(config: RunConfig, settings: TrainSettings, cohort: cohort_data.C
                                       config.seed, device)
             (state_dir / "stage1").mkdir(parents=True, exist_ok=True)
             (state_dir / "stage1" / "curve.json").write_text(json.dumps(curve.to_dict()))
-            save_rit(rit, rit_file)
+            save_weights(rit, rit_file)
             rit_tokens(rit, cohort.samples, config.work_dir / "tokens", device, settings.stage1.batch_size)
         if config.deepspeed is not None:
             distributed.barrier()
@@ -220,8 +222,16 @@ def train_fold(config: RunConfig, settings: TrainSettings, cohort: cohort_data.C
         if name != "snp_mlp" and rit is None:
             log.warning("baseline %s needs images; skipped with data = 'gene'", name)
             continue
-        proba = train_baseline(name, pick(train_p), pick(val_p), test_items, settings.baselines,
-                               settings.genetics.snp_text_format, model.tokenizer, config.seed)
+        if name == "llm_wholebrain":
+            if device.type == "cuda":  # R-GenIMA is only saved from here on: the GPU is the baseline LLM's
+                model.cpu()
+                torch.cuda.empty_cache()
+            proba = train_llm_wholebrain(in_role(train_p), in_role(val_p), in_role(test_p), items, settings,
+                                         lambda dim, n: build_model(config, settings, dim, n, device), config.seed,
+                                         device, state_dir / "baselines" / name)
+        else:
+            proba = train_baseline(name, pick(train_p), pick(val_p), test_items, settings.baselines,
+                                   settings.genetics.snp_text_format, model.tokenizer, config.seed)
         baselines.append((name, evaluate_probabilities(test_items, proba, n_boot=1000, seed=config.seed)))
         predictions = pd.concat([predictions, prediction_table(test_items, proba, fold.index, name)], ignore_index=True)
         log.info("fold %d: baseline %s test accuracy %.3f", fold.index, name, baselines[-1][1].value("accuracy"))
@@ -236,7 +246,8 @@ def train_fold(config: RunConfig, settings: TrainSettings, cohort: cohort_data.C
                 model_card_notes=model_card_notes(settings, report, len(test_items)))
     log.info("fold %d: test accuracy %.3f (%d samples); bundle %s", fold.index,
              report.table.set_index("metric").loc["accuracy", "value"], len(test_items), bundle)
-    shutil.rmtree(state_dir / "stage2" / "checkpoint", ignore_errors=True)  # the bundle now holds the result
+    for checkpoint in [state_dir / "stage2" / "checkpoint", *(state_dir / "baselines").glob("*/checkpoint")]:
+        shutil.rmtree(checkpoint, ignore_errors=True)  # the bundle and the fold's result now hold the results
     return result
 
 

@@ -11,7 +11,8 @@ A train config has one table per part; every key is optional::
               depth = 4  heads = 8  patch_encoder = "conv"  use_size_feature = false
     [stage2]  epochs = 3  batch_size = 4  lr = 2e-6  ...  (see Stage2Settings)
     [lora]    r = 16  alpha = 32  dropout = 0.05
-    [baselines] run = ["snp_mlp", "bert_rit_concat", ...]
+    [baselines] run = ["snp_mlp", "bert_rit_concat", ...]  epochs = 60  lr = 1e-3
+                wholebrain_size = 64  wholebrain_depth = 10  wholebrain_width = 16  wholebrain_dim = 256
 
 Unknown tables or keys are refused with the list of known ones, so a typo never silently falls back
 to a default.
@@ -88,6 +89,11 @@ class BaselineSettings:
     run: list[str] = field(default_factory=list)
     epochs: int = 60
     lr: float = 1e-3
+    # llm_wholebrain: the whole-brain volume's edge (voxels) and its 3D ResNet (WholeBrainConfig)
+    wholebrain_size: int = 64
+    wholebrain_depth: int = 10
+    wholebrain_width: int = 16
+    wholebrain_dim: int = 256
 
 
 @dataclass
@@ -172,8 +178,18 @@ def check_settings(s: TrainSettings, source: Path | str) -> None:
     for table in (s.stage1, s.stage2):
         if table.epochs < 1 or table.batch_size < 1:
             raise UsageError(f"{source}: epochs and batch_size must be at least 1")
+    from rgenima_app.models.wholebrain import DEPTHS
     from rgenima_app.training.baselines import BASELINES
 
     unknown = sorted(set(s.baselines.run) - set(BASELINES))
     if unknown:
         raise UsageError(f"{source}: unknown baseline(s) {', '.join(unknown)}", hint=f"known: {', '.join(BASELINES)}")
+    b = s.baselines
+    if b.wholebrain_size < 16:  # smaller volumes leave the ResNet's last stages a single voxel
+        raise UsageError(f"{source}: baselines.wholebrain_size = {b.wholebrain_size}",
+                         hint="at least 16 voxels per side (the paper's Med3D input is far larger; default 64)")
+    if b.wholebrain_depth not in DEPTHS:
+        raise UsageError(f"{source}: baselines.wholebrain_depth = {b.wholebrain_depth}",
+                         hint=f"one of MedicalNet's depths {', '.join(map(str, DEPTHS))}")
+    if b.wholebrain_width < 1 or b.wholebrain_dim < 1:
+        raise UsageError(f"{source}: baselines.wholebrain_width and wholebrain_dim must be at least 1")

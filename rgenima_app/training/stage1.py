@@ -4,6 +4,9 @@ Early stopping watches the validation loss (never the test set): the weights of 
 validation epoch are kept. Without a validation set the last epoch's weights are kept. Patches are
 read from the work-dir cache (memory-mapped), one batch at a time. The trained weights are stored in
 the run's work directory, so a rerun does not train stage 1 again.
+
+The loop (``fit_classifier``) takes any encoder with a stage head; it also trains the whole-brain
+ResNet of the ``llm_wholebrain`` baseline.
 """
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import copy
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -55,45 +59,53 @@ def _targets(samples: list[CohortSample], device) -> torch.Tensor:
     return torch.tensor([STAGES.index(s.diagnosis) for s in samples], device=device)
 
 
+#: Stage logits (B, 4) of a batch of samples, for the classifier being trained.
+Logits = Callable[[list[CohortSample]], torch.Tensor]
+
+
 @torch.no_grad()
-def _evaluate(model: RiT, samples: list[CohortSample], batch_size: int, device) -> tuple[float, float]:
+def evaluate_classifier(model: nn.Module, logits_of: Logits, samples: list[CohortSample],
+                        batch_size: int) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of ``model`` on ``samples``."""
     model.eval()
     losses, correct = [], 0
     for i in range(0, len(samples), batch_size):
         batch = samples[i:i + batch_size]
-        patches, volumes = image_batch(batch, device)
-        logits = model(patches, volumes).logits
-        target = _targets(batch, device)
+        logits = logits_of(batch)
+        target = _targets(batch, logits.device)
         losses.append(float(nn.functional.cross_entropy(logits, target, reduction="sum")))
         correct += int((logits.argmax(-1) == target).sum())
     return sum(losses) / len(samples), correct / len(samples)
 
 
-def train_stage1(train: list[CohortSample], validation: list[CohortSample], settings: Stage1Settings,
-                 roi_size: int, seed: int, device: torch.device) -> tuple[RiT, Curve]:
-    """Train a RiT on ``train``; early stopping on ``validation`` (may be empty)."""
-    torch.manual_seed(seed)
-    model = RiT(rit_config(settings, roi_size)).to(device)
-    model.fit_size_standardization(log_volumes(torch.from_numpy(np.stack([s.volumes_mm3 for s in train]))))
+def _evaluate(model: RiT, samples: list[CohortSample], batch_size: int, device) -> tuple[float, float]:
+    return evaluate_classifier(model, lambda batch: model(*image_batch(batch, device)).logits, samples, batch_size)
+
+
+def fit_classifier(model: nn.Module, logits_of: Logits, train: list[CohortSample], validation: list[CohortSample],
+                   settings: Stage1Settings, seed: int, desc: str) -> Curve:
+    """Train any image encoder with a stage head on ``train`` (AdamW, ``settings``' epochs, batch size, lr,
+    weight decay); early stopping on the ``validation`` loss (may be empty), keeping the best epoch's
+    weights; the model is then frozen."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     rng = np.random.default_rng(seed)
     curve, best, best_loss, stale = Curve(), None, float("inf"), 0
-    bar = tqdm(range(settings.epochs), desc="stage 1 (RiT)", unit="epoch", disable=None)
+    bar = tqdm(range(settings.epochs), desc=desc, unit="epoch", disable=None)
     for epoch in bar:
         model.train()
         order = rng.permutation(len(train))
         total = 0.0
         for i in range(0, len(order), settings.batch_size):
             batch = [train[j] for j in order[i:i + settings.batch_size]]
-            patches, volumes = image_batch(batch, device)
-            loss = nn.functional.cross_entropy(model(patches, volumes).logits, _targets(batch, device))
+            logits = logits_of(batch)
+            loss = nn.functional.cross_entropy(logits, _targets(batch, logits.device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total += loss.item() * len(batch)
         curve.train_loss.append(total / len(train))
         if validation:
-            val_loss, val_acc = _evaluate(model, validation, settings.batch_size, device)
+            val_loss, val_acc = evaluate_classifier(model, logits_of, validation, settings.batch_size)
             curve.val_loss.append(val_loss)
             curve.val_accuracy.append(val_acc)
             bar.set_postfix(train=f"{curve.train_loss[-1]:.3f}", val=f"{val_loss:.3f}", acc=f"{val_acc:.2f}")
@@ -102,22 +114,39 @@ def train_stage1(train: list[CohortSample], validation: list[CohortSample], sett
             else:
                 stale += 1
                 if settings.patience and stale >= settings.patience:
-                    log.info("stage 1: early stop after epoch %d (best validation loss %.4f)", epoch + 1, best_loss)
+                    log.info("%s: early stop after epoch %d (best validation loss %.4f)", desc, epoch + 1, best_loss)
                     break
     if best is not None:
         model.load_state_dict(best)
     model.requires_grad_(False).eval()
+    return curve
+
+
+def train_stage1(train: list[CohortSample], validation: list[CohortSample], settings: Stage1Settings,
+                 roi_size: int, seed: int, device: torch.device) -> tuple[RiT, Curve]:
+    """Train a RiT on ``train``; early stopping on ``validation`` (may be empty)."""
+    torch.manual_seed(seed)
+    model = RiT(rit_config(settings, roi_size)).to(device)
+    model.fit_size_standardization(log_volumes(torch.from_numpy(np.stack([s.volumes_mm3 for s in train]))))
+    curve = fit_classifier(model, lambda batch: model(*image_batch(batch, device)).logits, train, validation,
+                           settings, seed, "stage 1 (RiT)")
     return model, curve
 
 
-def save_rit(model: RiT, path: Path) -> None:
+def save_weights(model: nn.Module, path: Path) -> None:
+    """A trained encoder's state (weights and buffers) as safetensors, written atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp))
     tmp.replace(path)
 
 
-def load_rit(config: RiTConfig, path: Path, device) -> RiT:
-    model = RiT(config)
+def load_weights(model: nn.Module, path: Path, device) -> nn.Module:
+    """``model`` with the weights of ``path``, on ``device``, frozen."""
     model.load_state_dict(load_file(str(path)))
     return model.to(device).requires_grad_(False).eval()
+
+
+
+def load_rit(config: RiTConfig, path: Path, device) -> RiT:
+    return load_weights(RiT(config), path, device)

@@ -32,6 +32,9 @@ checkpoint_every = 1
 [baselines]
 run = {baselines}
 epochs = 15
+wholebrain_size = 16
+wholebrain_width = 4
+wholebrain_dim = 16
 """
 
 

@@ -60,6 +60,22 @@ def test_test_metrics_come_from_test_participants_only(trained):
         assert metric in evaluation.index
 
 
+def test_llm_wholebrain_baseline_is_tested_on_exactly_the_split_test_participants(trained):
+    """``trained`` runs every baseline; llm_wholebrain: a 16³ whole-brain ResNet token into the tiny LLM."""
+    split = pd.read_csv(trained / "desc-tiny_split.tsv", sep="\t")
+    predictions = pd.read_csv(trained / "desc-tiny_testpredictions.tsv", sep="\t")
+    rows = predictions[predictions["model"] == "llm_wholebrain"]
+    assert sorted(rows["participant_id"]) == sorted(split.loc[split["role"] == "test", "participant_id"])
+    np.testing.assert_allclose(rows[[f"p_{s}" for s in STAGES]].sum(axis=1), 1.0, atol=1e-5)
+    evaluation = pd.read_csv(trained / "desc-tiny_evaluation.tsv", sep="\t")
+    metrics = evaluation[evaluation["model"] == "llm_wholebrain"].set_index("metric")
+    assert {"accuracy", "macro_f1", "balanced_accuracy", "macro_auc"} <= set(metrics.index)
+    assert metrics.loc["accuracy", "value"] == pytest.approx((rows["label"] == rows["diagnosis"]).mean())
+    volumes = sorted((trained / ".work" / "wholebrain").glob("sub-*/*.npy"))
+    assert len(volumes) == len(split) and np.load(volumes[0]).shape == (16, 16, 16)
+    assert not list((trained / ".work" / "training").glob("*/baselines/llm_wholebrain/checkpoint"))
+
+
 def test_bundle_reloads_predicts_and_knows_its_training_participants(trained, train_cohort):
     bundle_dir = trained / "models" / "tiny"
     predictions = pd.read_csv(trained / "desc-tiny_testpredictions.tsv", sep="\t")
