@@ -143,6 +143,21 @@ def run_key(config: RunConfig, settings: TrainSettings, cohort: cohort_data.Coho
         "samples": [(s.name, s.diagnosis, str(s.patches)) for s in cohort.samples],
         "roles": sorted(fold.roles.items()), "version": __version__,
     }
+    return _digest(parts)
+
+
+def stage1_key(config: RunConfig, settings: TrainSettings, cohort: cohort_data.Cohort, fold: Fold) -> str:
+    """What the fold's stage-1 RiT depends on, and nothing else: runs that differ only in the data
+    configuration, stage 2, the LLM or the baselines share one RiT (and its cached tokens)."""
+    parts = {
+        "stage1": asdict(settings.stage1), "imaging": asdict(settings.imaging), "seed": config.seed,
+        "roi_size": config.roi_size, "samples": [(s.name, s.diagnosis, str(s.patches)) for s in cohort.samples],
+        "roles": sorted(fold.roles.items()), "version": __version__,
+    }
+    return _digest(parts)
+
+
+def _digest(parts: dict) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -169,20 +184,21 @@ def train_fold(config: RunConfig, settings: TrainSettings, cohort: cohort_data.C
 
     rit, curves, tokens = None, {}, {}
     if settings.data != "gene":
-        rit_file = state_dir / "stage1" / "rit.safetensors"
+        stage1_dir = config.work_dir / "training" / f"stage1-{stage1_key(config, settings, cohort, fold)}"
+        rit_file = stage1_dir / "rit.safetensors"
         rit_cfg = rit_config(settings.stage1, config.roi_size)
         if rank == 0 and not rit_file.is_file():  # other ranks wait for rank 0's RiT and tokens
             rit, curve = train_stage1(in_role(train_p), in_role(val_p), settings.stage1, config.roi_size,
                                       config.seed, device)
-            (state_dir / "stage1").mkdir(parents=True, exist_ok=True)
-            (state_dir / "stage1" / "curve.json").write_text(json.dumps(curve.to_dict()))
+            stage1_dir.mkdir(parents=True, exist_ok=True)
+            (stage1_dir / "curve.json").write_text(json.dumps(curve.to_dict()))
             save_weights(rit, rit_file)
             rit_tokens(rit, cohort.samples, config.work_dir / "tokens", device, settings.stage1.batch_size)
         if config.deepspeed is not None:
             distributed.barrier()
         log.info("stage 1: the trained RiT is %s", rit_file)
         rit = load_rit(rit_cfg, rit_file, device)
-        curves["stage1"] = json.loads((state_dir / "stage1" / "curve.json").read_text())
+        curves["stage1"] = json.loads((stage1_dir / "curve.json").read_text())
         tokens = rit_tokens(rit, cohort.samples, config.work_dir / "tokens", device, settings.stage1.batch_size)
 
     items = {s.name: Stage2Item(s.name, s.participant, s.diagnosis, genotypes.get(s.participant),

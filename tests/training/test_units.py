@@ -131,3 +131,25 @@ def test_deepspeed_presets_fill_auto_values(tmp_path):
     with pytest.raises(UsageError, match="not valid JSON"):
         load_deepspeed_config(str(bad), Stage2Settings())
     assert np.isfinite(cfg["gradient_clipping"])
+
+
+def test_stage1_key_ignores_what_stage1_does_not_read():
+    """Runs that differ only in the data configuration, stage 2, the LLM or the baselines share one RiT;
+    a stage-1 setting, the ROI mode or the split gives another."""
+    from types import SimpleNamespace
+
+    from rgenima_app.training.group import stage1_key
+
+    config = SimpleNamespace(seed=0, roi_size=8, llm="tiny")
+    cohort = SimpleNamespace(samples=[SimpleNamespace(name=f"sub-0{i}", diagnosis="NC", patches=f"/w/{i}.npy")
+                                      for i in range(3)])
+    fold = SimpleNamespace(roles={"sub-00": "train", "sub-01": "validation", "sub-02": "test"})
+    key = stage1_key(config, train_settings(None), cohort, fold)
+    same = [train_settings({"data": "mixture", "stage2": {"epochs": 9, "lr": 1e-3}, "name": "other",
+                            "baselines": {"run": ["snp_mlp"]}})]
+    assert all(stage1_key(config, s, cohort, fold) == key for s in same)
+    assert stage1_key(SimpleNamespace(seed=0, roi_size=8, llm="other"), train_settings(None), cohort, fold) == key
+    other = [train_settings({"stage1": {"epochs": 3}}), train_settings({"imaging": {"mode": "fit"}})]
+    assert all(stage1_key(config, s, cohort, fold) != key for s in other)
+    swapped = SimpleNamespace(roles={"sub-00": "validation", "sub-01": "train", "sub-02": "test"})
+    assert stage1_key(config, train_settings(None), cohort, swapped) != key
