@@ -9,7 +9,8 @@ heads, 4 KV heads; ``--head-dim 4`` keeps the attention maps of that shape at a 
 for CPUs — the maps, which are what the two methods differ in, depend on L, H and n only). The prompt is
 the real one: 109 image tokens and a compact SNP text of ``--snps`` SNPs in blocks of 14.
 
-* rollout: ``inference.rollout.rollout`` — per-layer head means kept (L·n² floats), 110 rows propagated.
+* rollout: ``inference.rollout.rollout`` — head means computed over blocks of query rows (no per-head
+  weights), their lower triangles kept (about L·n²/2 floats), 110 rows propagated.
 * direct: ``output_attentions=True`` (L·H·n² floats kept) and the full n×n products (O(L·n³)).
 
 Peak memory is the allocator's peak above what the model itself holds: ``torch.cuda.max_memory_allocated``

@@ -49,8 +49,6 @@ PROVENANCE = {
                                  "48be654d2864ce94c10a4cd30fc9bd699d14fd7c880e86c14a642a72cc84605c"),
     "roi_extraction.json": ("32ef1f4b432600c8c26fed6b372c8553ddd8f50b", "2026-11-22",
                            "2c62cb62b121a3ffa522ed85e7e5a9cf6f0e87c8e70dbdc432a3ebf6e38ab258"),
-    "rollout_cpu.json": ("8c508aaa969645be8728785bdc0efe175e96a994", "2026-11-30",
-                        "eacf35839096e0cc7aa542af8b5c729cf2c16a3951f72598d95034e96cbc4425"),
     "training.json": ("521241029d2aa2f6bc4756a81fb6901a0a9e7905", "2026-12-01",
                      "d65e3ee0bb046d43d9b96d09e693ecd84c879e901884553a637f9094b02cf3c4"),
 }
@@ -330,8 +328,9 @@ def rollout(r: Results) -> list[dict]:
                          target=f"<= 1/H (1/{d['heads']}) of the direct method's memory",
                          met=run["rollout_peak_bytes"] * d["heads"] <= run["direct_peak_bytes"]
                          if "direct_peak_bytes" in run else None,
-                         note="the peak holds the L head-mean maps plus one layer's transient eager attention "
-                              "(H n^2), so it is about 1/H + 1/L of the direct method's"))
+                         note="the peak holds the lower triangles of the L head-mean maps (about L n^2 / 2 floats) "
+                              "plus the forward pass's activations (one block of attention weights, the MLP); "
+                              "no per-head weights"))
         if "direct_s" in run:
             out.append(r.fig(f"rollout.{d['device']}.n{n}.time", S, f"rollout time, n = {n} tokens ({shape})",
                              run["rollout_s"], "s", f"runs[{i}].rollout_s",

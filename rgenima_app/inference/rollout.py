@@ -9,10 +9,12 @@ R = Ã_L ⋯ Ã_1 (Abnar & Zuidema 2020):
 
 Only the rows q and the 109 ROI positions of R are needed. Row k of R is e_k·Ã_L·Ã_{L-1}⋯Ã_1: a row
 vector pushed through the layers from the last to the first. The forward pass runs the layers the other
-way (1 → L), so the (B, n, n) head mean of every layer is kept while the forward runs (the per-head
-(B, H, n, n) weights exist for one layer at a time, inside its hook) and the 110 rows are propagated
-afterwards, from layer L down to 1: O(L·n²) memory and O(L·k·n²) time for k = 110 rows, instead of the
-O(L·H·n²) memory of ``output_attentions=True`` and the O(L·n³) time of the full products.
+way (1 → L), so the head mean of every layer is kept while the forward runs and the 110 rows are
+propagated afterwards, from layer L down to 1. The attention function of ``record_attention`` computes
+the head mean over blocks of query rows, so the per-head (B, H, n, n) weights never exist, and only the
+lower triangle of each causal map is kept (``CausalMap``): about L·n²/2 floats and O(L·k·n²) time for
+k = 110 rows, instead of the L·H·n² of ``output_attentions=True`` and the O(L·n³) time of the full
+products.
 
 Since the rows of Ā sum to 1, Ã only scales rows: v·Ã = 0.5·(v/s)·Ā + 0.5·(v/s) with s the row sums of
 0.5·Ā + 0.5 (kept explicit so that any row normalisation error of the attention is normalised away).
@@ -33,6 +35,10 @@ import torch
 from rgenima_app.errors import ProcessingError
 from rgenima_app.models.attention import record_attention
 from rgenima_app.models.mllm import MLLMSample, PromptBatch, PromptLayout, RGenIMA
+
+# Rows per block of a kept map: the upper corners of its diagonal blocks cost n·ROW_BLOCK/2 entries, and fewer,
+# larger blocks mean fewer operations in the propagation (each has a fixed cost on a busy CPU).
+ROW_BLOCK = 64
 
 DEFINITION = (
     "Attention rollout (Abnar & Zuidema 2020) over all decoder layers of the LLM: with A_l the head-mean "
@@ -106,53 +112,81 @@ def token_genes(layout: PromptLayout, genome_text: str) -> tuple[list[str], np.n
 
 
 # ------------------------------------------------------------------------------ the rollout
+class CausalMap:
+    """The lower-triangular part of a causal (B, n, n) head mean, kept in blocks of ``ROW_BLOCK`` rows.
+
+    Block [s, e) holds rows s..e-1 and columns 0..e-1: about half the memory of the dense map. The entries
+    it drops are exactly 0 in every real query row (a token attends to itself and earlier tokens only);
+    rows of left padding, which attend everywhere, lose theirs, and the rollout never reads them.
+    """
+
+    def __init__(self, head_mean: torch.Tensor, dtype=torch.float32, device=None):
+        n = head_mean.shape[-1]
+        if head_mean.shape[-2] != n:
+            raise ProcessingError(f"a causal map needs as many queries as keys, not {tuple(head_mean.shape)}")
+        self.n, self.device = n, device or head_mean.device
+        self.blocks = [(s, head_mean[:, s:s + ROW_BLOCK, :s + ROW_BLOCK].to(dtype=dtype, device=self.device,
+                                                                             copy=True))
+                       for s in range(0, n, ROW_BLOCK)]
+
+    def nbytes(self) -> int:
+        return sum(b.numel() * b.element_size() for _, b in self.blocks)
+
+
 class LayerMaps:
     """The ``on_layer`` consumer of ``record_attention``: keeps each layer's head mean of the first
-    forward pass only (the prompt pass; later passes, e.g. the answer continuation, are ignored)."""
+    forward pass only (the prompt pass; later passes, e.g. the answer continuation, are ignored), as a
+    ``CausalMap``."""
 
     def __init__(self, n_layers: int, device: torch.device | str | None = None, dtype=torch.float32):
-        self.maps: list[torch.Tensor | None] = [None] * n_layers
+        self.maps: list[CausalMap | None] = [None] * n_layers
         self.device, self.dtype = device, dtype
 
     def __call__(self, index: int, head_mean: torch.Tensor) -> None:
         if self.maps[index] is None:
-            self.maps[index] = head_mean.to(dtype=self.dtype, device=self.device or head_mean.device)
+            self.maps[index] = CausalMap(head_mean, self.dtype, self.device)
 
     @property
     def complete(self) -> bool:
         return all(m is not None for m in self.maps)
 
     def nbytes(self) -> int:
-        return sum(m.numel() * m.element_size() for m in self.maps if m is not None)
+        return sum(m.nbytes() for m in self.maps if m is not None)
 
 
-def propagate_rows(maps: list[torch.Tensor], rows: torch.Tensor) -> torch.Tensor:
-    """``rows`` (k, n) times Ã_L ⋯ Ã_1, with ``maps[l]`` the (n, n) head mean of layer l+1.
+def propagate_rows(maps: list[CausalMap], rows: torch.Tensor, batch_index: int = 0) -> torch.Tensor:
+    """``rows`` (k, n) times Ã_L ⋯ Ã_1, with ``maps[l]`` the head mean of layer l+1 (sample ``batch_index``).
 
-    Rows are vectors over positions; for one-hot rows e_i the result is row i of R.
+    Rows are vectors over positions; for one-hot rows e_i the result is row i of R. Each block of Ā's
+    rows is taken to float64 on its own (a float64 copy of a whole map would be two maps more).
     """
     v = rows.to(dtype=torch.float64)
-    for head_mean in reversed(maps):
-        a = head_mean.to(dtype=torch.float64)
-        scale = 0.5 * a.sum(dim=-1) + 0.5           # row sums of 0.5·Ā + 0.5·I
-        w = v / scale                               # v · diag(1/s)
-        v = 0.5 * (w @ a) + 0.5 * w
-        del a
+    for causal_map in reversed(maps):
+        out = torch.zeros_like(v)
+        for start, block in causal_map.blocks:
+            a = block[batch_index].to(dtype=torch.float64)   # rows start.., columns 0..stop-1
+            stop = start + a.shape[0]
+            w = v[:, start:stop] / (0.5 * a.sum(dim=-1) + 0.5)  # v · diag(1/s), s: row sums of 0.5·Ā + 0.5·I
+            out[:, start:stop] += 0.5 * w
+            out[:, :a.shape[1]].addmm_(w, a, alpha=0.5)
+        v = out
     return v
 
 
-def sample_rollout(maps: list[torch.Tensor], layout: PromptLayout, pad: int,
+def sample_rollout(maps: list[CausalMap], layout: PromptLayout, pad: int,
                    genome_text: str | None, batch_index: int = 0) -> RolloutResult:
-    """The rollout outputs of one sample of a left-padded batch (``maps[l]`` is (B, n, n))."""
+    """The rollout outputs of one sample of a left-padded batch.
+
+    The rows are propagated in the batch's padded frame: a real token attends to no padding, so the
+    padding positions stay 0 and the sample's own positions are those after its ``pad`` offset.
+    """
     n = layout.prompt_length
-    own = [m[batch_index, pad:pad + n, pad:pad + n] for m in maps]
-    device = own[0].device
     wanted = [layout.query_position]
     if layout.image_span is not None:
         wanted += list(range(*layout.image_span))
-    onehot = torch.zeros(len(wanted), n, dtype=torch.float64, device=device)
-    onehot[torch.arange(len(wanted)), torch.tensor(wanted)] = 1.0
-    rows = propagate_rows(own, onehot).cpu().numpy()
+    onehot = torch.zeros(len(wanted), maps[0].n, dtype=torch.float64, device=maps[0].device)
+    onehot[torch.arange(len(wanted)), pad + torch.tensor(wanted)] = 1.0
+    rows = propagate_rows(maps, onehot, batch_index)[:, pad:pad + n].cpu().numpy()
     result = RolloutResult(layout=layout, query_row=rows[0],
                            roi_rows=rows[1:] if layout.image_span is not None else None)
     if genome_text is not None and layout.genome_span is not None:
@@ -173,8 +207,8 @@ def rollout(model: RGenIMA, samples: list[MLLMSample], *, map_device: str | torc
             with_probabilities: bool = True) -> tuple[list[RolloutResult], torch.Tensor | None]:
     """Attention rollout of a batch, and (optionally) the four class probabilities from the same pass.
 
-    The prompt pass runs with eager attention under ``record_attention(store=False)``; a ``LayerMaps``
-    keeps the head mean of each layer (``map_device``: where to keep them; default the model's device).
+    The prompt pass runs under ``record_attention(store=False)``; a ``LayerMaps`` keeps the head mean of
+    each layer (``map_device``: where to keep them; default the model's device).
     With ``with_probabilities``, the answers' continuation runs on the prompt's key/value cache
     (``RGenIMA.answer_log_likelihoods``); its attention is not recorded.
     """
