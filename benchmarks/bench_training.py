@@ -3,8 +3,11 @@
     PYTHONPATH=. python benchmarks/bench_training.py [--participants 300 --seed 0 --out /tmp/rgenima-bench-train]
 
 Makes a synthetic cohort (``demo`` preset geometry, planted ROIs and genes, exact Bayes-optimal
-posteriors), runs ``rgenima BIDS OUT group --train`` once with the tiny LLM on the CPU and the paper's
-baselines (SNP-only MLP, BERT+RiT † and ‡) on the same participant-disjoint split, and reports each
+posteriors), runs ``rgenima BIDS OUT group --train`` with the tiny LLM on the CPU once per data
+configuration (``--data image_gene,gene,mixture``: R-GenIMA, the SNP-only LLM and the paper's mixture; each
+run is its own ``derivatives-*-<label>`` with model ``bench``, ``benchgene``, ``benchmixture``) and the
+paper's other baselines (SNP-only MLP, BERT+RiT † and ‡, beside the first configuration) on the same
+participant-disjoint split, and reports each
 model's held-out accuracy, macro-F1 and balanced accuracy with 95% CIs beside the accuracy of the
 Bayes-optimal classifier on the same test participants (argmax of the generator's posterior given
 everything observable), its gene-only and image-only versions, and chance. Also records the wall time
@@ -32,11 +35,12 @@ from pathlib import Path
 import pandas as pd
 
 from _common import output_path, provenance, quick_dir
+from bench_genetics import bench_tokens
 from rgenima_app import STAGES
 
 TRAIN_CONFIG = """
-name = "bench"
-data = "image_gene"
+name = "{name}"
+data = "{data}"
 [imaging]
 mode = "{mode}"
 [split]
@@ -59,7 +63,8 @@ warmup_ratio = 0.05
 checkpoint_every = 0
 [baselines]
 run = {baselines}
-epochs = 60
+epochs = {baseline_epochs}
+wholebrain_size = {wholebrain_size}
 """
 
 
@@ -84,8 +89,15 @@ def main() -> None:
     parser.add_argument("--roi-size", type=int, default=16)
     parser.add_argument("--roi-mode", choices=("stretch", "fit"), default="fit",
                         help="ROI resampling ([imaging] mode); fit gave the better RiT (bench_roi_modes.py)")
-    parser.add_argument("--baselines", default="snp_mlp,bert_rit_concat,bert_rit_cross",
+    parser.add_argument("--data", default="image_gene",
+                        help="comma-separated data configurations, one group --train run each (image_gene, gene, "
+                             "mixture); all are tested on the same participants")
+    parser.add_argument("--baselines", default="snp_mlp,bert_rit_concat,bert_rit_cross,llm_wholebrain",
                         help="comma-separated baselines to train beside R-GenIMA ('' for none)")
+    parser.add_argument("--baseline-epochs", type=int, default=60, help="[baselines] epochs")
+    parser.add_argument("--wholebrain-size", type=int, default=32,
+                        help="[baselines] wholebrain_size of llm_wholebrain (the synthetic T1w is 64^3; 32^3 keeps "
+                             "its 3D ResNet affordable on a CPU)")
     parser.add_argument("--out", type=Path, default=Path("/tmp/rgenima-bench-train"))
     parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "training.json")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, about a minute (CI); not the figures")
@@ -100,10 +112,71 @@ def main() -> None:
     if not (cohort / "ground_truth.json").exists():
         subprocess.run([sys.executable, "-m", "rgenima_app.synthetic", str(cohort), "--preset", "demo", "--seed",
                         str(args.seed), "--n-participants", str(args.participants), "--overwrite"], check=True)
-    out = args.out / f"derivatives-{datetime.now():%Y%m%d-%H%M%S}"
-    config = args.out / "train-bench.toml"
     baselines = [b for b in args.baselines.split(",") if b]
-    config.write_text(TRAIN_CONFIG.format(epochs=args.epochs, baselines=json.dumps(baselines), mode=args.roi_mode))
+    runs = {}
+    for index, data in enumerate(d for d in args.data.split(",") if d):
+        # the paper's baselines train once, beside the first configuration (they ignore it)
+        runs[data] = train(args, cohort, data, baselines if index == 0 else [])
+
+    truth = json.loads((cohort / "ground_truth.json").read_text())
+    posterior = pd.read_csv(cohort / "ground_truth.tsv", sep="\t").set_index("participant_id")
+    test_ids = next(iter(runs.values()))["test_ids"]
+    if any(run["test_ids"] != test_ids for run in runs.values()):
+        raise SystemExit("the data configurations were tested on different participants; their figures "
+                         "would not compare")
+    post = posterior.loc[test_ids]
+    stage_of = post["stage"].to_numpy()
+
+    def bayes(prefix: str) -> float:
+        columns = [f"{prefix}{s}" for s in STAGES]
+        best = post[columns].to_numpy().argmax(axis=1)
+        return float((pd.Series(STAGES).to_numpy()[best] == stage_of).mean())
+
+    result = {
+        "benchmark": "training", "date": datetime.now().isoformat(timespec="seconds"),
+        "provenance": provenance(args.quick),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "cohort": {"participants": args.participants, "seed": args.seed, "preset": "demo",
+                   "planted_rois": truth["planted_rois"], "planted_genes": truth["planted_genes"]},
+        "n_test": len(test_ids), "roi_size": args.roi_size, "roi_mode": args.roi_mode, "stage2_epochs": args.epochs,
+        "baseline_epochs": args.baseline_epochs, "data_configurations": {d: r["label"] for d, r in runs.items()},
+        "bayes_optimal_test_accuracy": {"image_gene": bayes("p_"), "gene_only": bayes("p_gene_"),
+                                        "image_only": bayes("p_image_")},
+        "bayes_optimal_accuracy_expected": truth["bayes_optimal_accuracy"],
+        "chance_majority_class": float(post["stage"].value_counts(normalize=True).max()),
+        "models": {m: v for run in runs.values() for m, v in run["models"].items()},
+        "wall_seconds": round(sum(run["wall"] for run in runs.values()), 1),
+        "runs": {d: {"wall_seconds": round(r["wall"], 1), "log_times": r["log_times"]} for d, r in runs.items()},
+    }
+    # the cohort's panel (before QC), as bench_genetics.py counts the real set's
+    result["snp_text_tokens"] = bench_tokens(cohort / "genotypes" / "cohort", None, 200)
+    if len(runs) == 1:  # the layout of earlier results (one configuration per file)
+        result["log_times"] = next(iter(runs.values()))["log_times"]
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    print("\n| model | accuracy (95% CI) | macro-F1 | balanced accuracy |\n|---|---|---|---|")
+    for model, m in result["models"].items():
+        a = m["accuracy"]
+        print(f"| {model} | {a['value']:.3f} ({a['ci_low']:.3f}-{a['ci_high']:.3f}) | "
+              f"{m['macro_f1']['value']:.3f} | {m['balanced_accuracy']['value']:.3f} |")
+    b = result["bayes_optimal_test_accuracy"]
+    print(f"| Bayes-optimal (same test set) | {b['image_gene']:.3f} | | |")
+
+
+def model_name(data: str) -> str:
+    """``bench`` for the paper's image-gene configuration, ``benchgene`` / ``benchmixture`` for the others."""
+    return "bench" if data == "image_gene" else "bench" + data.replace("_", "")
+
+
+def train(args, cohort: Path, data: str, baselines: list[str]) -> dict:
+    """One ``group --train`` run of one data configuration; its test metrics, test participants and times."""
+    label = model_name(data)
+    out = args.out / f"derivatives-{datetime.now():%Y%m%d-%H%M%S}-{label}"
+    config = args.out / f"train-{label}.toml"
+    config.write_text(TRAIN_CONFIG.format(name=label, data=data, epochs=args.epochs, baselines=json.dumps(baselines),
+                                          mode=args.roi_mode, baseline_epochs=args.baseline_epochs,
+                                          wholebrain_size=args.wholebrain_size))
     if args.quick:
         config.write_text(quick_config(config.read_text()))
     command = [sys.executable, "-m", "rgenima_app", str(cohort / "bids"), str(out), "group", "--train",
@@ -114,52 +187,20 @@ def main() -> None:
     subprocess.run(command, check=True)
     wall = time.perf_counter() - start
 
-    truth = json.loads((cohort / "ground_truth.json").read_text())
-    posterior = pd.read_csv(cohort / "ground_truth.tsv", sep="\t").set_index("participant_id")
-    predictions = pd.read_csv(out / "desc-bench_testpredictions.tsv", sep="\t")
-    test_ids = predictions.loc[predictions["model"] == "bench", "participant_id"].tolist()
-    post = posterior.loc[test_ids]
-    stage_of = post["stage"].to_numpy()
-
-    def bayes(prefix: str) -> float:
-        columns = [f"{prefix}{s}" for s in STAGES]
-        best = post[columns].to_numpy().argmax(axis=1)
-        return float((pd.Series(STAGES).to_numpy()[best] == stage_of).mean())
-
-    evaluation = pd.read_csv(out / "desc-bench_evaluation.tsv", sep="\t")
-    rows = {}
+    predictions = pd.read_csv(out / f"desc-{label}_testpredictions.tsv", sep="\t")
+    evaluation = pd.read_csv(out / f"desc-{label}_evaluation.tsv", sep="\t")
+    models = {}
     for model, part in evaluation.groupby("model"):
         metrics = part.set_index("metric")
-        rows[model] = {m: {k: float(metrics.loc[m, k]) for k in ("value", "ci_low", "ci_high")}
-                       for m in ("accuracy", "macro_f1", "balanced_accuracy", "macro_auc")}
+        models[model] = {m: {k: float(metrics.loc[m, k]) for k in ("value", "ci_low", "ci_high")}
+                         for m in ("accuracy", "macro_f1", "balanced_accuracy", "macro_auc")}
     log = "\n".join(p.read_text() for p in (out / "logs").glob("*.log"))
     stamps = {name: re.search(rf"(\d\d:\d\d:\d\d),\d+ INFO: {pattern}", log)
               for name, pattern in {"start": "rgenima", "stage1": "fold 0:", "stage2": "stage 2:",
                                     "evaluated": "fold 0: test accuracy", "finished": "training finished"}.items()}
-    result = {
-        "benchmark": "training", "date": datetime.now().isoformat(timespec="seconds"),
-        "provenance": provenance(args.quick),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-        "cohort": {"participants": args.participants, "seed": args.seed, "preset": "demo",
-                   "planted_rois": truth["planted_rois"], "planted_genes": truth["planted_genes"]},
-        "n_test": len(test_ids), "roi_size": args.roi_size, "roi_mode": args.roi_mode, "stage2_epochs": args.epochs,
-        "bayes_optimal_test_accuracy": {"image_gene": bayes("p_"), "gene_only": bayes("p_gene_"),
-                                        "image_only": bayes("p_image_")},
-        "bayes_optimal_accuracy_expected": truth["bayes_optimal_accuracy"],
-        "chance_majority_class": float(post["stage"].value_counts(normalize=True).max()),
-        "models": rows, "wall_seconds": round(wall, 1),
-        "log_times": {k: v.group(1) for k, v in stamps.items() if v},
-    }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
-    print("\n| model | accuracy (95% CI) | macro-F1 | balanced accuracy |\n|---|---|---|---|")
-    for model, m in rows.items():
-        a = m["accuracy"]
-        print(f"| {model} | {a['value']:.3f} ({a['ci_low']:.3f}-{a['ci_high']:.3f}) | "
-              f"{m['macro_f1']['value']:.3f} | {m['balanced_accuracy']['value']:.3f} |")
-    b = result["bayes_optimal_test_accuracy"]
-    print(f"| Bayes-optimal (same test set) | {b['image_gene']:.3f} | | |")
+    return {"label": label, "models": models, "wall": wall,
+            "test_ids": predictions.loc[predictions["model"] == label, "participant_id"].tolist(),
+            "log_times": {k: v.group(1) for k, v in stamps.items() if v}}
 
 
 if __name__ == "__main__":

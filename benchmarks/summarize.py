@@ -69,6 +69,15 @@ COMMANDS = {
     "training.json": "python benchmarks/bench_training.py --participants 300 --baselines snp_mlp (ROI mode stretch)",
     "training_fit.json": ("python benchmarks/bench_training.py --participants 300 --baselines snp_mlp --json "
                           "benchmarks/results/training_fit.json"),
+    "training_1000.json": ("python benchmarks/bench_training.py --participants 1000 --epochs 6 --baseline-epochs 30 "
+                           "--baselines snp_mlp,bert_rit_concat,bert_rit_cross --out /tmp/rgenima-bench-1000 "
+                           "--json benchmarks/results/training_1000.json"),
+    "training_1000_gene.json": ("python benchmarks/bench_training.py --participants 1000 --epochs 6 --data gene "
+                                "--baselines '' --out /tmp/rgenima-bench-1000 --json "
+                                "benchmarks/results/training_1000_gene.json (after the training_1000.json run)"),
+    "training_1000_data.json": ("python benchmarks/bench_training.py --participants 1000 --epochs 6 --data mixture "
+                                "--baselines llm_wholebrain --out /tmp/rgenima-bench-1000 --json "
+                                "benchmarks/results/training_1000_data.json (after the training_1000.json run)"),
     "token_cache.json": "PYTHONPATH=. python benchmarks/bench_token_cache.py",
     "interpretability_fit.json": ("PYTHONPATH=. python benchmarks/bench_interpretability.py --json "
                                   "benchmarks/results/interpretability_fit.json (after the training_fit.json run)"),
@@ -250,20 +259,28 @@ def genetics(r: Results) -> list[dict]:
             out.append(r.fig(f"genetics.{s}.kept_equal_plink", S, f"kept variant set equal to plink1.9's, {s}",
                              q["kept_equal_plink"], "bool", f"qc[{s}].kept_equal_plink",
                              note=f"{q['kept']} variants kept"))
-    t = r.data["tokens"]
+    return out + snp_text_tokens(r, r.data["tokens"], "genetics.tokens", S, "tokens")
+
+
+def snp_text_tokens(r: Results, t: dict, key: str, section: str, path: str) -> list[dict]:
+    """Tokens per participant of the verbose and compact SNP texts (bench_genetics.bench_tokens's dict)."""
+    out = []
     for tok, label in (("byte_level_bpe_4k", "byte-level BPE (4,000) trained on these texts"),
                        ("tiny_llm_tokenizer", "tiny LLM tokenizer"), ("llm_tokenizer", "LLM tokenizer")):
         if tok not in t:
             continue
         v, c = t[tok]["verbose"]["mean"], t[tok]["compact"]["mean"]
         setting = f"{t['panel_snps']} SNPs in {t['panel_genes']} genes, {t['participants']} participants"
-        out.append(r.fig(f"genetics.tokens.{tok}.verbose", S, f"tokens per participant, verbose SNP text, {label} "
-                         f"({setting})", v, "tokens", f"tokens.{tok}.verbose.mean"))
-        out.append(r.fig(f"genetics.tokens.{tok}.compact", S, f"tokens per participant, compact SNP text, {label}",
-                         c, "tokens", f"tokens.{tok}.compact.mean", baseline=base("verbose text", v, "tokens"),
+        out.append(r.fig(f"{key}.{tok}.verbose", section, f"tokens per participant, verbose SNP text, {label} "
+                         f"({setting})", v, "tokens", f"{path}.{tok}.verbose.mean"))
+        out.append(r.fig(f"{key}.{tok}.compact", section, f"tokens per participant, compact SNP text, {label}",
+                         c, "tokens", f"{path}.{tok}.compact.mean", baseline=base("verbose text", v, "tokens"),
                          target="<= 1/3 of the verbose text's tokens (at no loss of accuracy)",
                          met=c / v <= 1 / 3, note="token half of the target; the accuracy half is not measured"))
     return out
+
+
+BASELINE_MODELS = ("snp_mlp", "benchgene", "bert_rit_concat", "bert_rit_cross", "llm_wholebrain")
 
 
 def training(r: Results) -> list[dict]:
@@ -282,9 +299,13 @@ def training(r: Results) -> list[dict]:
                      d["bayes_optimal_accuracy_expected"], "accuracy", "bayes_optimal_accuracy_expected"))
     out.append(r.fig(f"{key}.majority_class", S, "majority-class rate on the test participants",
                      d["chance_majority_class"], "accuracy", "chance_majority_class"))
-    names = {"bench": "R-GenIMA, tiny LLM on CPU", "snp_mlp": "SNP-only MLP baseline",
-             "bert_rit_concat": "BERT+RiT (concat) baseline", "bert_rit_cross": "BERT+RiT (cross-attention) baseline"}
-    baselines = {m: v["accuracy"]["value"] for m, v in d["models"].items() if m != "bench"}
+    names = {"bench": "R-GenIMA, tiny LLM on CPU", "benchmixture": "R-GenIMA, mixture configuration",
+             "benchgene": "SNP-only LLM baseline (R-GenIMA, data = gene)", "snp_mlp": "SNP-only MLP baseline",
+             "bert_rit_concat": "BERT+RiT (concat) baseline", "bert_rit_cross": "BERT+RiT (cross-attention) baseline",
+             "llm_wholebrain": "LLM + whole-brain baseline"}
+    # the mixture is R-GenIMA's other training configuration, not a baseline
+    baselines = {m: v["accuracy"]["value"] for m, v in d["models"].items() if m not in ("bench", "benchmixture")}
+    missing = [names[m] for m in BASELINE_MODELS if m not in baselines]
     for model, metrics in d["models"].items():
         label = names.get(model, model)
         for metric, unit in (("accuracy", "accuracy"), ("macro_f1", "macro-F1"),
@@ -307,10 +328,36 @@ def training(r: Results) -> list[dict]:
                          acc, "accuracy", f"models.bench.accuracy vs models.{best}.accuracy",
                          baseline=base(names.get(best, best), baselines[best], "accuracy"),
                          target="above every baseline", met=acc > baselines[best],
-                         note="BERT+RiT baselines not in this run" if len(baselines) < 3 else None))
+                         note=f"not in this run: {', '.join(missing)}" if missing else None))
     out.append(r.fig(f"{key}.wall_seconds", S, "wall time of the whole run (cohort excluded)", d["wall_seconds"], "s",
                      "wall_seconds"))
+    if "snp_text_tokens" in d:
+        out += snp_text_tokens(r, d["snp_text_tokens"], f"{key}.tokens", S, "snp_text_tokens")
     return out
+
+
+# runs of bench_training.py on one cohort, split and seed (one --data run each), compared together
+CROSS_RUNS = [("training_1000.json", "training_1000_gene.json", "training_1000_data.json")]
+
+
+def bench_against_every_baseline(runs: list[Results]) -> list[dict]:
+    """R-GenIMA's test accuracy against the best baseline of all the runs on its cohort."""
+    shared = [(r.data["cohort"]["participants"], r.data["cohort"]["seed"], r.data["n_test"], r.data["roi_mode"])
+              for r in runs]
+    if len(set(shared)) != 1:
+        raise SystemExit(f"{', '.join(r.name for r in runs)}: not runs on one cohort and split ({shared})")
+    models = {m: v["accuracy"]["value"] for r in runs for m, v in r.data["models"].items()}
+    home = next(r for r in runs if "bench" in r.data["models"])
+    baselines = {m: a for m, a in models.items() if m not in ("bench", "benchmixture")}
+    best = max(baselines, key=baselines.get)
+    missing = [m for m in BASELINE_MODELS if m not in baselines]
+    key = home.name.removesuffix(".json")
+    return [home.fig(f"{key}.bench_vs_every_baseline", "Training (group --train)",
+                     f"R-GenIMA test accuracy against the best of {len(baselines)} baselines "
+                     f"({', '.join(r.name for r in runs)}, same test participants)", models["bench"], "accuracy",
+                     "models.bench.accuracy vs every baseline's", baseline=base(best, baselines[best], "accuracy"),
+                     target="above every baseline", met=models["bench"] > baselines[best],
+                     note=f"not measured: {', '.join(missing)}" if missing else None)]
 
 
 def rollout(r: Results) -> list[dict]:
@@ -483,7 +530,7 @@ def roi_modes(r: Results) -> list[dict]:
 
 
 READERS = [("roi_extraction.json", roi_extraction), ("bootstrap.json", bootstrap), ("bench_genetics.json", genetics),
-           ("training.json", training), ("training_fit.json", training), ("training_gpu*.json", training_gpu), ("rollout*.json", rollout),
+           ("training.json", training), ("training_fit.json", training), ("training_1000*.json", training), ("training_gpu*.json", training_gpu), ("rollout*.json", rollout),
            ("planted_attention*.json", planted_attention), ("bench_models_gpu*.json", models_gpu),
            ("bench_models.json", models), ("token_cache.json", token_cache),
            ("interpretability.json", interpretability), ("interpretability_fit.json", interpretability),
@@ -649,6 +696,8 @@ def build() -> dict:
     unread = sorted(p.name for p in RESULTS.glob("*.json") if p.name not in seen)
     if unread:
         raise SystemExit(f"no reader in benchmarks/summarize.py for {', '.join(unread)}: add one")
+    figures += [f for names in CROSS_RUNS if (RESULTS / names[0]).exists()
+                for f in bench_against_every_baseline([Results(RESULTS / n) for n in names if (RESULTS / n).exists()])]
     for superseded_by, group in HAND_KEPT:
         if superseded_by is None or not (RESULTS / superseded_by).exists():
             figures += group
