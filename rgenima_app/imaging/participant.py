@@ -108,10 +108,12 @@ def _write_cache(entry: Path, extraction) -> None:
             "segmentation": extraction.volumes.segmentation_name, "intensity": extraction.volumes.intensity_name,
             "roi_size": extraction.roi_size, "mode": extraction.mode, "normalization": extraction.normalization,
             "intensity_scale": extraction.intensity_scale, "version": EXTRACTION_VERSION}, indent=2))
-        if entry.exists():  # a concurrent run made it meanwhile: same key, same content
-            shutil.rmtree(tmp)
-        else:
+        try:
             os.replace(tmp, entry)
+        except OSError:
+            if not entry.is_dir():
+                raise
+            shutil.rmtree(tmp)  # a concurrent run (another rank) made it meanwhile: same key, same content
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise OutputNotWritableError(f"cannot write the ROI cache {entry}: {exc.strerror or exc}",
