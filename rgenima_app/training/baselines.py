@@ -53,11 +53,16 @@ class CachedTokens(nn.Module):
 
 
 def _inputs(name: str, items, fmt: str, bert: SnpBert | None = None):
-    """Model inputs of some items for one baseline: a callable's positional arguments."""
+    """Model inputs of some items for one baseline: a callable's positional arguments, batch first."""
     if name == "snp_mlp":
         return (torch.tensor(np.stack([it.genotypes["dosage"].to_numpy(np.float32) for it in items])),)
     ids, mask = bert.tokenize([serialize_genotypes(it.genotypes, fmt) for it in items])
     return torch.stack([it.tokens for it in items]), (ids, mask)
+
+
+def _take(inputs, index):
+    """The rows ``index`` of (nested tuples of) batch-first tensors."""
+    return tuple(_take(x, index) if isinstance(x, tuple) else x[index] for x in inputs)
 
 
 def build_baseline(name: str, n_snps: int, image_dim: int, tokenizer) -> nn.Module:
@@ -69,11 +74,6 @@ def build_baseline(name: str, n_snps: int, image_dim: int, tokenizer) -> nn.Modu
     return FusionClassifier(CachedTokens(), bert, image_dim=image_dim, genetic_dim=bert.out_dim, mode=mode, dim=64)
 
 
-def _logits(model: nn.Module, name: str, items, fmt: str) -> torch.Tensor:
-    bert = None if name == "snp_mlp" else model.genetic_encoder
-    return model(*_inputs(name, items, fmt, bert=bert))
-
-
 def train_baseline(name: str, train, validation, test, settings: BaselineSettings, fmt: str, tokenizer,
                    seed: int, batch_size: int = 8) -> np.ndarray:
     """Train one baseline; returns its (n_test, 4) probabilities. Items need genotypes (and tokens
@@ -83,29 +83,34 @@ def train_baseline(name: str, train, validation, test, settings: BaselineSetting
     image_dim = train[0].tokens.shape[-1] if train[0].tokens is not None else 1
     model = build_baseline(name, n_snps, image_dim, tokenizer)
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=0.01)
+    # each split's SNP text is serialised and tokenised once, not in every batch of every epoch
+    bert = None if name == "snp_mlp" else model.genetic_encoder
+    train_inputs, validation_inputs, test_inputs = (_inputs(name, items, fmt, bert) if items else None
+                                                    for items in (train, validation, test))
     target = lambda items: torch.tensor([STAGES.index(it.diagnosis) for it in items])  # noqa: E731
+    train_target, validation_target = target(train), target(validation)
     rng = np.random.default_rng(seed)
     best, best_loss = None, float("inf")
     for _ in tqdm(range(settings.epochs), desc=f"baseline {name}", unit="epoch", disable=None):
         model.train()
-        order = rng.permutation(len(train))
+        order = torch.from_numpy(rng.permutation(len(train)))
         for i in range(0, len(order), batch_size):
-            batch = [train[j] for j in order[i:i + batch_size]]
-            loss = nn.functional.cross_entropy(_logits(model, name, batch, fmt), target(batch))
+            batch = order[i:i + batch_size]
+            loss = nn.functional.cross_entropy(model(*_take(train_inputs, batch)), train_target[batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
         if validation:
             model.eval()
             with torch.no_grad():
-                val_loss = float(nn.functional.cross_entropy(_logits(model, name, validation, fmt), target(validation)))
+                val_loss = float(nn.functional.cross_entropy(model(*validation_inputs), validation_target))
             if val_loss < best_loss:
                 best, best_loss = copy.deepcopy(model.state_dict()), val_loss
     if best is not None:
         model.load_state_dict(best)
     model.eval()
     with torch.no_grad():
-        return torch.softmax(_logits(model, name, test, fmt), dim=-1).numpy()
+        return torch.softmax(model(*test_inputs), dim=-1).numpy()
 
 
 def wholebrain_config(settings: BaselineSettings) -> WholeBrainConfig:
