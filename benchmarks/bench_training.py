@@ -113,10 +113,11 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "rgenima_app.synthetic", str(cohort), "--preset", "demo", "--seed",
                         str(args.seed), "--n-participants", str(args.participants), "--overwrite"], check=True)
     baselines = [b for b in args.baselines.split(",") if b]
-    runs = {}
-    for index, data in enumerate(d for d in args.data.split(",") if d):
-        # the paper's baselines train once, beside the first configuration (they ignore it)
-        runs[data] = train(args, cohort, data, baselines if index == 0 else [])
+    configurations = [d for d in args.data.split(",") if d]
+    # the paper's baselines train once, beside image_gene when it runs (llm_wholebrain needs the images that
+    # a gene-only run does not prepare), else beside the first configuration; the others ignore it
+    host = "image_gene" if "image_gene" in configurations else configurations[0]
+    runs = {data: train(args, cohort, data, baselines if data == host else []) for data in configurations}
 
     truth = json.loads((cohort / "ground_truth.json").read_text())
     posterior = pd.read_csv(cohort / "ground_truth.tsv", sep="\t").set_index("participant_id")

@@ -69,16 +69,16 @@ COMMANDS = {
     "training.json": "python benchmarks/bench_training.py --participants 300 --baselines snp_mlp (ROI mode stretch)",
     "training_fit.json": ("python benchmarks/bench_training.py --participants 300 --baselines snp_mlp --json "
                           "benchmarks/results/training_fit.json"),
-    "training_1000.json": ("python benchmarks/bench_training.py --participants 1000 --epochs 6 --baseline-epochs 30 "
-                           "--baselines snp_mlp,bert_rit_concat,bert_rit_cross --out /tmp/rgenima-bench-1000 "
-                           "--json benchmarks/results/training_1000.json"),
-    "training_1000_gene.json": ("python benchmarks/bench_training.py --participants 1000 --epochs 6 --data gene "
+    "training_1000.json": ("python benchmarks/bench_training.py --participants 1000 --epochs 6 --baseline-epochs 20 "
+                           "--baselines snp_mlp,bert_rit_concat,bert_rit_cross,llm_wholebrain "
+                           "--out /tmp/rgenima-bench-1000 --json benchmarks/results/training_1000.json"),
+    "training_1000_data.json": ("python benchmarks/bench_training.py --participants 1000 --epochs 6 --data gene,mixture "
                                 "--baselines '' --out /tmp/rgenima-bench-1000 --json "
-                                "benchmarks/results/training_1000_gene.json (after the training_1000.json run)"),
-    "training_1000_data.json": ("python benchmarks/bench_training.py --participants 1000 --epochs 6 --data mixture "
-                                "--baselines llm_wholebrain --out /tmp/rgenima-bench-1000 --json "
-                                "benchmarks/results/training_1000_data.json (after the training_1000.json run)"),
+                                "benchmarks/results/training_1000_data.json"),
     "token_cache.json": "PYTHONPATH=. python benchmarks/bench_token_cache.py",
+    "interpretability_1000.json": ("PYTHONPATH=. python benchmarks/bench_interpretability.py --run "
+                                   "/tmp/rgenima-bench-1000 --json benchmarks/results/interpretability_1000.json "
+                                   "(after the training_1000.json run)"),
     "interpretability_fit.json": ("PYTHONPATH=. python benchmarks/bench_interpretability.py --json "
                                   "benchmarks/results/interpretability_fit.json (after the training_fit.json run)"),
     "roi_modes.json": ("PYTHONPATH=. python benchmarks/bench_roi_modes.py (after python benchmarks/bench_training.py "
@@ -337,7 +337,7 @@ def training(r: Results) -> list[dict]:
 
 
 # runs of bench_training.py on one cohort, split and seed (one --data run each), compared together
-CROSS_RUNS = [("training_1000.json", "training_1000_gene.json", "training_1000_data.json")]
+CROSS_RUNS = [("training_1000.json", "training_1000_data.json")]
 
 
 def bench_against_every_baseline(runs: list[Results]) -> list[dict]:
@@ -534,6 +534,7 @@ READERS = [("roi_extraction.json", roi_extraction), ("bootstrap.json", bootstrap
            ("planted_attention*.json", planted_attention), ("bench_models_gpu*.json", models_gpu),
            ("bench_models.json", models), ("token_cache.json", token_cache),
            ("interpretability.json", interpretability), ("interpretability_fit.json", interpretability),
+           ("interpretability_1000.json", interpretability),
            ("roi_modes.json", roi_modes)]
 
 
