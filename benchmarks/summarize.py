@@ -509,9 +509,9 @@ def interpretability(r: Results) -> list[dict]:
     seconds = d.get("seconds", {})
     if "participant_per_participant" in seconds:  # the participant level it ran is rgenima's inference, end to end
         out.append(r.fig(f"{key}.participant_end_to_end", "Inference", "participant --model end to end per "
-                         f"participant (tiny model, CPU, FreeSurfer excluded: precomputed subjects; ROI extraction, "
-                         f"QC'd SNP text, prediction, attention rollout, outputs; {d['participants']} participants "
-                         f"in one run)", seconds["participant_per_participant"], "s",
+                         f"participant (tiny model, CPU, FreeSurfer excluded: precomputed subjects, ROI patches from "
+                         f"the training run's cache; QC'd SNP text, prediction, attention rollout, outputs; "
+                         f"{d['participants']} participants in one process)", seconds["participant_per_participant"], "s",
                          "seconds.participant_per_participant"))
     return out
 
