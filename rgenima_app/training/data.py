@@ -4,7 +4,8 @@ Imaging is label-free and fold-independent: every sample's ROIs are extracted on
 FreeSurfer subjects and the work-dir ROI cache), and, for the ``llm_wholebrain`` baseline, its
 whole-brain volume from the same FreeSurfer subject (work-dir cache too). Genotype QC is fitted per fold on that fold's
 training participants only (missingness, MAF, HWE and the A1 frequencies used to impute missing
-calls), and every participant's panel genotypes are then read with that panel.
+calls), optionally followed by SNP screening on the same participants (``[genetics] snp_selection``), and
+every participant's panel genotypes are then read with that panel.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from rgenima_app.genetics.extract import panel_genotypes, select_panel_snps
 from rgenima_app.genetics.panel import gene_panel
 from rgenima_app.genetics.readers import open_genotypes
 from rgenima_app.genetics.samples import match_samples
+from rgenima_app.genetics.screening import Screening, screen_snps
 from rgenima_app.imaging.freesurfer import INTENSITY_CANDIDATES, FreeSurferSubject
 from rgenima_app.imaging.participant import process_participant_imaging
 from rgenima_app.imaging.wholebrain import cached_wholebrain_volume
@@ -151,18 +153,46 @@ def match_genotypes(config: RunConfig, participants: pd.DataFrame, cohort: Cohor
                                f"of the file (e.g. {', '.join(reader.samples[:3])})")
 
 
+@dataclass
+class FoldGenotypes:
+    """A fold's genotypes: the model's SNP panel and every participant's table on it, plus the QC'd panel
+    before screening (what the classical reference reads) and the screening record (None: all SNPs)."""
+
+    snp_panel: pd.DataFrame                   # the model's panel (screened when [genetics] snp_selection = screen)
+    qc_panel: pd.DataFrame                    # every SNP that passed QC
+    qc_report: pd.DataFrame
+    tables: dict[str, pd.DataFrame]           # participant -> table on snp_panel
+    qc_tables: dict[str, pd.DataFrame]        # participant -> table on every QC'd SNP
+    screening: Screening | None = None
+
+
 def fold_genotypes(config: RunConfig, settings: TrainSettings, cohort: Cohort,
-                   train_participants: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, pd.DataFrame]]:
-    """QC on this fold's training participants -> (snp_panel, qc_report, participant -> panel table)."""
+                   train_participants: list[str]) -> FoldGenotypes:
+    """QC (and SNP screening) on this fold's training participants only; every participant's panel table.
+
+    Nothing here reads a validation or test participant's label, and their genotypes only as inputs to
+    the panel fitted without them (tests/training/test_screening.py changes them and checks).
+    """
     train_ids = [cohort.genetic_ids[p] for p in train_participants if p in cohort.genetic_ids]
     if not train_ids:
         raise NoDataError("no training participant of this split has genotypes",
                           hint="check the sample IDs of --genotypes against participants.tsv")
     g = settings.genetics
-    snp_panel, report = select_panel_snps(config.genotypes, gene_panel(config.gene_panel, config.genome_build),
-                                          build=config.genome_build, samples=train_ids,
-                                          geno=g.geno, maf=g.maf, hwe=g.hwe)
+    qc_panel, report = select_panel_snps(config.genotypes, gene_panel(config.gene_panel, config.genome_build),
+                                         build=config.genome_build, samples=train_ids,
+                                         geno=g.geno, maf=g.maf, hwe=g.hwe)
     log.info("genotype QC on %d training participants: %d of %d panel variants kept", len(train_ids),
-             len(snp_panel), len(report))
-    tables = panel_genotypes(config.genotypes, snp_panel, cohort.genetic_ids)
-    return snp_panel, report, tables
+             len(qc_panel), len(report))
+    qc_tables = panel_genotypes(config.genotypes, qc_panel, cohort.genetic_ids)
+    if g.snp_selection == "all":
+        return FoldGenotypes(qc_panel, qc_panel, report, qc_tables, qc_tables)
+    labels = cohort.labels()
+    screening = screen_snps(qc_tables, {p: labels[p] for p in train_participants if p in qc_tables}, g.screen_top)
+    keep = screening.table["selected"].to_numpy()
+    stats = screening.table[["f_stat", "p_value", "rank"]].rename(columns=lambda c: f"screen_{c}")
+    snp_panel = pd.concat([qc_panel, stats], axis=1)[keep].reset_index(drop=True)
+    tables = {p: t[keep].reset_index(drop=True) for p, t in qc_tables.items()}
+    log.info("SNP screening on %d training participants: the %d SNPs most associated with stage kept (of %d), "
+             "in %d gene(s): %s", screening.n_participants, len(snp_panel), len(qc_panel),
+             snp_panel["gene"].nunique(), ", ".join(pd.unique(snp_panel["gene"])))
+    return FoldGenotypes(snp_panel, qc_panel, report, tables, qc_tables, screening)

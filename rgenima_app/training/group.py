@@ -38,6 +38,7 @@ from rgenima_app.models.tiny_llm import TinyLLMConfig
 from rgenima_app.training import data as cohort_data
 from rgenima_app.training import distributed
 from rgenima_app.training.baselines import train_baseline, train_llm_wholebrain
+from rgenima_app.training.classical import NAME as CLASSICAL, train_classical
 from rgenima_app.training.evaluate import evaluate_probabilities, predict_items, prediction_table
 from rgenima_app.training.metrics import summarize_folds
 from rgenima_app.training.settings import TrainSettings, train_settings
@@ -179,7 +180,8 @@ def train_fold(config: RunConfig, settings: TrainSettings, cohort: cohort_data.C
     state_dir = config.work_dir / "training" / run_key(config, settings, cohort, fold)
     train_p, val_p, test_p = (set(fold.participants(r)) for r in ("train", "validation", "test"))
     log.info("fold %d: %d train, %d validation, %d test participants", fold.index, len(train_p), len(val_p), len(test_p))
-    snp_panel, qc_report, genotypes = cohort_data.fold_genotypes(config, settings, cohort, sorted(train_p))
+    fold_genes = cohort_data.fold_genotypes(config, settings, cohort, sorted(train_p))
+    snp_panel, genotypes = fold_genes.snp_panel, fold_genes.tables
     in_role = lambda role: [s for s in cohort.samples if s.participant in role]  # noqa: E731
 
     rit, curves, tokens = None, {}, {}
@@ -230,10 +232,19 @@ def train_fold(config: RunConfig, settings: TrainSettings, cohort: cohort_data.C
         sorted(train_p | val_p), fold=fold.index, run_key=state_dir.name, data=settings.data, n_test=len(test_p),
         split={"test": settings.split.test, "validation": settings.split.validation, "folds": settings.split.folds},
         settings=settings.to_dict(), seed=config.seed, curves=curves,
-        qc={"variants_read": int(len(qc_report)), "snps_kept": int(len(snp_panel))})
+        qc={"variants_read": int(len(fold_genes.qc_report)), "snps_passing_qc": int(len(fold_genes.qc_panel)),
+            "snps_kept": int(len(snp_panel))},
+        snp_selection=fold_genes.screening.to_dict() if fold_genes.screening else {"method": "all"})
     metrics = {"test": report.to_dict(), "n_test_samples": len(test_items),
                "confusion": report.confusion.to_dict(orient="index")}
-    baselines = []
+    classical = train_classical(in_role(train_p), in_role(val_p), in_role(test_p), fold_genes.qc_tables,
+                                with_images=settings.data != "gene", seed=config.seed)
+    baselines = [(CLASSICAL, evaluate_probabilities(test_items, classical.proba, n_boot=1000, seed=config.seed))]
+    predictions = pd.concat([predictions, prediction_table(test_items, classical.proba, fold.index, CLASSICAL)],
+                            ignore_index=True)
+    log.info("fold %d: classical reference (%s) test accuracy %.3f", fold.index, CLASSICAL,
+             baselines[-1][1].value("accuracy"))
+    metrics["classical_reference"] = classical.to_dict()
     for name in settings.baselines.run:
         if name != "snp_mlp" and rit is None:
             log.warning("baseline %s needs images; skipped with data = 'gene'", name)
@@ -259,7 +270,8 @@ def train_fold(config: RunConfig, settings: TrainSettings, cohort: cohort_data.C
     save_bundle(bundle, model, genome_build=config.genome_build, snp_text_format=settings.genetics.snp_text_format,
                 training=training, metrics=metrics, snp_panel=snp_panel, name=bundle_name,
                 roi_mode=settings.imaging.mode, roi_normalization=settings.imaging.normalization,
-                model_card_notes=model_card_notes(settings, report, len(test_items)))
+                model_card_notes=model_card_notes(settings, report, len(test_items), baselines[0][1],
+                                                  fold_genes.screening))
     log.info("fold %d: test accuracy %.3f (%d samples); bundle %s", fold.index,
              report.table.set_index("metric").loc["accuracy", "value"], len(test_items), bundle)
     for checkpoint in [state_dir / "stage2" / "checkpoint", *(state_dir / "baselines").glob("*/checkpoint")]:
@@ -324,14 +336,21 @@ def deepspeed_config(config: RunConfig, settings: TrainSettings) -> dict | None:
     return distributed.load_deepspeed_config(config.deepspeed, settings.stage2)
 
 
-def model_card_notes(settings: TrainSettings, report, n_test: int) -> str:
+def model_card_notes(settings: TrainSettings, report, n_test: int, reference=None, screening=None) -> str:
+    """The model card's held-out figures, beside the classical reference's on the same participants."""
     rows = report.table.set_index("metric")
+    ref = reference.table.set_index("metric") if reference is not None else None
     lines = [f"Held-out test set: {n_test} samples (participant-disjoint split; no test participant was used for "
-             "training, early stopping or QC).", "", "| metric | value | 95% CI |", "|---|---|---|"]
+             "training, early stopping, QC or SNP selection).", "",
+             f"| metric | value | 95% CI | classical reference ({CLASSICAL}) |", "|---|---|---|---|"]
     for metric in ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc"):
         r = rows.loc[metric]
-        lines.append(f"| {metric} | {r['value']:.3f} | {r['ci_low']:.3f} – {r['ci_high']:.3f} |")
-    lines += ["", f"Data configuration: {settings.data}; SNP text: {settings.genetics.snp_text_format}."]
+        other = f"{ref.loc[metric, 'value']:.3f}" if ref is not None else "n/a"
+        lines.append(f"| {metric} | {r['value']:.3f} | {r['ci_low']:.3f} – {r['ci_high']:.3f} | {other} |")
+    g = settings.genetics
+    selection = (f"the {g.screen_top} QC'd SNPs most associated with stage in the training participants "
+                 f"(ANOVA F; {screening.n_participants} participants)" if screening is not None else "every QC'd SNP")
+    lines += ["", f"Data configuration: {settings.data}; SNP text: {g.snp_text_format}; SNP selection: {selection}."]
     return "\n".join(lines)
 
 

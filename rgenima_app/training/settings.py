@@ -5,7 +5,7 @@ A train config has one table per part; every key is optional::
     name = "rgenima"                 # model label: models/<name>/, desc-<name>_*
     data = "image_gene"              # gene | image_gene | mixture
     [split]   test = 0.2   validation = 0.15   folds = 0 (0: one split; k >= 2: k-fold)   seed = 0
-    [genetics] snp_text_format = "compact"   geno = 0.05   maf = 0.05   hwe = 1e-6
+    [genetics] snp_text_format = "compact"   snp_selection = "screen"   screen_top = 8   geno = 0.05   maf = 0.05   hwe = 1e-6
     [imaging] mode = "stretch"   normalization = "wm"
     [stage1]  epochs = 30  batch_size = 8  lr = 3e-4  weight_decay = 0.05  patience = 5  dim = 768
               depth = 4  heads = 8  patch_encoder = "conv"  use_size_feature = false
@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from rgenima_app.errors import UsageError
+from rgenima_app.genetics.screening import SELECTIONS
 from rgenima_app.models.finetune import LoraSettings
 
 DATA_CONFIGS = ("gene", "image_gene", "mixture")
@@ -39,6 +40,10 @@ class SplitSettings:
 @dataclass
 class GeneticsSettings:
     snp_text_format: str = "compact"
+    # "screen": keep the screen_top QC'd SNPs most associated with stage in the training participants
+    # (genetics/screening.py); "all": every QC'd SNP (the paper's input)
+    snp_selection: str = "screen"
+    screen_top: int = 8
     geno: float = 0.05
     maf: float = 0.05
     hwe: float = 1e-6
@@ -171,6 +176,11 @@ def check_settings(s: TrainSettings, source: Path | str) -> None:
     if s.genetics.snp_text_format not in ("compact", "verbose"):
         raise UsageError(f"{source}: genetics.snp_text_format = {s.genetics.snp_text_format!r}",
                          hint="compact or verbose")
+    if s.genetics.snp_selection not in SELECTIONS:
+        raise UsageError(f"{source}: genetics.snp_selection = {s.genetics.snp_selection!r}",
+                         hint="screen (the SNPs most associated with stage in the training participants) or all")
+    if s.genetics.screen_top < 1:
+        raise UsageError(f"{source}: genetics.screen_top = {s.genetics.screen_top}", hint="at least 1 SNP")
     if s.imaging.mode not in ("stretch", "fit"):
         raise UsageError(f"{source}: imaging.mode = {s.imaging.mode!r}", hint="stretch or fit")
     if not 0 <= s.stage2.mixture_fraction <= 1:

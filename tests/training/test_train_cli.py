@@ -18,6 +18,7 @@ from helpers import kill_on_replace_env, rgenima_command, run_rgenima
 from rgenima_app import STAGES
 from rgenima_app.models.bundle import load_bundle
 from rgenima_app.training.baselines import BASELINES
+from rgenima_app.training.classical import NAME as CLASSICAL
 from training.conftest import bundle_test_probabilities, train_args, write_train_config
 
 
@@ -45,13 +46,13 @@ def test_test_metrics_come_from_test_participants_only(trained):
     split = pd.read_csv(trained / "desc-tiny_split.tsv", sep="\t").set_index("participant_id")
     predictions = pd.read_csv(trained / "desc-tiny_testpredictions.tsv", sep="\t")
     assert set(split.loc[predictions["participant_id"], "role"]) == {"test"}
-    assert set(predictions["model"]) == {"tiny", *BASELINES}
+    assert set(predictions["model"]) == {"tiny", CLASSICAL, *BASELINES}
     predictions = predictions[predictions["model"] == "tiny"]
     assert len(predictions) == (split["role"] == "test").sum()
     proba = predictions[[f"p_{s}" for s in STAGES]].to_numpy()
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
     table = pd.read_csv(trained / "desc-tiny_evaluation.tsv", sep="\t")
-    assert set(table["model"]) == {"tiny", *BASELINES}  # baselines: rows of the same table, same test set
+    assert set(table["model"]) == {"tiny", CLASSICAL, *BASELINES}  # baselines: rows of the same table, same test set
     evaluation = table[table["model"] == "tiny"].set_index("metric")
     accuracy = (predictions["label"] == predictions["diagnosis"]).mean()
     assert evaluation.loc["accuracy", "value"] == pytest.approx(accuracy)
@@ -93,6 +94,16 @@ def test_bundle_reloads_predicts_and_knows_its_training_participants(trained, tr
     assert meta["metrics"]["test"]["accuracy"]["value"] == pytest.approx((predictions["label"] == predictions["diagnosis"]).mean())
     panel = pd.read_csv(bundle_dir / "snp_panel.tsv", sep="\t")
     assert {"snp", "gene", "a1", "a2", "a1_freq"} <= set(panel.columns) and len(panel) > 0
+    # the default in-fold screening: the 8 SNPs most associated with stage, their statistics recorded
+    selection = meta["training"]["snp_selection"]
+    assert selection["method"] == "anova_f" and selection["top"] == 8 and len(panel) == 8
+    assert [s["snp"] for s in sorted(selection["selected"], key=lambda s: s["rank"])] == \
+        list(panel.sort_values("screen_rank")["snp"])
+    assert meta["training"]["qc"]["snps_passing_qc"] > 8
+    assert "SNP selection" in card
+    reference = meta["metrics"]["classical_reference"]
+    assert reference["n_features"] == 109 + meta["training"]["qc"]["snps_passing_qc"]
+    assert 0 < reference["C"] and reference["l1_ratio"] in (0.5, 1.0)
 
 
 def test_training_figure_and_curves(trained):
