@@ -43,6 +43,9 @@ name = "{name}"
 data = "{data}"
 [imaging]
 mode = "{mode}"
+[genetics]
+snp_selection = "{snp_selection}"
+screen_top = {screen_top}
 [split]
 test = 0.25
 validation = 0.15
@@ -58,7 +61,7 @@ patience = 8
 [stage2]
 epochs = {epochs}
 batch_size = 8
-lr = 1e-3
+lr = {lr}
 warmup_ratio = 0.05
 checkpoint_every = 0
 [baselines]
@@ -98,6 +101,12 @@ def main() -> None:
     parser.add_argument("--wholebrain-size", type=int, default=32,
                         help="[baselines] wholebrain_size of llm_wholebrain (the synthetic T1w is 64^3; 32^3 keeps "
                              "its 3D ResNet affordable on a CPU)")
+    parser.add_argument("--screen-top", type=int, default=8,
+                        help="[genetics] screen_top: SNPs kept by in-fold screening (0: every QC'd SNP, the paper's input)")
+    parser.add_argument("--llm", default="tiny", help="--llm of the runs (tiny, smollm2 or a local model directory)")
+    parser.add_argument("--finetune", default="full", help="--finetune of the runs")
+    parser.add_argument("--lr", type=float, default=1e-3, help="[stage2] lr")
+    parser.add_argument("--label-suffix", default="", help="appended to the model names (runs side by side)")
     parser.add_argument("--out", type=Path, default=Path("/tmp/rgenima-bench-train"))
     parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "training.json")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, about a minute (CI); not the figures")
@@ -170,12 +179,15 @@ def model_name(data: str) -> str:
     return "bench" if data == "image_gene" else "bench" + data.replace("_", "")
 
 
+
 def train(args, cohort: Path, data: str, baselines: list[str]) -> dict:
     """One ``group --train`` run of one data configuration; its test metrics, test participants and times."""
-    label = model_name(data)
+    label = model_name(data) + args.label_suffix
     out = args.out / f"derivatives-{datetime.now():%Y%m%d-%H%M%S}-{label}"
     config = args.out / f"train-{label}.toml"
     config.write_text(TRAIN_CONFIG.format(name=label, data=data, epochs=args.epochs, baselines=json.dumps(baselines),
+                                          snp_selection="screen" if args.screen_top else "all",
+                                          screen_top=max(args.screen_top, 1), lr=args.lr,
                                           mode=args.roi_mode, baseline_epochs=args.baseline_epochs,
                                           wholebrain_size=args.wholebrain_size))
     if args.quick:
@@ -183,7 +195,8 @@ def train(args, cohort: Path, data: str, baselines: list[str]) -> dict:
     command = [sys.executable, "-m", "rgenima_app", str(cohort / "bids"), str(out), "group", "--train",
                "--train-config", str(config), "--genotypes", str(cohort / "genotypes" / "cohort.bed"),
                "--fs-subjects-dir", str(cohort / "freesurfer"), "--roi-size", str(args.roi_size),
-               "--seed", str(args.seed), "--skip-bids-validation", "-w", str(args.out / "work")]
+               "--seed", str(args.seed), "--skip-bids-validation", "-w", str(args.out / "work"),
+               "--llm", args.llm, "--finetune", args.finetune]
     start = time.perf_counter()
     subprocess.run(command, check=True)
     wall = time.perf_counter() - start

@@ -1,7 +1,7 @@
 """The classical reference of every training run: sparse multinomial logistic regression.
 
 It reads what R-GenIMA reads, as plain numbers: the 109 ROI volumes (when the data configuration has
-images) and the dosages of every QC'd panel SNP (not only the screened ones: the L1 penalty does its own
+images) and the dosages of every QC'd panel SNP (when it has genotypes) (not only the screened ones: the L1 penalty does its own
 selection). Features are standardised with the training participants' means and SDs. The penalty
 (``C`` and the elastic-net mix ``l1_ratio``) is chosen on the validation participants by their log-loss
 (by 5-fold cross-validation inside the training participants when the split has no validation set),
@@ -115,25 +115,29 @@ def fit_classical(x_train: np.ndarray, y_train, x_validation: np.ndarray, y_vali
                         kept=kept, proba=_proba(model, x_test))
 
 
-def features(samples, tables: dict, with_images: bool) -> tuple[np.ndarray, list[str]]:
-    """(n_samples, n_features) and the feature names: ROI volumes (with images), then QC'd SNP dosages."""
+def features(samples, tables: dict, with_images: bool, with_genes: bool) -> tuple[np.ndarray, list[str]]:
+    """(n_samples, n_features) and the feature names: ROI volumes (with images), then QC'd SNP dosages
+    (with genes)."""
     from rgenima_app.imaging.roi_table import roi_names
 
     first = tables[samples[0].participant]
     names = ([f"volume:{r}" for r in roi_names()] if with_images else []) + \
-        [f"dosage:{snp} ({gene})" for snp, gene in zip(first["snp"], first["gene"])]
+        ([f"dosage:{snp} ({gene})" for snp, gene in zip(first["snp"], first["gene"])] if with_genes else [])
     rows = []
     for s in samples:
-        dosage = tables[s.participant]["dosage"].to_numpy(float)
-        rows.append(np.concatenate([np.asarray(s.volumes_mm3, float), dosage]) if with_images else dosage)
+        parts = ([np.asarray(s.volumes_mm3, float)] if with_images else []) + \
+            ([tables[s.participant]["dosage"].to_numpy(float)] if with_genes else [])
+        rows.append(np.concatenate(parts))
     return np.stack(rows), names
 
 
-def train_classical(train, validation, test, tables: dict, *, with_images: bool, seed: int) -> ClassicalFit:
+def train_classical(train, validation, test, tables: dict, *, with_images: bool, with_genes: bool = True,
+                    seed: int) -> ClassicalFit:
     """The classical reference on a fold's samples (``CohortSample``: volumes and participant) and the
     QC'd panel tables (participant -> table); test probabilities in the order of ``test``."""
-    x_train, names = features(train, tables, with_images)
-    x_validation = features(validation, tables, with_images)[0] if validation else np.zeros((0, len(names)))
-    x_test = features(test, tables, with_images)[0]
+    x_train, names = features(train, tables, with_images, with_genes)
+    x_validation = features(validation, tables, with_images, with_genes)[0] if validation else \
+        np.zeros((0, len(names)))
+    x_test = features(test, tables, with_images, with_genes)[0]
     stage = lambda samples: [s.diagnosis for s in samples]  # noqa: E731
     return fit_classical(x_train, stage(train), x_validation, stage(validation), x_test, names, seed)

@@ -238,7 +238,8 @@ def train_fold(config: RunConfig, settings: TrainSettings, cohort: cohort_data.C
     metrics = {"test": report.to_dict(), "n_test_samples": len(test_items),
                "confusion": report.confusion.to_dict(orient="index")}
     classical = train_classical(in_role(train_p), in_role(val_p), in_role(test_p), fold_genes.qc_tables,
-                                with_images=settings.data != "gene", seed=config.seed)
+                                with_images=settings.data != "gene", with_genes=settings.data != "image",
+                                seed=config.seed)
     baselines = [(CLASSICAL, evaluate_probabilities(test_items, classical.proba, n_boot=1000, seed=config.seed))]
     predictions = pd.concat([predictions, prediction_table(test_items, classical.proba, fold.index, CLASSICAL)],
                             ignore_index=True)
@@ -268,7 +269,8 @@ def train_fold(config: RunConfig, settings: TrainSettings, cohort: cohort_data.C
               "bundle": bundle, "baselines": baselines}
     save_fold_result(state_dir / "result", result)  # before the bundle: a bundle always has its result
     save_bundle(bundle, model, genome_build=config.genome_build, snp_text_format=settings.genetics.snp_text_format,
-                training=training, metrics=metrics, snp_panel=snp_panel, name=bundle_name,
+                training=training, metrics=metrics, name=bundle_name,
+                snp_panel=None if settings.data == "image" else snp_panel,  # an image-only model reads no SNPs
                 roi_mode=settings.imaging.mode, roi_normalization=settings.imaging.normalization,
                 model_card_notes=model_card_notes(settings, report, len(test_items), baselines[0][1],
                                                   fold_genes.screening))

@@ -3,7 +3,7 @@
 A train config has one table per part; every key is optional::
 
     name = "rgenima"                 # model label: models/<name>/, desc-<name>_*
-    data = "image_gene"              # gene | image_gene | mixture
+    data = "image_gene"              # gene | image_gene | mixture | image
     [split]   test = 0.2   validation = 0.15   folds = 0 (0: one split; k >= 2: k-fold)   seed = 0
     [genetics] snp_text_format = "compact"   snp_selection = "screen"   screen_top = 8   geno = 0.05   maf = 0.05   hwe = 1e-6
     [imaging] mode = "stretch"   normalization = "wm"
@@ -26,7 +26,9 @@ from rgenima_app.errors import UsageError
 from rgenima_app.genetics.screening import SELECTIONS
 from rgenima_app.models.finetune import LoraSettings
 
-DATA_CONFIGS = ("gene", "image_gene", "mixture")
+#: gene (SNP text only), image_gene (the paper's paired input), mixture (paired, some shown without the
+#: image), image (ROI tokens only: the ablation that shows what the genotypes add)
+DATA_CONFIGS = ("gene", "image_gene", "mixture", "image")
 
 
 @dataclass

@@ -6,7 +6,8 @@ accumulation, gradient clipping, bfloat16 autocast on GPUs that support it), or 
 (``--deepspeed``) doing the same under ZeRO.
 
 Data configurations (the paper's): ``gene`` (SNP text only), ``image_gene`` (paired), ``mixture``
-(paired samples, each shown without its image with probability ``mixture_fraction`` in an epoch).
+(paired samples, each shown without its image with probability ``mixture_fraction`` in an epoch); and
+``image`` (ROI tokens only), the ablation that measures what the genotypes add.
 Augmentation permutes the order of gene blocks per training sample and epoch; evaluation samples
 are never permuted or duplicated.
 
@@ -62,7 +63,7 @@ def to_mllm_sample(item: Stage2Item, *, with_image: bool, with_genes: bool, fmt:
 def evaluation_sample(item: Stage2Item, data: str, fmt: str, label: bool = False) -> MLLMSample:
     """An evaluation input: all the modalities the data configuration uses, no augmentation."""
     return to_mllm_sample(item, with_image=data != "gene" and item.tokens is not None,
-                          with_genes=True, fmt=fmt, label=label)
+                          with_genes=data != "image", fmt=fmt, label=label)
 
 
 def epoch_samples(items: list[Stage2Item], epoch: int, seed: int, data: str, fmt: str,
@@ -76,7 +77,8 @@ def epoch_samples(items: list[Stage2Item], epoch: int, seed: int, data: str, fmt
         if data == "mixture" and with_image and item.genotypes is not None:
             with_image = bool(rng.random() >= settings.mixture_fraction)
         gene_seed = int(rng.integers(2**31)) if settings.permute_genes else None
-        out.append(to_mllm_sample(item, with_image=with_image, with_genes=True, fmt=fmt, gene_seed=gene_seed))
+        out.append(to_mllm_sample(item, with_image=with_image, with_genes=data != "image", fmt=fmt,
+                                  gene_seed=gene_seed))
     return out
 
 
