@@ -538,13 +538,99 @@ def roi_modes(r: Results) -> list[dict]:
     return out
 
 
+SCIENCE = "Science core: genotype input, classical reference, pretrained LLM"
+PAPER_BASELINES = ("snp_mlp", "bert_rit_concat", "bert_rit_cross", "llm_wholebrain")
+
+
+def science(r: Results) -> list[dict]:
+    """One or more bench_training.py runs of issue 18 on one cohort and split (science_*.json): every model's
+    held-out figures beside the Bayes-optimal ceiling and the classical reference, and the issue's targets."""
+    d, key = r.data, r.name.removesuffix(".json")
+    labels = d["data_configurations"]               # data configuration -> R-GenIMA's model label
+    role = {label: f"R-GenIMA ({data})" for data, label in labels.items()}
+    bayes = d["bayes_optimal_test_accuracy"]
+    out = [r.fig(f"{key}.bayes_optimal.{k}", SCIENCE, f"Bayes-optimal accuracy ({k.replace('_', '-')}), same test "
+                 "participants", v, "accuracy", f"bayes_optimal_test_accuracy.{k}") for k, v in bayes.items()]
+    out.append(r.fig(f"{key}.majority_class", SCIENCE, "majority-class rate on the test participants",
+                     d["chance_majority_class"], "accuracy", "chance_majority_class"))
+    setting = f"{d['cohort']['participants']} participants, {d['n_test']} test, {d.get('llm', 'tiny')} LLM, " \
+              f"screen_top {d.get('screen_top', 'n/a')}, {d['stage2_epochs']} stage-2 epochs"
+    for model, metrics in d["models"].items():
+        for metric in ("accuracy", "macro_f1", "balanced_accuracy"):
+            m = metrics[metric]
+            out.append(r.fig(f"{key}.{model}.{metric}", SCIENCE, f"{role.get(model, model)}: test "
+                             f"{metric.replace('_', ' ')} ({setting})", m["value"], metric,
+                             f"models.{model}.{metric}.value", note=f"95% CI {m['ci_low']:.3f}-{m['ci_high']:.3f}"))
+    acc = {m: v["accuracy"]["value"] for m, v in d["models"].items()}
+    reference = acc.get("sparse_logistic")
+    for data, label in labels.items():
+        if label not in acc:
+            continue
+        if data == "gene":
+            out.append(r.fig(f"{key}.{label}.snp_only_target", SCIENCE, "SNP-only LLM (R-GenIMA, data = gene): test "
+                             "accuracy", acc[label], "accuracy", f"models.{label}.accuracy.value",
+                             baseline=base("Bayes-optimal, genotypes only", bayes["gene_only"], "accuracy"),
+                             target=">= 0.55", met=acc[label] >= 0.55))
+            continue
+        if data == "image" or reference is None:
+            continue
+        out.append(r.fig(f"{key}.{label}.vs_classical", SCIENCE, f"R-GenIMA ({data}) against the classical reference",
+                         acc[label], "accuracy", f"models.{label} vs models.sparse_logistic",
+                         baseline=base("sparse logistic regression, same participants", reference, "accuracy"),
+                         target=">= classical reference - 2 points", met=acc[label] >= reference - 0.02))
+        out.append(r.fig(f"{key}.{label}.vs_bayes", SCIENCE, f"R-GenIMA ({data}) against the Bayes-optimal accuracy",
+                         acc[label], "accuracy", f"models.{label}.accuracy.value",
+                         baseline=base("Bayes-optimal classifier", bayes["image_gene"], "accuracy"),
+                         target="within 5 points of Bayes-optimal", met=bayes["image_gene"] - acc[label] <= 0.05))
+        paper = {m: acc[m] for m in PAPER_BASELINES if m in acc}
+        if paper:
+            best = max(paper, key=paper.get)
+            out.append(r.fig(f"{key}.{label}.vs_paper_baselines", SCIENCE, f"R-GenIMA ({data}) against the best paper "
+                             f"baseline measured ({', '.join(paper)})", acc[label], "accuracy",
+                             f"models.{label} vs models.{best}", baseline=base(best, paper[best], "accuracy"),
+                             target="above every paper baseline", met=acc[label] > paper[best],
+                             note=f"not in this run: {', '.join(m for m in PAPER_BASELINES if m not in paper)}"
+                             if len(paper) < len(PAPER_BASELINES) else None))
+    if "snp_mlp" in acc:
+        out.append(r.fig(f"{key}.snp_mlp.snp_only_target", SCIENCE, "SNP-only MLP: test accuracy", acc["snp_mlp"],
+                         "accuracy", "models.snp_mlp.accuracy.value",
+                         baseline=base("Bayes-optimal, genotypes only", bayes["gene_only"], "accuracy"),
+                         target=">= 0.55", met=acc["snp_mlp"] >= 0.55))
+    if {"image_gene", "image"} <= set(labels) and {labels["image_gene"], labels["image"]} <= set(acc):
+        gain = acc[labels["image_gene"]] - acc[labels["image"]]
+        out.append(r.fig(f"{key}.genetic_gain", SCIENCE, "R-GenIMA: image-gene minus image-only test accuracy", gain,
+                         "accuracy points", f"models.{labels['image_gene']} - models.{labels['image']}",
+                         target=">= 0.04", met=gain >= 0.04))
+    out.append(r.fig(f"{key}.wall_seconds", SCIENCE, f"wall time of the runs ({', '.join(labels)})",
+                     d["wall_seconds"], "s", "wall_seconds"))
+    return out
+
+
+def screening(r: Results) -> list[dict]:
+    d = r.data
+    out = [r.fig("screening.bayes_gene_only", SCIENCE, "Bayes-optimal accuracy from genotypes only, screening "
+                 "benchmark's test participants", d["bayes_optimal_gene_only_test_accuracy"], "accuracy",
+                 "bayes_optimal_gene_only_test_accuracy")]
+    for top, row in d["sizes"].items():
+        out.append(r.fig(f"screening.{top}.planted", SCIENCE, f"causal SNPs among the screened ({row['n_snps']} SNPs)",
+                         row["planted_snps_selected"], "SNPs", f"sizes.{top}.planted_snps_selected",
+                         note=f"of {len(d['planted_snps'])} planted"))
+        for model in ("snp_mlp", "sparse_logistic"):
+            m = row[model]["accuracy"]
+            out.append(r.fig(f"screening.{top}.{model}", SCIENCE, f"{model} on the {row['n_snps']} screened SNPs: "
+                             "test accuracy", m["value"], "accuracy", f"sizes.{top}.{model}.accuracy.value",
+                             note=f"95% CI {m['ci_low']:.3f}-{m['ci_high']:.3f}",
+                             **({"target": ">= 0.55", "met": m["value"] >= 0.55} if model == "snp_mlp" else {})))
+    return out
+
+
 READERS = [("roi_extraction.json", roi_extraction), ("bootstrap.json", bootstrap), ("bench_genetics.json", genetics),
            ("training.json", training), ("training_fit.json", training), ("training_1000*.json", training), ("training_gpu*.json", training_gpu), ("rollout*.json", rollout),
            ("planted_attention*.json", planted_attention), ("bench_models_gpu*.json", models_gpu),
            ("bench_models.json", models), ("token_cache.json", token_cache),
            ("interpretability.json", interpretability), ("interpretability_fit.json", interpretability),
            ("interpretability_1000.json", interpretability),
-           ("roi_modes.json", roi_modes)]
+           ("roi_modes.json", roi_modes), ("science_*.json", science), ("screening.json", screening)]
 
 
 # ----------------------------------------------------------------------------- hand-kept figures
