@@ -48,6 +48,8 @@ QUICK = [  # longest first: two run at a time
     Quick("bench_models_gpu.py", "--out", frozenset({"params", "runs", "device", "provenance"}), ("cuda",)),
     Quick("bench_bootstrap.py", "--out", frozenset({"machine", "speed", "recovery", "provenance"})),
     Quick("bench_token_cache.py", "--json", frozenset({"runs", "settings", "provenance"})),
+    Quick("bench_screening.py", "--json", frozenset({"sizes", "planted_snps", "majority_test_accuracy",
+                                                    "bayes_optimal_gene_only_test_accuracy", "provenance"})),
     # on the tiny trained run of bench_training.py --quick (its scratch folder, see quick_runs)
     Quick("bench_interpretability.py", "--json", frozenset({"attention_rollout", "random_attention",
                                                            "gradient_saliency", "seconds", "provenance"}),
