@@ -169,6 +169,7 @@ class PlinkReader(GenotypeReader):
                                        "pos": pos, "a1": bim["a1"], "a2": bim["a2"]})
         self.bytes_per_variant = (len(self.samples) + 3) // 4
         self._check_bed()
+        self._check_padding_at_open()
 
     def _check_bed(self) -> None:
         with open(self.path, "rb") as fh:
@@ -190,6 +191,36 @@ class PlinkReader(GenotypeReader):
                 f"{self.fam_path.name} {n_samp} samples, which need {expected} bytes "
                 f"(the size fits {implied:.2f} variants)",
                 hint="the .bed/.bim/.fam do not belong together or the .bed was cut short; regenerate the fileset")
+
+    def _check_padding_at_open(self) -> None:
+        """Prove the .fam belongs to the .bed before any genotype is used: a .fam a few lines short or long
+        keeps the bytes per variant (the size check passes) but shifts every sample. PLINK writes the
+        padding bit pairs of each row's last byte as 0, so a set one means the sample count is wrong.
+        The first rows (up to 64 MiB) are checked here; ``iter_packed`` checks every row it reads."""
+        if self._padding_mask == 0 or not len(self._variants):
+            return
+        rows = min(len(self._variants), max(1, (64 << 20) // self.bytes_per_variant))
+        packed = np.memmap(self.path, dtype=np.uint8, mode="r", offset=3, shape=(rows, self.bytes_per_variant))
+        self._check_padding(packed, 0)
+
+    @property
+    def _padding_mask(self) -> int:
+        """Bits of the last byte of a row that hold no sample (0 when the count is a multiple of 4)."""
+        used = len(self.samples) % 4
+        return 0 if used == 0 else (0xFF << (2 * used)) & 0xFF
+
+    def _check_padding(self, packed: np.ndarray, first_row: int) -> None:
+        mask = self._padding_mask
+        if mask == 0:
+            return
+        bad = np.flatnonzero(packed[:, -1] & mask)
+        if bad.size:
+            snp = self._variants["snp"].iloc[first_row + int(bad[0])]
+            raise MissingInputError(
+                f"{self.path} does not belong to {self.fam_path}: the .bed holds genotypes beyond the "
+                f"{len(self.samples)} samples the .fam lists (padding bits set in the row of {snp}), so the "
+                "samples would receive each other's genotypes",
+                hint="the .fam has lines missing or added; use the .bed, .bim and .fam written together by PLINK")
 
     @property
     def variants(self) -> pd.DataFrame:
@@ -226,7 +257,9 @@ class PlinkReader(GenotypeReader):
                     if raw.size != (hi - lo) * width:
                         raise MissingInputError(f"{self.path} ended early while reading variant {lo}",
                                                 hint="the .bed file is truncated; regenerate it")
-                    yield self._variants.iloc[lo:hi].reset_index(drop=True), raw.reshape(hi - lo, width)
+                    packed = raw.reshape(hi - lo, width)
+                    self._check_padding(packed, lo)
+                    yield self._variants.iloc[lo:hi].reset_index(drop=True), packed
 
     def iter_chunks(self, regions=None, chunk_size=DEFAULT_CHUNK):
         n = len(self.samples)

@@ -134,6 +134,32 @@ def test_bim_fam_counts_disagree_with_bed(tmp_path):
         PlinkReader(tmp_path / "d.bed")
 
 
+@pytest.mark.parametrize("change", [-1, -2, -3])
+def test_fam_a_few_lines_short_is_refused_naming_bed_and_fam(tmp_path, change):
+    """60 samples -> 57..59 in the .fam: same bytes per variant, so only the padding bits tell (issue 21)."""
+    variants, dosage, samples = synthetic_genotypes(n_samples=60)
+    dosage[:, 56:] = 1  # the dropped samples are heterozygous: their bit pairs are never 00 (padding)
+    write_plink(tmp_path / "c", variants, dosage, samples)
+    fam = tmp_path / "c.fam"
+    fam.write_text("".join(fam.read_text().splitlines(keepends=True)[:change]))
+    with pytest.raises(MissingInputError, match=r"c\.bed does not belong to .*c\.fam.*padding bits") as caught:
+        PlinkReader(tmp_path / "c")
+    assert "each other's genotypes" in str(caught.value)
+
+
+def test_padding_is_checked_on_every_row_read(tmp_path):
+    """Rows beyond the check at opening are checked as they are read."""
+    variants, dosage, samples = synthetic_genotypes(n_samples=59)
+    write_plink(tmp_path / "c", variants, dosage, samples)
+    reader = PlinkReader(tmp_path / "c")
+    bed = tmp_path / "c.bed"
+    raw = bytearray(bed.read_bytes())
+    raw[3 + 30 * reader.bytes_per_variant + reader.bytes_per_variant - 1] |= 0xC0  # row 30's padding
+    bed.write_bytes(bytes(raw))
+    with pytest.raises(MissingInputError, match="padding bits set in the row of rs1030"):
+        list(reader.iter_chunks(chunk_size=8))
+
+
 def test_missing_member_and_bad_magic(tmp_path):
     variants, dosage, samples = synthetic_genotypes()
     write_plink(tmp_path / "c", variants, dosage, samples)
