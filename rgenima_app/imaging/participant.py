@@ -23,6 +23,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from rgenima_app.bids.tsv import read_tsv
 from rgenima_app.errors import OutputNotWritableError
 from rgenima_app.imaging.freesurfer import FreeSurferSubject, ensure_freesurfer_subject
 from rgenima_app.imaging.rois import BBOX_COLUMNS, MORPH_COLUMNS, extract_rois
@@ -89,7 +90,7 @@ def cache_key(segmentation: Path, intensity: Path, roi_size: int, mode: str, nor
 
 
 def _read_table(path: Path) -> pd.DataFrame:
-    table = pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False)
+    table = read_tsv(path, na_values=["n/a"], keep_default_na=False)
     table["present"] = table["present"].astype(bool)
     for column in BBOX_COLUMNS:
         table[column] = table[column].astype("Int64")

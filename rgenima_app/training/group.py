@@ -26,6 +26,7 @@ import torch
 from rgenima_app import __version__
 from rgenima_app.bids.derivatives import DerivativesWriter, write_json, write_tsv
 from rgenima_app.bids.inputs import collect_t1w, load_bids_filters, read_participants
+from rgenima_app.bids.tsv import read_tsv
 from rgenima_app.bids.validation import validate_bids
 from rgenima_app.config import RunConfig, read_train_config
 from rgenima_app.errors import OutputNotWritableError, UsageError
@@ -303,7 +304,7 @@ def load_fold_result(directory: Path, bundle: Path) -> dict:
         return MetricsReport(table=pd.DataFrame(entry["table"]), confusion=confusion, n=entry["n"])
 
     return {"fold": saved["fold"], "report": report(saved["reports"]["model"]), "bundle": bundle,
-            "predictions": pd.read_csv(directory / "testpredictions.tsv", sep="\t"), "curves": saved["curves"],
+            "predictions": read_tsv(directory / "testpredictions.tsv"), "curves": saved["curves"],
             "baselines": [(name, report(saved["reports"][name])) for name in saved["order"]]}
 
 

@@ -1,0 +1,16 @@
+"""Reading TSV files as BIDS defines them: tab-separated, one row per line, no quoting.
+
+A double quote is an ordinary character in a BIDS TSV (``"quoted" value`` is a valid cell), but pandas'
+default quote handling would treat it as the start of a quoted field and fail, or merge cells. Every TSV
+rgenima reads (inputs, its own derivatives, packaged tables, bundle tables) goes through ``read_tsv``.
+"""
+from __future__ import annotations
+
+import csv
+
+import pandas as pd
+
+
+def read_tsv(source, **kwargs) -> pd.DataFrame:
+    """``pd.read_csv`` with BIDS TSV rules; ``kwargs`` choose dtypes and the ``n/a`` handling of the caller."""
+    return pd.read_csv(source, sep="\t", quoting=csv.QUOTE_NONE, **kwargs)
