@@ -727,3 +727,53 @@ def test_bundle_folder_of_a_killed_write_is_removed(tmp_path):
 
     assert remove_stale_temporaries(tmp_path / "out", time.time()) == [left[0]]
     assert list(models.iterdir()) == [live]
+
+
+# ------------------------------------------------------------------------------------ issue 21
+def participant_args(tiny_cohort, out: Path, work: Path, *labels, bids: Path | None = None) -> list:
+    return [bids or tiny_cohort / "bids", out, "participant", "--skip-bids-validation", "--roi-size", "8",
+            "--fs-subjects-dir", tiny_cohort / "freesurfer", "-w", work, "--nprocs", "1",
+            "--participant-label", *labels]
+
+
+@pytest.mark.parametrize("link", ["sub-001", "sub-001/anat", "work/rois"])
+def test_symlink_out_of_output_or_work_dir_is_refused_naming_it(tiny_cohort, tmp_path, link):
+    """OUT/sub-001 -> /elsewhere (or a link below it, or in the work dir): exit 73 naming the link, nothing
+    written through it."""
+    out, work, elsewhere = tmp_path / "out", tmp_path / "work", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    base = work if link.startswith("work/") else out
+    path = base / link.removeprefix("work/")
+    path.parent.mkdir(parents=True)
+    path.symlink_to(elsewhere, target_is_directory=True)
+    result = rgenima(*participant_args(tiny_cohort, out, work, "001"))
+    assert result.returncode == 73, result.stderr
+    assert f"{path} is a symbolic link to {elsewhere}" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not list(elsewhere.iterdir())
+
+
+def test_work_dir_inside_bids_dir_is_a_usage_error_before_anything_is_written(tiny_cohort, tmp_path):
+    bids = tmp_path / "bids"
+    shutil.copytree(tiny_cohort / "bids", bids)
+    before = tree(bids)
+    for out, work, words in [(tmp_path / "out", bids / "work", "the work dir (-w)"),
+                             (tmp_path / "out", bids / "sub-001" / "cache", "the work dir (-w)"),
+                             (bids, tmp_path / "work", "is BIDS_DIR itself"),
+                             (bids / "results", tmp_path / "work", "OUTPUT_DIR")]:
+        result = rgenima(*participant_args(tiny_cohort, out, work, "001", bids=bids))
+        assert result.returncode == 2, result.stderr
+        assert words in result.stderr and "derivatives" in result.stderr, result.stderr
+        assert tree(bids) == before
+        assert not (tmp_path / "out").exists() and not (tmp_path / "work").exists()
+
+
+def test_output_dir_under_bids_derivatives_is_accepted(tiny_cohort, tmp_path):
+    bids = tmp_path / "bids"
+    shutil.copytree(tiny_cohort / "bids", bids)
+    before = tree(bids)
+    out = bids / "derivatives" / "rgenima"
+    result = rgenima(*participant_args(tiny_cohort, out, out / ".work", "001", bids=bids))
+    assert result.returncode == 0, result.stderr
+    assert (out / "sub-001" / "anat" / "sub-001_desc-rois_morph.tsv").is_file()
+    assert {k: v for k, v in tree(bids).items() if not k.startswith("derivatives")} == before

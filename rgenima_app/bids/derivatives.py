@@ -26,6 +26,7 @@ from typing import Iterator
 import pandas as pd
 
 from rgenima_app import __version__
+from rgenima_app.confinement import check_write, register_root
 from rgenima_app.environment import container
 from rgenima_app.errors import OutputNotWritableError, UsageError
 
@@ -99,6 +100,7 @@ TEMPORARY_NAME = re.compile(r"^\.tmp-(?P<pid>\d+)\.(?P<tag>[0-9a-f]{8})-[a-z0-9_
 
 
 def _temporary_beside(target: Path) -> Path:
+    check_write(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".tmp-{os.getpid()}.{_writer_tag()}-",
                                     suffix=f"-{target.name}")
@@ -111,6 +113,7 @@ def temporary_folder_beside(target: Path) -> Path:
     """A hidden folder beside ``target`` to build a folder output in (e.g. a model bundle) before it is
     renamed into place; named like the temporary files, so that ``remove_stale_temporaries`` removes it
     when its writer was killed."""
+    check_write(target)
     return Path(tempfile.mkdtemp(dir=target.parent, prefix=f".tmp-{os.getpid()}.{_writer_tag()}-",
                                  suffix=f"-{target.name}"))
 
@@ -256,7 +259,7 @@ class DerivativesWriter:
     """Writes rgenima's BIDS-Derivatives dataset at ``output_dir``."""
 
     def __init__(self, output_dir: Path | str, source_dir: Path | str | None = None):
-        self.root = Path(output_dir).resolve()
+        self.root = register_root(Path(output_dir).resolve(), "OUTPUT_DIR")
         self.source_dir = Path(source_dir).resolve() if source_dir else None
 
     # -- paths -------------------------------------------------------------------------------

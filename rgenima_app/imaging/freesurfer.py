@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from rgenima_app.confinement import check_write
 from rgenima_app.errors import FreeSurferLicenseError, FreeSurferMissingError, MissingInputError, ProcessingError
 
 log = logging.getLogger("rgenima")
@@ -255,6 +256,8 @@ def ensure_freesurfer_subject(
         check_t1w(t1w)
     from rgenima_app.imaging.workflow import freesurfer_workflow, plugin_settings, run_workflow
 
+    check_write(subject_dir)  # recon-all writes the subject there, and nipype its work folder
+    check_write(Path(work_dir) / name)
     Path(subjects_dir).mkdir(parents=True, exist_ok=True)
     plugin, plugin_args = plugin_settings(nprocs=nprocs, mem_gb=mem_gb, use_plugin=use_plugin)
     workflow = freesurfer_workflow(

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from rgenima_app.bids.tsv import read_tsv
+from rgenima_app.confinement import check_write
 from rgenima_app.errors import OutputNotWritableError
 from rgenima_app.imaging.freesurfer import FreeSurferSubject, ensure_freesurfer_subject
 from rgenima_app.imaging.rois import BBOX_COLUMNS, MORPH_COLUMNS, extract_rois
@@ -99,6 +100,7 @@ def _read_table(path: Path) -> pd.DataFrame:
 
 def _write_cache(entry: Path, extraction) -> None:
     """Write the cache entry into a temporary folder, then rename it: a half-written entry never exists."""
+    check_write(entry)
     entry.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=".tmp-"))
     try:
