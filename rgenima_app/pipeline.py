@@ -13,7 +13,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from rgenima_app import __version__
-from rgenima_app.bids.derivatives import DerivativesWriter, remove_stale_temporaries, write_text
+from rgenima_app.bids.derivatives import (DerivativesWriter, disk_full, remove_stale_temporaries, write_error,
+                                         write_text)
 from rgenima_app.bids.inputs import collect_t1w, load_bids_filters, normalize_label, read_participants
 from rgenima_app.bids.validation import validate_bids
 from rgenima_app.confinement import register_root
@@ -54,6 +55,8 @@ def run(config: RunConfig) -> None:
         log.info("stopped: %s", exc)  # the console gets the message once, from the CLI
         raise
     except Exception as exc:  # a bug or an unforeseen failure: keep the traceback for the report
+        if disk_full(exc):
+            raise write_error(Path(exc.filename or config.output_dir), exc) from exc
         crash = logs_dir / f"crash-{run_id}.txt"
         write_text(crash, traceback.format_exc())
         raise ProcessingError(f"rgenima failed unexpectedly: {type(exc).__name__}: {exc}",

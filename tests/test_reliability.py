@@ -777,3 +777,46 @@ def test_output_dir_under_bids_derivatives_is_accepted(tiny_cohort, tmp_path):
     assert result.returncode == 0, result.stderr
     assert (out / "sub-001" / "anat" / "sub-001_desc-rois_morph.tsv").is_file()
     assert {k: v for k, v in tree(bids).items() if not k.startswith("derivatives")} == before
+
+
+def _disk_fills_at(monkeypatch, name_part: str) -> None:
+    """The write of the first TSV whose name contains ``name_part`` fails with ENOSPC half-way through."""
+    import errno
+
+    from rgenima_app.bids import derivatives
+
+    real = derivatives.write_tsv
+
+    def write_tsv(target, table):
+        if name_part in Path(target).name:
+            with derivatives.atomic_path(target) as tmp:
+                tmp.write_bytes(b"x" * 3000)
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp))
+        return real(target, table)
+
+    monkeypatch.setattr(derivatives, "write_tsv", write_tsv)
+
+
+def run_in_process(args, capsys) -> tuple[int, str]:
+    from rgenima_app.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main([str(a) for a in args])
+    return exited.value.code, capsys.readouterr().err
+
+
+def test_full_disk_stops_the_run_with_73_and_leaves_whole_output_sets(tiny_cohort, tmp_path, monkeypatch, capsys):
+    """ENOSPC while writing sub-002's morphometry table: the run stops at once (73, free space said);
+    sub-001 is complete, sub-002 has no file at all (not its dseg without the table), sub-003 was not started."""
+    _disk_fills_at(monkeypatch, "sub-002_desc-rois_morph")
+    out = tmp_path / "out"
+    code, err = run_in_process(participant_args(tiny_cohort, out, tmp_path / "work", "001", "002", "003"), capsys)
+    assert code == 73, err
+    assert "No space left on device" in err and "free" in err and "needed more than" in err, err
+    assert "sample(s) failed" not in err and "Traceback" not in err
+    assert sorted(p.name for p in (out / "sub-001" / "anat").iterdir()) == [
+        "sub-001_desc-rois_dseg.json", "sub-001_desc-rois_dseg.nii.gz", "sub-001_desc-rois_morph.json",
+        "sub-001_desc-rois_morph.tsv"]
+    assert not [p for p in out.glob("sub-002/**/*") if p.is_file()]
+    assert not (out / "sub-003").exists()
+    assert not list(out.rglob(".tmp-*"))

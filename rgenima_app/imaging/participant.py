@@ -204,6 +204,7 @@ def write_participant_imaging(result: ParticipantImaging, writer, subject: str,
                                                  writer.source_uri(result.freesurfer.intensity)])
     if provenance is not None:
         dseg_sidecar["ProvenanceKey"] = morph_sidecar["ProvenanceKey"] = provenance
-    writer.write_nifti(dseg_path, result.dseg, sidecar=dseg_sidecar)
-    writer.write_tsv(morph_path, result.morph[MORPH_COLUMNS], sidecar=morph_sidecar)
+    with writer.output_set():  # the dseg and the morphometry table: both or neither
+        writer.write_nifti(dseg_path, result.dseg, sidecar=dseg_sidecar)
+        writer.write_tsv(morph_path, result.morph[MORPH_COLUMNS], sidecar=morph_sidecar)
     return {"dseg": dseg_path, "morph": morph_path}

@@ -173,6 +173,7 @@ def predict_samples(config: RunConfig, writer: DerivativesWriter, samples: list[
     plans = [_plan(config, writer, bundle, model_hash, s.subject, s.session, s, genotype_groups) for s in samples]
     if use_genotypes:
         plans += [_plan(config, writer, bundle, model_hash, label, None, None, genotype_groups) for label in no_image]
+    guard.names += [p.name for p in plans if p.sample is None]  # predicted from genotypes only
     _refuse_other_outputs(config, bundle, model_hash, plans)
     todo = [p for p in plans if config.overwrite or not p.complete()]
     skipped = [p for p in plans if p not in todo]
