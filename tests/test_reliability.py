@@ -820,3 +820,52 @@ def test_full_disk_stops_the_run_with_73_and_leaves_whole_output_sets(tiny_cohor
     assert not [p for p in out.glob("sub-002/**/*") if p.is_file()]
     assert not (out / "sub-003").exists()
     assert not list(out.rglob(".tmp-*"))
+
+
+def test_unusable_t1w_is_named_before_the_freesurfer_license_is_asked_for(bad_t1w_bids, tmp_path):
+    """No FreeSurfer and no license (126 / 127 before issue 21): the NaN-filled T1w is named first (66)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("FS_LICENSE", "FREESURFER_HOME")}
+    out = tmp_path / "out"
+    result = subprocess.run([*rgenima_command(), bad_t1w_bids, out, "participant", "--skip-bids-validation",
+                             "--fs-subjects-dir", tmp_path / "fs", "-w", tmp_path / "work", "--roi-size", "8",
+                             "--participant-label", "004"], capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 66, result.stderr
+    assert "sub-004_T1w.nii.gz" in result.stderr and "no usable signal" in result.stderr
+    assert "license" not in result.stderr.lower() and not list(out.glob("sub-*"))
+
+
+def test_inputs_are_checked_before_outputs_and_a_failed_run_rewrites_nothing(tiny_cohort, same_name_bundles,
+                                                                             tmp_path):
+    """A truncated .bim is reported (66) before the 'would replace predictions' refusal (73); a plain run
+    that fails for sub-001 (its FreeSurfer segmentation holds no label) rewrites none of sub-001's outputs,
+    its panel genotype table included, and still does sub-002."""
+    first, retrained = same_name_bundles
+    out, geno, subjects = tmp_path / "out", tmp_path / "geno", tmp_path / "fs"
+    shutil.copytree(tiny_cohort / "genotypes", geno)
+    shutil.copytree(tiny_cohort / "freesurfer", subjects)
+    common = [tiny_cohort / "bids", out, "participant", "--skip-bids-validation", "--device", "cpu",
+              "--fs-subjects-dir", subjects, "-w", tmp_path / "work", "--nprocs", "1",
+              "--genotypes", geno / "cohort.bed", "--participant-label", "001", "002"]
+    assert rgenima(*common, "--model", first).returncode == 0
+    before = snapshot(out)
+
+    bim = geno / "cohort.bim"
+    original = bim.read_text()
+    bim.write_text("".join(original.splitlines(keepends=True)[:-3]))
+    checked = rgenima(*common, "--model", retrained)
+    assert checked.returncode == 66, checked.stderr
+    assert "cohort.bim" in checked.stderr and "would replace" not in checked.stderr
+    assert snapshot(out) == before
+    bim.write_text(original)
+
+    segmentation = subjects / "sub-001" / "mri" / "aparc+aseg.mgz"
+    image = nib.load(segmentation)
+    nib.save(nib.MGHImage(np.zeros(image.shape, np.int32), image.affine), segmentation)
+    failed = rgenima(*common, "--roi-size", "8")
+    assert failed.returncode == 1, failed.stderr
+    assert "1 of 2 sample(s) failed" in failed.stderr and "holds no label" in failed.stderr, failed.stderr
+    after = snapshot(out)
+    assert {k: v for k, v in after.items() if k.startswith("sub-001")} == \
+        {k: v for k, v in before.items() if k.startswith("sub-001")}
+    table = "sub-002/genotype/sub-002_desc-panel_genotypes.tsv"
+    assert after[table] != before[table]  # sub-002 went on: its table is now on the gene panel
