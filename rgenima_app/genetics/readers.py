@@ -11,6 +11,8 @@ are kept and flagged by :func:`is_snp`. Chromosome names are reported without a 
 """
 from __future__ import annotations
 
+import gzip
+import itertools
 import os
 import warnings
 from abc import ABC, abstractmethod
@@ -346,11 +348,36 @@ class VcfReader(GenotypeReader):
             raise MissingInputError(f"VCF {self.path} has no GT (genotype) FORMAT field",
                                     hint="rgenima needs hard genotype calls; export the file with GT")
         self.samples = list(vcf.samples)
+        self._check_sample_columns()
         self._chr_prefix = any(str(s).startswith("chr") for s in vcf.seqnames)
         self._indexed = any(Path(str(self.path) + ext).is_file() for ext in (".csi", ".tbi"))
         vcf.close()
         self._variants: pd.DataFrame | None = None
         self._skipped: list[dict] = []
+
+    def _check_sample_columns(self, n_lines: int = 1000) -> None:
+        """A data line with more columns than the header names samples is read by htslib without a word
+        (the extra calls are dropped, or every sample after a missing name shifted): the first lines of a
+        text VCF are counted here. A line with fewer columns fails in htslib (``_records``)."""
+        if self.path.name.lower().endswith(".bcf") or not self.samples:
+            return  # binary: the sample count is part of each record; sites-only: nothing to mix up
+        expected = 9 + len(self.samples)
+        opener = gzip.open if self.path.name.lower().endswith((".gz", ".bgz")) else open
+        try:
+            with opener(self.path, "rt", errors="replace") as fh:
+                lines = (line for line in fh if not line.startswith("#"))
+                for number, line in enumerate(itertools.islice(lines, n_lines), start=1):
+                    columns = line.rstrip("\r\n").count("\t") + 1
+                    if columns != expected:
+                        fields = line.split("\t", 2)
+                        raise MissingInputError(
+                            f"VCF {self.path}: the record at {fields[0]}:{fields[1] if len(fields) > 1 else '?'} "
+                            f"(data line {number}) has {columns - 9} sample column(s), but the header names "
+                            f"{len(self.samples)} samples: the samples would receive each other's genotypes",
+                            hint="the #CHROM header line and the sample columns do not belong together; "
+                                 "regenerate the file (bcftools view checks it)")
+        except (OSError, EOFError) as exc:
+            raise MissingInputError(f"cannot read VCF {self.path}: {exc}") from exc
 
     @property
     def variants(self) -> pd.DataFrame:
@@ -369,6 +396,25 @@ class VcfReader(GenotypeReader):
         return self._iter(regions, chunk_size, genotypes=True)
 
     def _records(self, regions: Sequence[Region] | None):
+        """The records, with htslib's failure on a damaged line (e.g. fewer sample columns than the header
+        names) reported as a damaged input naming the file and where it happened."""
+        last = None
+        records = self._raw_records(regions)
+        while True:
+            try:
+                rec = next(records)
+            except StopIteration:
+                return
+            except Exception as exc:  # cyvcf2 raises a bare Exception for a line htslib cannot parse
+                where = f"after the record at {last}" if last else "at its first record"
+                raise MissingInputError(
+                    f"VCF {self.path}: a line {where} cannot be read ({exc}); the usual cause is a line whose "
+                    f"number of sample columns differs from the {len(self.samples)} samples of the header",
+                    hint="check the file with bcftools view and regenerate it") from exc
+            last = f"{rec.CHROM}:{rec.POS}"
+            yield rec
+
+    def _raw_records(self, regions: Sequence[Region] | None):
         vcf = self._open()
         try:
             if regions is None:

@@ -160,6 +160,35 @@ def test_padding_is_checked_on_every_row_read(tmp_path):
         list(reader.iter_chunks(chunk_size=8))
 
 
+@pytest.mark.parametrize("suffix", [".vcf", ".vcf.gz"])
+def test_vcf_sample_lines_that_disagree_with_the_header_are_refused(tmp_path, suffix, monkeypatch):
+    """A header one sample short (htslib would drop the extra calls silently) is refused at opening; a line
+    one column short fails in htslib and is reported naming the file and where (issue 21)."""
+    import gzip
+
+    variants, dosage, samples = synthetic_genotypes(n_samples=5, n_variants=6)
+    opener = gzip.open if suffix.endswith(".gz") else open
+    path = write_vcf(tmp_path / f"a{suffix}", variants, dosage, samples)
+    with opener(path, "rt") as fh:
+        lines = fh.read().splitlines(keepends=True)
+    header = next(i for i, line in enumerate(lines) if line.startswith("#CHROM"))
+    short_header = lines[header].replace(f"\t{samples[2]}", "")
+    with opener(path, "wt") as fh:
+        fh.writelines([*lines[:header], short_header, *lines[header + 1:]])
+    with pytest.raises(MissingInputError, match=r"a\.vcf.*data line 1\) has 5 sample column\(s\), but the header "
+                                                r"names 4 samples"):
+        VcfReader(path)
+    short_line = lines[header + 3].rsplit("\t", 1)[0] + "\n"
+    with opener(path, "wt") as fh:
+        fh.writelines([*lines[:header + 3], short_line, *lines[header + 4:]])
+    with pytest.raises(MissingInputError, match=r"a\.vcf.*data line 3\) has 4 sample column"):
+        VcfReader(path)
+    # beyond the lines counted at opening, htslib's failure names the file and where it happened
+    monkeypatch.setattr(VcfReader, "_check_sample_columns", lambda self: None)
+    with pytest.raises(MissingInputError, match=r"a\.vcf(\.gz)?: a line after the record at 19:45001000 cannot be read"):
+        VcfReader(path).read()
+
+
 def test_missing_member_and_bad_magic(tmp_path):
     variants, dosage, samples = synthetic_genotypes()
     write_plink(tmp_path / "c", variants, dosage, samples)
