@@ -147,3 +147,15 @@ def test_each_failed_sample_counts_once():
     assert guard.failed_samples() == ["sub-01", "sub-02", "sub-03"]
     with pytest.raises(ProcessingError, match=r"^3 of 8 sample\(s\) failed"):
         guard.finish()
+
+
+def test_tsv_values_with_double_quotes_round_trip(tmp_path):
+    """Written without quoting, as BIDS defines TSV, so read_tsv gives the same values back (issue 21)."""
+    from rgenima_app.bids.tsv import read_tsv
+
+    table = pd.DataFrame({"participant_id": ["sub-01", "sub-02"], "note": ['"quoted" note', 'a "b'],
+                          "age": [70.5, None]})
+    path = write_tsv(tmp_path / "t.tsv", table)
+    assert path.read_text() == 'participant_id\tnote\tage\nsub-01\t"quoted" note\t70.5\nsub-02\ta "b\tn/a\n'
+    back = read_tsv(path, na_values=["n/a"], keep_default_na=False)
+    assert list(back["note"]) == list(table["note"]) and back["age"].isna().tolist() == [False, True]

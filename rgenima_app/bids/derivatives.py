@@ -28,6 +28,7 @@ from typing import Iterator
 import pandas as pd
 
 from rgenima_app import __version__
+from rgenima_app.bids.tsv import to_tsv
 from rgenima_app.confinement import check_write, register_root
 from rgenima_app.environment import container
 from rgenima_app.errors import OutputNotWritableError, UsageError
@@ -253,9 +254,10 @@ def write_json(target: Path, obj: dict) -> Path:
 
 
 def write_tsv(target: Path, table: pd.DataFrame) -> Path:
-    """A TSV with ``n/a`` for missing values, as BIDS asks."""
+    """A TSV with ``n/a`` for missing values and no quoting, as BIDS asks (``bids.tsv.read_tsv`` reads it back
+    unchanged: a value with a double quote is written as it is, not wrapped in quotes)."""
     with atomic_path(target) as tmp:
-        table.to_csv(tmp, sep="\t", index=False, na_rep="n/a", lineterminator="\n")
+        to_tsv(table, tmp, na_rep="n/a")
     return Path(target)
 
 

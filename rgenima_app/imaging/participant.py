@@ -23,7 +23,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from rgenima_app.bids.tsv import read_tsv
+from rgenima_app.bids.tsv import read_tsv, to_tsv
 from rgenima_app.confinement import check_write
 from rgenima_app.errors import OutputNotWritableError
 from rgenima_app.imaging.freesurfer import FreeSurferSubject, ensure_freesurfer_subject
@@ -105,7 +105,7 @@ def _write_cache(entry: Path, extraction) -> None:
     tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=".tmp-"))
     try:
         np.save(tmp / "patches.npy", extraction.patches)
-        extraction.morphometry.to_csv(tmp / "table.tsv", sep="\t", index=False, na_rep="n/a")
+        to_tsv(extraction.morphometry, tmp / "table.tsv", na_rep="n/a")
         nib.save(extraction.index_image(), str(tmp / "dseg.nii.gz"))
         (tmp / "cache.json").write_text(json.dumps({
             "segmentation": extraction.volumes.segmentation_name, "intensity": extraction.volumes.intensity_name,

@@ -26,7 +26,7 @@ import torch
 from rgenima_app import __version__
 from rgenima_app.bids.derivatives import DerivativesWriter, write_json, write_tsv
 from rgenima_app.bids.inputs import collect_t1w, load_bids_filters, read_participants
-from rgenima_app.bids.tsv import read_tsv
+from rgenima_app.bids.tsv import read_tsv, to_tsv
 from rgenima_app.bids.validation import validate_bids
 from rgenima_app.config import RunConfig, read_train_config
 from rgenima_app.errors import OutputNotWritableError, UsageError
@@ -288,7 +288,7 @@ def save_fold_result(directory: Path, result: dict) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     reports = {name: {"table": r.table.to_dict("list"), "confusion": r.confusion.to_dict("list"), "n": r.n}
                for name, r in [("model", result["report"]), *result["baselines"]]}
-    result["predictions"].to_csv(directory / "testpredictions.tsv", sep="\t", index=False)
+    to_tsv(result["predictions"], directory / "testpredictions.tsv")
     (directory / "result.json").write_text(json.dumps(
         {"fold": result["fold"], "reports": reports, "order": [n for n, _ in result["baselines"]],
          "curves": result["curves"]}, default=str))
