@@ -29,6 +29,7 @@ from rgenima_app.bids.inputs import collect_t1w, load_bids_filters, read_partici
 from rgenima_app.bids.tsv import read_tsv, to_tsv
 from rgenima_app.bids.validation import validate_bids
 from rgenima_app.config import RunConfig, read_train_config
+from rgenima_app.confinement import check_write
 from rgenima_app.errors import OutputNotWritableError, UsageError
 from rgenima_app.imaging.roi_table import N_ROIS, load_roi_table
 from rgenima_app.models.bundle import model_label, save_bundle, training_summary
@@ -178,7 +179,7 @@ def build_model(config: RunConfig, settings: TrainSettings, image_dim: int, n_im
 def train_fold(config: RunConfig, settings: TrainSettings, cohort: cohort_data.Cohort, fold: Fold,
                bundle_name: str, device: torch.device, rank: int = 0) -> dict | None:
     """Everything of one fold; returns its test predictions, metrics and curves (None on ranks > 0)."""
-    state_dir = config.work_dir / "training" / run_key(config, settings, cohort, fold)
+    state_dir = check_write(config.work_dir / "training" / run_key(config, settings, cohort, fold))
     train_p, val_p, test_p = (set(fold.participants(r)) for r in ("train", "validation", "test"))
     log.info("fold %d: %d train, %d validation, %d test participants", fold.index, len(train_p), len(val_p), len(test_p))
     fold_genes = cohort_data.fold_genotypes(config, settings, cohort, sorted(train_p))
@@ -187,7 +188,7 @@ def train_fold(config: RunConfig, settings: TrainSettings, cohort: cohort_data.C
 
     rit, curves, tokens = None, {}, {}
     if settings.data != "gene":
-        stage1_dir = config.work_dir / "training" / f"stage1-{stage1_key(config, settings, cohort, fold)}"
+        stage1_dir = check_write(config.work_dir / "training" / f"stage1-{stage1_key(config, settings, cohort, fold)}")
         rit_file = stage1_dir / "rit.safetensors"
         rit_cfg = rit_config(settings.stage1, config.roi_size)
         if rank == 0 and not rit_file.is_file():  # other ranks wait for rank 0's RiT and tokens
