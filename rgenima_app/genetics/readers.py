@@ -36,6 +36,8 @@ _CODE_TO_DOSAGE = np.array([2, -1, 1, 0], dtype=np.int8)
 _BYTE_TO_DOSAGES = _CODE_TO_DOSAGE[(np.arange(256)[:, None] >> (2 * np.arange(4))) & 3]
 _BED_MAGIC = bytes([0x6C, 0x1B, 0x01])
 _EVEN_BITS = np.uint64(0x5555555555555555)
+#: Variants needed before a sample homozygous for A1 at all of them is taken for the .bed's padding.
+_PADDING_EVIDENCE_ROWS = 64
 
 
 @dataclass
@@ -199,11 +201,21 @@ class PlinkReader(GenotypeReader):
         keeps the bytes per variant (the size check passes) but shifts every sample. PLINK writes the
         padding bit pairs of each row's last byte as 0, so a set one means the sample count is wrong.
         The first rows (up to 64 MiB) are checked here; ``iter_packed`` checks every row it reads."""
-        if self._padding_mask == 0 or not len(self._variants):
+        if not len(self._variants) or not len(self.samples):
             return
         rows = min(len(self._variants), max(1, (64 << 20) // self.bytes_per_variant))
         packed = np.memmap(self.path, dtype=np.uint8, mode="r", offset=3, shape=(rows, self.bytes_per_variant))
         self._check_padding(packed, 0)
+        # a .fam too long reads the padding (00) as its last sample: homozygous A1 at every variant, which
+        # no real sample is (A1 is the minor allele), once enough variants are seen
+        last = len(self.samples) - 1
+        if rows >= _PADDING_EVIDENCE_ROWS and not ((packed[:, last // 4] >> (2 * (last % 4))) & 3).any():
+            raise MissingInputError(
+                f"{self.path} does not belong to {self.fam_path}: the last sample of the .fam "
+                f"({self.samples[-1]}) is homozygous for A1 at all {rows} variants, which is how the .bed's "
+                "padding reads: the .fam lists more samples than the .bed holds, so the samples would receive "
+                "each other's genotypes",
+                hint="the .fam has lines added; use the .bed, .bim and .fam written together by PLINK")
 
     @property
     def _padding_mask(self) -> int:

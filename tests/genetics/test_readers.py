@@ -147,6 +147,20 @@ def test_fam_a_few_lines_short_is_refused_naming_bed_and_fam(tmp_path, change):
     assert "each other's genotypes" in str(caught.value)
 
 
+def test_fam_a_line_long_is_refused(tmp_path):
+    """57 samples, a .fam of 58: the last one would read the padding (hom A1 everywhere) (issue 21)."""
+    variants, dosage, samples = synthetic_genotypes(n_samples=57, n_variants=80)
+    write_plink(tmp_path / "c", variants, dosage, samples)
+    fam = tmp_path / "c.fam"
+    fam.write_text(fam.read_text() + "extra extra 0 0 0 -9\n")
+    with pytest.raises(MissingInputError, match=r"c\.bed does not belong to .*c\.fam: the last sample of the "
+                                                r"\.fam \(extra\) is homozygous for A1 at all 80 variants"):
+        PlinkReader(tmp_path / "c")
+    write_plink(tmp_path / "d", variants[:40], dosage[:40], samples)  # too few variants to tell: read
+    (tmp_path / "d.fam").write_text((tmp_path / "d.fam").read_text() + "extra extra 0 0 0 -9\n")
+    assert PlinkReader(tmp_path / "d").samples[-1] == "extra"
+
+
 def test_padding_is_checked_on_every_row_read(tmp_path):
     """Rows beyond the check at opening are checked as they are read."""
     variants, dosage, samples = synthetic_genotypes(n_samples=59)
