@@ -120,7 +120,8 @@ def check_arguments(config: RunConfig) -> None:
 def check_outside_dataset(config: RunConfig) -> None:
     """Nothing is written inside BIDS_DIR except below ``BIDS_DIR/derivatives/`` (fMRIPrep's rule): checked
     before anything is created, as a work dir inside the dataset would change the input (and then fail
-    its validation). A FreeSurfer subjects dir inside it is only read, so it needs --fs-no-reconall."""
+    its validation). A FreeSurfer subjects dir there is allowed with --fs-no-reconall only (it is then read,
+    never written)."""
     bids, derivatives = config.bids_dir.resolve(), config.bids_dir.resolve() / "derivatives"
     roots = {"OUTPUT_DIR": config.output_dir, "the work dir (-w)": config.work_dir}
     if not config.fs_no_reconall:
