@@ -8,6 +8,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from rgenima_app import __version__
+from rgenima_app.confinement import check_write
 
 #: Packages whose versions are recorded in each run's log (they decide the results).
 RECORDED_PACKAGES = (
@@ -71,7 +72,7 @@ def ensure_writable_caches(work_dir: Path) -> dict[str, str]:
     writable place are left alone. Returns the variables that were changed.
     """
     changed = {}
-    fallback = Path(work_dir) / ".cache"
+    fallback = check_write(Path(work_dir) / ".cache")
     home_ok = _writable(os.environ.get("HOME", "/nonexistent"))
     if not home_ok:
         changed["HOME"] = os.environ["HOME"] = str(fallback / "home")

@@ -13,9 +13,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from rgenima_app import __version__
-from rgenima_app.bids.derivatives import DerivativesWriter, remove_stale_temporaries, write_text
+from rgenima_app.bids.derivatives import (DerivativesWriter, disk_full, remove_stale_temporaries, write_error,
+                                         write_text)
 from rgenima_app.bids.inputs import collect_t1w, load_bids_filters, normalize_label, read_participants
 from rgenima_app.bids.validation import validate_bids
+from rgenima_app.confinement import register_root
 from rgenima_app.config import DEEPSPEED_PRESETS, RunConfig, read_train_config
 from rgenima_app.environment import ensure_writable_caches
 from rgenima_app.errors import MissingInputError, ProcessingError, RgenimaError, UsageError
@@ -30,6 +32,8 @@ def run(config: RunConfig) -> None:
     """Run one ``rgenima`` invocation; user errors propagate as RgenimaError, crashes are logged."""
     started = time.time()
     check_arguments(config)
+    register_root(config.work_dir, "the work dir (-w)")
+    register_root(config.fs_subjects_dir, "the FreeSurfer subjects dir (--fs-subjects-dir)")
     writer = DerivativesWriter(config.output_dir, config.bids_dir)
     writer.check_writable()
     stale = remove_stale_temporaries(config.output_dir, started)
@@ -51,6 +55,8 @@ def run(config: RunConfig) -> None:
         log.info("stopped: %s", exc)  # the console gets the message once, from the CLI
         raise
     except Exception as exc:  # a bug or an unforeseen failure: keep the traceback for the report
+        if disk_full(exc):
+            raise write_error(Path(exc.filename or config.output_dir), exc) from exc
         crash = logs_dir / f"crash-{run_id}.txt"
         write_text(crash, traceback.format_exc())
         raise ProcessingError(f"rgenima failed unexpectedly: {type(exc).__name__}: {exc}",
@@ -76,9 +82,7 @@ def check_arguments(config: RunConfig) -> None:
     if not config.bids_dir.is_dir():
         raise MissingInputError(f"BIDS_DIR {config.bids_dir} does not exist or is not a directory",
                                 hint="give the root folder of a BIDS dataset")
-    if config.output_dir == config.bids_dir or config.output_dir.is_relative_to(config.bids_dir):
-        raise UsageError(f"OUTPUT_DIR {config.output_dir} is inside BIDS_DIR {config.bids_dir}",
-                         hint="write the derivatives outside the input dataset, e.g. next to it")
+    check_outside_dataset(config)
     config.participant_label = [normalize_label(p) for p in config.participant_label]
     config.session_label = [normalize_label(s, "session") for s in config.session_label]
     for option in ("bids_filter_file", "gene_panel", "train_config", "use_plugin", "fs_license_file"):
@@ -111,6 +115,26 @@ def check_arguments(config: RunConfig) -> None:
         from rgenima_app.inference.participant import check_model
 
         check_model(config)
+
+
+def check_outside_dataset(config: RunConfig) -> None:
+    """Nothing is written inside BIDS_DIR except below ``BIDS_DIR/derivatives/`` (fMRIPrep's rule): checked
+    before anything is created, as a work dir inside the dataset would change the input (and then fail
+    its validation). A FreeSurfer subjects dir there is allowed with --fs-no-reconall only (it is then read,
+    never written)."""
+    bids, derivatives = config.bids_dir.resolve(), config.bids_dir.resolve() / "derivatives"
+    roots = {"OUTPUT_DIR": config.output_dir, "the work dir (-w)": config.work_dir}
+    if not config.fs_no_reconall:
+        roots["--fs-subjects-dir"] = config.fs_subjects_dir
+    for what, path in roots.items():
+        path = path.resolve()
+        if path.is_relative_to(bids) and not (path.is_relative_to(derivatives) and path != derivatives):
+            where = "is BIDS_DIR itself" if path == bids else f"is inside BIDS_DIR {bids}"
+            extra = (" (or add --fs-no-reconall to only read the finished subjects there)"
+                     if what == "--fs-subjects-dir" else "")
+            raise UsageError(f"{what} {path} {where}: rgenima does not write into the input dataset",
+                             hint=f"use a folder below {derivatives} (e.g. {derivatives / 'rgenima'}) or outside "
+                                  f"BIDS_DIR{extra}")
 
 
 def _refuse_stages_not_built(config: RunConfig) -> None:

@@ -48,10 +48,11 @@ def test_unknown_participant_label_names_the_labels_found(tiny_cohort, tmp_path)
 def test_output_inside_bids_dir_is_refused(tiny_cohort, tmp_path):
     bids = tmp_path / "bids"
     shutil.copytree(tiny_cohort / "bids", bids)
-    result = run_rgenima(bids, bids / "derivatives" / "rgenima", "participant", check_spec=False)
+    # BIDS_DIR/derivatives/<name> is the common layout and accepted (tests/test_reliability.py); elsewhere not
+    result = run_rgenima(bids, bids / "sub-001" / "rgenima", "participant", check_spec=False)
     assert result.returncode == 2
     assert "inside BIDS_DIR" in result.stderr
-    assert not (bids / "derivatives").exists()
+    assert not (bids / "sub-001" / "rgenima").exists()
 
 
 @requires_validator

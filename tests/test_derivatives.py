@@ -93,3 +93,69 @@ def test_unwritable_output_is_reported(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(OutputNotWritableError, match="not writable"):
         DerivativesWriter(tmp_path / "file" / "out").check_writable()
+
+
+def test_output_set_is_complete_or_absent(tmp_path, monkeypatch):
+    """A failure in the middle of an output set (a full disk) leaves none of its files (issue 21)."""
+    import errno
+
+    from rgenima_app.bids import derivatives
+    from rgenima_app.errors import OutputNotWritableError
+
+    writer = DerivativesWriter(tmp_path / "out")
+    table = pd.DataFrame({"a": [1, 2]})
+    first = writer.path("01", suffix="predictions", extension=".tsv", desc="m")
+    second = writer.path("01", suffix="roiattention", extension=".tsv", desc="m")
+    real = derivatives.write_tsv
+
+    def full(target, frame):
+        if target == second:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(target, frame)
+
+    monkeypatch.setattr(derivatives, "write_tsv", full)
+    with pytest.raises(OutputNotWritableError, match="No space left on device.*free"):
+        with writer.output_set():
+            writer.write_tsv(first, table, sidecar={"Description": "x"})
+            assert not first.exists()  # staged until the set is whole
+            writer.write_tsv(second, table, sidecar={"Description": "y"})
+    assert [p for p in (tmp_path / "out").rglob("*") if p.is_file()] == []
+    monkeypatch.setattr(derivatives, "write_tsv", real)
+    with writer.output_set():
+        writer.write_tsv(first, table, sidecar={"Description": "x"})
+        writer.write_tsv(second, table, sidecar={"Description": "y"})
+    assert sorted(p.name for p in first.parent.iterdir()) == [
+        "sub-01_desc-m_predictions.json", "sub-01_desc-m_predictions.tsv",
+        "sub-01_desc-m_roiattention.json", "sub-01_desc-m_roiattention.tsv"]
+
+
+def test_each_failed_sample_counts_once():
+    """A sample whose imaging, prediction and report all failed is one failed sample, not three (issue 21)."""
+    from types import SimpleNamespace
+
+    from rgenima_app.errors import MissingInputError, ProcessingError
+    from rgenima_app.participant import SampleGuard
+
+    names = [f"sub-0{i}" for i in range(1, 9)]
+    guard = SampleGuard(SimpleNamespace(stop_on_first_crash=False), names)
+
+    def fail(why):
+        raise MissingInputError(why)
+
+    for step in ["sub-01", "sub-01, sub-02", "sub-02", "sub-01 report", "sub-02 report", "sub-03"]:
+        guard(step, fail, "broken")
+    assert guard.failed_samples() == ["sub-01", "sub-02", "sub-03"]
+    with pytest.raises(ProcessingError, match=r"^3 of 8 sample\(s\) failed"):
+        guard.finish()
+
+
+def test_tsv_values_with_double_quotes_round_trip(tmp_path):
+    """Written without quoting, as BIDS defines TSV, so read_tsv gives the same values back (issue 21)."""
+    from rgenima_app.bids.tsv import read_tsv
+
+    table = pd.DataFrame({"participant_id": ["sub-01", "sub-02"], "note": ['"quoted" note', 'a "b'],
+                          "age": [70.5, None]})
+    path = write_tsv(tmp_path / "t.tsv", table)
+    assert path.read_text() == 'participant_id\tnote\tage\nsub-01\t"quoted" note\t70.5\nsub-02\ta "b\tn/a\n'
+    back = read_tsv(path, na_values=["n/a"], keep_default_na=False)
+    assert list(back["note"]) == list(table["note"]) and back["age"].isna().tolist() == [False, True]

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from rgenima_app.bids.inputs import collect_t1w, load_bids_filters, normalize_label, read_participants
+from rgenima_app.bids.tsv import read_tsv
 from rgenima_app.errors import NoDataError, UsageError
 
 
@@ -25,6 +26,20 @@ def test_diagnosis_mapping_accepts_adni_spellings(tmp_path):
     assert list(table["diagnosis"][:5]) == ["NC", "MCI", "MCI", "AD", "SMC"]
     assert pd.isna(table.loc["06", "diagnosis"]) and pd.isna(table.loc["02", "age"])
     assert pd.isna(table.loc["03", "genetic_id"]) and table.loc["04", "genetic_id"] == "NA4"
+
+
+def test_values_with_double_quotes_are_read_as_bids_defines_them(tmp_path):
+    """A BIDS TSV has no quoting: a cell may start with a double quote or hold one (issue 21)."""
+    write_participants(tmp_path, 'participant_id\tdiagnosis\tsex\tgenetic_id\tnote\n'
+                                 'sub-01\tAD\tF\t"G01\t"quoted" note\n'
+                                 'sub-02\tNC\tM\tG02"\ta "b\n'
+                                 'sub-03\tMCI\t"\tG03\t""\n')
+    table = read_participants(tmp_path)
+    assert list(table.index) == ["01", "02", "03"]
+    assert list(table["genetic_id"]) == ['"G01', 'G02"', "G03"]
+    assert list(table["diagnosis"]) == ["AD", "NC", "MCI"] and table.loc["03", "sex"] == '"'
+    raw = read_tsv(tmp_path / "participants.tsv", dtype=str)
+    assert list(raw["note"]) == ['"quoted" note', 'a "b', '""']
 
 
 def test_unknown_diagnoses_are_listed(tmp_path):

@@ -727,3 +727,145 @@ def test_bundle_folder_of_a_killed_write_is_removed(tmp_path):
 
     assert remove_stale_temporaries(tmp_path / "out", time.time()) == [left[0]]
     assert list(models.iterdir()) == [live]
+
+
+# ------------------------------------------------------------------------------------ issue 21
+def participant_args(tiny_cohort, out: Path, work: Path, *labels, bids: Path | None = None) -> list:
+    return [bids or tiny_cohort / "bids", out, "participant", "--skip-bids-validation", "--roi-size", "8",
+            "--fs-subjects-dir", tiny_cohort / "freesurfer", "-w", work, "--nprocs", "1",
+            "--participant-label", *labels]
+
+
+@pytest.mark.parametrize("link", ["sub-001", "sub-001/anat", "work/rois"])
+def test_symlink_out_of_output_or_work_dir_is_refused_naming_it(tiny_cohort, tmp_path, link):
+    """OUT/sub-001 -> /elsewhere (or a link below it, or in the work dir): exit 73 naming the link, nothing
+    written through it."""
+    out, work, elsewhere = tmp_path / "out", tmp_path / "work", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    base = work if link.startswith("work/") else out
+    path = base / link.removeprefix("work/")
+    path.parent.mkdir(parents=True)
+    path.symlink_to(elsewhere, target_is_directory=True)
+    result = rgenima(*participant_args(tiny_cohort, out, work, "001"))
+    assert result.returncode == 73, result.stderr
+    assert f"{path} is a symbolic link to {elsewhere}" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not list(elsewhere.iterdir())
+
+
+def test_work_dir_inside_bids_dir_is_a_usage_error_before_anything_is_written(tiny_cohort, tmp_path):
+    bids = tmp_path / "bids"
+    shutil.copytree(tiny_cohort / "bids", bids)
+    before = tree(bids)
+    for out, work, words in [(tmp_path / "out", bids / "work", "the work dir (-w)"),
+                             (tmp_path / "out", bids / "sub-001" / "cache", "the work dir (-w)"),
+                             (bids, tmp_path / "work", "is BIDS_DIR itself"),
+                             (bids / "results", tmp_path / "work", "OUTPUT_DIR")]:
+        result = rgenima(*participant_args(tiny_cohort, out, work, "001", bids=bids))
+        assert result.returncode == 2, result.stderr
+        assert words in result.stderr and "derivatives" in result.stderr, result.stderr
+        assert tree(bids) == before
+        assert not (tmp_path / "out").exists() and not (tmp_path / "work").exists()
+
+
+def test_output_dir_under_bids_derivatives_is_accepted(tiny_cohort, tmp_path):
+    bids = tmp_path / "bids"
+    shutil.copytree(tiny_cohort / "bids", bids)
+    before = tree(bids)
+    out = bids / "derivatives" / "rgenima"
+    result = rgenima(*participant_args(tiny_cohort, out, out / ".work", "001", bids=bids))
+    assert result.returncode == 0, result.stderr
+    assert (out / "sub-001" / "anat" / "sub-001_desc-rois_morph.tsv").is_file()
+    assert {k: v for k, v in tree(bids).items() if not k.startswith("derivatives")} == before
+
+
+def _disk_fills_at(monkeypatch, name_part: str) -> None:
+    """The write of the first TSV whose name contains ``name_part`` fails with ENOSPC half-way through."""
+    import errno
+
+    from rgenima_app.bids import derivatives
+
+    real = derivatives.write_tsv
+
+    def write_tsv(target, table):
+        if name_part in Path(target).name:
+            with derivatives.atomic_path(target) as tmp:
+                tmp.write_bytes(b"x" * 3000)
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp))
+        return real(target, table)
+
+    monkeypatch.setattr(derivatives, "write_tsv", write_tsv)
+
+
+def run_in_process(args, capsys) -> tuple[int, str]:
+    from rgenima_app.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main([str(a) for a in args])
+    return exited.value.code, capsys.readouterr().err
+
+
+def test_full_disk_stops_the_run_with_73_and_leaves_whole_output_sets(tiny_cohort, tmp_path, monkeypatch, capsys):
+    """ENOSPC while writing sub-002's morphometry table: the run stops at once (73, free space said);
+    sub-001 is complete, sub-002 has no file at all (not its dseg without the table), sub-003 was not started."""
+    _disk_fills_at(monkeypatch, "sub-002_desc-rois_morph")
+    out = tmp_path / "out"
+    code, err = run_in_process(participant_args(tiny_cohort, out, tmp_path / "work", "001", "002", "003"), capsys)
+    assert code == 73, err
+    assert "No space left on device" in err and "free" in err and "needed more than" in err, err
+    assert "sample(s) failed" not in err and "Traceback" not in err
+    assert sorted(p.name for p in (out / "sub-001" / "anat").iterdir()) == [
+        "sub-001_desc-rois_dseg.json", "sub-001_desc-rois_dseg.nii.gz", "sub-001_desc-rois_morph.json",
+        "sub-001_desc-rois_morph.tsv"]
+    assert not [p for p in out.glob("sub-002/**/*") if p.is_file()]
+    assert not (out / "sub-003").exists()
+    assert not list(out.rglob(".tmp-*"))
+
+
+def test_unusable_t1w_is_named_before_the_freesurfer_license_is_asked_for(bad_t1w_bids, tmp_path):
+    """No FreeSurfer and no license (126 / 127 before issue 21): the NaN-filled T1w is named first (66)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("FS_LICENSE", "FREESURFER_HOME")}
+    out = tmp_path / "out"
+    result = subprocess.run([*rgenima_command(), bad_t1w_bids, out, "participant", "--skip-bids-validation",
+                             "--fs-subjects-dir", tmp_path / "fs", "-w", tmp_path / "work", "--roi-size", "8",
+                             "--participant-label", "004"], capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 66, result.stderr
+    assert "sub-004_T1w.nii.gz" in result.stderr and "no usable signal" in result.stderr
+    assert "license" not in result.stderr.lower() and not list(out.glob("sub-*"))
+
+
+def test_inputs_are_checked_before_outputs_and_a_failed_run_rewrites_nothing(tiny_cohort, same_name_bundles,
+                                                                             tmp_path):
+    """A truncated .bim is reported (66) before the 'would replace predictions' refusal (73); a plain run
+    that fails for sub-001 (its FreeSurfer segmentation holds no label) rewrites none of sub-001's outputs,
+    its panel genotype table included, and still does sub-002."""
+    first, retrained = same_name_bundles
+    out, geno, subjects = tmp_path / "out", tmp_path / "geno", tmp_path / "fs"
+    shutil.copytree(tiny_cohort / "genotypes", geno)
+    shutil.copytree(tiny_cohort / "freesurfer", subjects)
+    common = [tiny_cohort / "bids", out, "participant", "--skip-bids-validation", "--device", "cpu",
+              "--fs-subjects-dir", subjects, "-w", tmp_path / "work", "--nprocs", "1",
+              "--genotypes", geno / "cohort.bed", "--participant-label", "001", "002"]
+    assert rgenima(*common, "--model", first).returncode == 0
+    before = snapshot(out)
+
+    bim = geno / "cohort.bim"
+    original = bim.read_text()
+    bim.write_text("".join(original.splitlines(keepends=True)[:-3]))
+    checked = rgenima(*common, "--model", retrained)
+    assert checked.returncode == 66, checked.stderr
+    assert "cohort.bim" in checked.stderr and "would replace" not in checked.stderr
+    assert snapshot(out) == before
+    bim.write_text(original)
+
+    segmentation = subjects / "sub-001" / "mri" / "aparc+aseg.mgz"
+    image = nib.load(segmentation)
+    nib.save(nib.MGHImage(np.zeros(image.shape, np.int32), image.affine), segmentation)
+    failed = rgenima(*common, "--roi-size", "8")
+    assert failed.returncode == 1, failed.stderr
+    assert "1 of 2 sample(s) failed" in failed.stderr and "holds no label" in failed.stderr, failed.stderr
+    after = snapshot(out)
+    assert {k: v for k, v in after.items() if k.startswith("sub-001")} == \
+        {k: v for k, v in before.items() if k.startswith("sub-001")}
+    table = "sub-002/genotype/sub-002_desc-panel_genotypes.tsv"
+    assert after[table] != before[table]  # sub-002 went on: its table is now on the gene panel

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from rgenima_app import STAGES
 from rgenima_app.analysis.group import AnalysisOptions, GroupAnalysis, write_group_tables
+from rgenima_app.bids.tsv import read_tsv
 from rgenima_app.errors import MissingInputError, NoDataError, ProcessingError
 from rgenima_app.imaging.roi_table import roi_names
 
@@ -48,7 +49,7 @@ def _read_output(path: Path, required: bool = True) -> pd.DataFrame | None:
         raise MissingInputError(f"{path} is missing (the prediction beside it has no attention output)",
                                 hint="rerun the participant level of this participant with the same --model")
     try:
-        return pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False)
+        return read_tsv(path, na_values=["n/a"], keep_default_na=False)
     except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise MissingInputError(f"cannot read {path}: {exc}", hint="rerun the participant level of this participant") from exc
     except pd.errors.EmptyDataError:
@@ -411,7 +412,7 @@ def _read_table(path: Path) -> pd.DataFrame:
         raise MissingInputError(f"{path} is missing: --reports-only re-renders group.html from the group tables",
                                 hint="run 'rgenima BIDS_DIR OUTPUT_DIR group --model BUNDLE' without --reports-only first")
     try:
-        return pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False)
+        return read_tsv(path, na_values=["n/a"], keep_default_na=False)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise MissingInputError(f"cannot read {path}: {exc}", hint="rerun the group analysis to rewrite it") from exc
 

@@ -11,6 +11,7 @@ Every pattern written here is listed in ``bids_spec/derivatives.yaml``.
 """
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import json
@@ -20,12 +21,15 @@ import shutil
 import socket
 import tempfile
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Iterator
 
 import pandas as pd
 
 from rgenima_app import __version__
+from rgenima_app.bids.tsv import to_tsv
+from rgenima_app.confinement import check_write, register_root
 from rgenima_app.environment import container
 from rgenima_app.errors import OutputNotWritableError, UsageError
 
@@ -99,6 +103,7 @@ TEMPORARY_NAME = re.compile(r"^\.tmp-(?P<pid>\d+)\.(?P<tag>[0-9a-f]{8})-[a-z0-9_
 
 
 def _temporary_beside(target: Path) -> Path:
+    check_write(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".tmp-{os.getpid()}.{_writer_tag()}-",
                                     suffix=f"-{target.name}")
@@ -111,6 +116,7 @@ def temporary_folder_beside(target: Path) -> Path:
     """A hidden folder beside ``target`` to build a folder output in (e.g. a model bundle) before it is
     renamed into place; named like the temporary files, so that ``remove_stale_temporaries`` removes it
     when its writer was killed."""
+    check_write(target)
     return Path(tempfile.mkdtemp(dir=target.parent, prefix=f".tmp-{os.getpid()}.{_writer_tag()}-",
                                  suffix=f"-{target.name}"))
 
@@ -175,30 +181,63 @@ def check_label(value: str, entity: str) -> str:
     return value
 
 
+#: The output set being written in this context (``DerivativesWriter.output_set``): (temporary, target) pairs.
+_STAGED: ContextVar[list[tuple[Path, Path]] | None] = ContextVar("rgenima_staged_outputs", default=None)
+
+
+def disk_full(exc: BaseException) -> bool:
+    """A write failed for lack of space or quota: every later write would fail too, so the run stops."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def write_error(target: Path, exc: OSError, written: int = 0) -> OutputNotWritableError:
+    """The error (exit 73) for a failed write; a full disk or quota says how much space is free and needed."""
+    if disk_full(exc):
+        try:
+            free = shutil.disk_usage(Path(target).parent).free
+        except OSError:
+            free = 0
+        return OutputNotWritableError(
+            f"cannot write {target}: {exc.strerror or exc} ({_size(free)} free; the outputs being written "
+            f"needed more than {_size(written)})",
+            hint=f"free at least {_size(max(written, 1 << 20) * 2)} on the file system of {Path(target).parent} "
+                 "(check free space and quotas), then rerun the same command: finished participants are kept")
+    return OutputNotWritableError(f"cannot write {target}: {exc.strerror or exc}",
+                                  hint="check that the output directory exists, is writable and has free space")
+
+
+def _size(n: int) -> str:
+    return f"{n / 2 ** 20:.1f} MiB" if n >= 2 ** 20 else f"{n / 1024:.0f} KiB"
+
+
+def _staged_bytes(pairs) -> int:
+    return sum(tmp.stat().st_size for tmp, _ in pairs if tmp.exists())
+
+
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it onto ``target`` only if the block succeeds.
 
     The temporary name is hidden (starts with a dot) and keeps the target's extension, so libraries
-    that pick a format by extension (nibabel) write the right one.
+    that pick a format by extension (nibabel) write the right one. Inside ``output_set`` the rename waits
+    for the whole set.
     """
     target = Path(target)
+    staged = _STAGED.get()
     try:
         tmp = _temporary_beside(target)
     except OSError as exc:
-        raise OutputNotWritableError(
-            f"cannot write {target}: {exc.strerror or exc}",
-            hint="check that the output directory exists, is writable and has free space",
-        ) from exc
+        raise write_error(target, exc, _staged_bytes(staged or [])) from exc
     try:
         yield tmp
-        os.replace(tmp, target)
+        if staged is None:
+            os.replace(tmp, target)
+        else:
+            staged.append((tmp, target))
     except OSError as exc:
+        written = _staged_bytes([*(staged or []), (tmp, target)])
         tmp.unlink(missing_ok=True)
-        raise OutputNotWritableError(
-            f"cannot write {target}: {exc.strerror or exc}",
-            hint="check free space and permissions of the output directory",
-        ) from exc
+        raise write_error(target, exc, written) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -215,9 +254,10 @@ def write_json(target: Path, obj: dict) -> Path:
 
 
 def write_tsv(target: Path, table: pd.DataFrame) -> Path:
-    """A TSV with ``n/a`` for missing values, as BIDS asks."""
+    """A TSV with ``n/a`` for missing values and no quoting, as BIDS asks (``bids.tsv.read_tsv`` reads it back
+    unchanged: a value with a double quote is written as it is, not wrapped in quotes)."""
     with atomic_path(target) as tmp:
-        table.to_csv(tmp, sep="\t", index=False, na_rep="n/a", lineterminator="\n")
+        to_tsv(table, tmp, na_rep="n/a")
     return Path(target)
 
 
@@ -256,7 +296,7 @@ class DerivativesWriter:
     """Writes rgenima's BIDS-Derivatives dataset at ``output_dir``."""
 
     def __init__(self, output_dir: Path | str, source_dir: Path | str | None = None):
-        self.root = Path(output_dir).resolve()
+        self.root = register_root(Path(output_dir).resolve(), "OUTPUT_DIR")
         self.source_dir = Path(source_dir).resolve() if source_dir else None
 
     # -- paths -------------------------------------------------------------------------------
@@ -349,24 +389,56 @@ class DerivativesWriter:
                 hint="choose another OUTPUT_DIR or fix its permissions (containers: mount it read-write)",
             ) from exc
 
+    # -- output sets -------------------------------------------------------------------------
+    @contextmanager
+    def output_set(self) -> Iterator[None]:
+        """Write the files of one output set (a participant's ROI derivatives, genotypes or prediction)
+        as a whole: files written inside the block stay under their temporary names and are renamed into
+        place together when the block succeeds; on any failure (a full disk) none of them appears."""
+        if _STAGED.get() is not None:  # nested: part of the enclosing set
+            yield
+            return
+        staged: list[tuple[Path, Path]] = []
+        token = _STAGED.set(staged)
+        try:
+            yield
+        except BaseException as exc:
+            written = _staged_bytes(staged)
+            for tmp, _ in staged:
+                tmp.unlink(missing_ok=True)
+            if disk_full(exc):  # a write outside atomic_path (a library's own file) filled the disk
+                raise write_error(Path(exc.filename or self.root), exc, written) from exc
+            raise
+        finally:
+            _STAGED.reset(token)
+        for done, (tmp, target) in enumerate(staged):
+            try:
+                os.replace(tmp, target)
+            except OSError as exc:
+                for left, _ in staged[done:]:
+                    left.unlink(missing_ok=True)
+                raise write_error(target, exc) from exc
+
     # -- files with sidecars -----------------------------------------------------------------
     def write_tsv(self, path: Path, table: pd.DataFrame, sidecar: dict | None = None) -> Path:
-        """Write a TSV (and its JSON sidecar first, so a present TSV always has its sidecar)."""
-        if sidecar is not None:
-            write_json(sidecar_path(path), sidecar)
-        return write_tsv(path, table)
+        """Write a TSV and its JSON sidecar as one output set (neither appears without the other)."""
+        with self.output_set():
+            if sidecar is not None:
+                write_json(sidecar_path(path), sidecar)
+            return write_tsv(path, table)
 
     def write_json(self, path: Path, obj: dict) -> Path:
         return write_json(path, obj)
 
     def write_nifti(self, path: Path, image, sidecar: dict | None = None) -> Path:
-        """Write a nibabel image atomically (and its sidecar first)."""
+        """Write a nibabel image and its sidecar as one output set."""
         import nibabel as nib
 
-        if sidecar is not None:
-            write_json(sidecar_path(path), sidecar)
-        with atomic_path(path) as tmp:
-            nib.save(image, str(tmp))
+        with self.output_set():
+            if sidecar is not None:
+                write_json(sidecar_path(path), sidecar)
+            with atomic_path(path) as tmp:
+                nib.save(image, str(tmp))
         return Path(path)
 
     def source_uri(self, path: Path | str) -> str:

@@ -10,6 +10,7 @@ import pandas as pd
 
 from rgenima_app import STAGES
 from rgenima_app.bids.derivatives import check_label
+from rgenima_app.bids.tsv import read_tsv
 from rgenima_app.errors import MissingInputError, NoDataError, UsageError
 
 #: Spellings of each stage found in cohorts (ADNI: CN, EMCI/LMCI, Dementia), case-insensitive.
@@ -61,7 +62,7 @@ def read_participants(bids_dir: Path, diagnosis_column: str = "diagnosis", requi
             raise MissingInputError(f"{path} is missing", hint="training needs participants.tsv with a diagnosis column")
         return pd.DataFrame(columns=["diagnosis"]).rename_axis("participant")
     try:
-        table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+        table = read_tsv(path, dtype=str, keep_default_na=False)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise MissingInputError(f"cannot read {path}: {exc}", hint="participants.tsv must be tab-separated text") from exc
     if "participant_id" not in table.columns:

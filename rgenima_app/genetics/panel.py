@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rgenima_app.bids.tsv import read_tsv
 from rgenima_app.errors import MissingInputError, ProcessingError
 from rgenima_app.genetics.readers import GenotypeReader, Region, normalize_chrom, normalize_chroms
 
@@ -25,7 +26,7 @@ PANEL_COLUMNS = ["gene", "chrom", "start", "end"]
 
 def _packaged(name: str, **kwargs) -> pd.DataFrame:
     with resources.files("rgenima_app.data").joinpath(name).open("r") as fh:
-        return pd.read_csv(fh, sep="\t", comment="#", **kwargs)
+        return read_tsv(fh, comment="#", **kwargs)
 
 
 def _check_build(build: str) -> None:
@@ -51,7 +52,7 @@ def read_gene_panel(path: str | os.PathLike) -> pd.DataFrame:
     if not path.is_file():
         raise MissingInputError(f"gene panel {path} not found", hint="--gene-panel takes a TSV file")
     try:
-        table = pd.read_csv(path, sep="\t", comment="#", dtype={"chrom": str})
+        table = read_tsv(path, comment="#", dtype={"chrom": str})
     except (OSError, pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
         raise MissingInputError(f"cannot read gene panel {path}: {exc}") from exc
     missing = [c for c in PANEL_COLUMNS if c not in table.columns]

@@ -11,6 +11,8 @@ are kept and flagged by :func:`is_snp`. Chromosome names are reported without a 
 """
 from __future__ import annotations
 
+import gzip
+import itertools
 import os
 import warnings
 from abc import ABC, abstractmethod
@@ -34,6 +36,8 @@ _CODE_TO_DOSAGE = np.array([2, -1, 1, 0], dtype=np.int8)
 _BYTE_TO_DOSAGES = _CODE_TO_DOSAGE[(np.arange(256)[:, None] >> (2 * np.arange(4))) & 3]
 _BED_MAGIC = bytes([0x6C, 0x1B, 0x01])
 _EVEN_BITS = np.uint64(0x5555555555555555)
+#: Variants needed before a sample homozygous for A1 at all of them is taken for the .bed's padding.
+_PADDING_EVIDENCE_ROWS = 64
 
 
 @dataclass
@@ -169,6 +173,7 @@ class PlinkReader(GenotypeReader):
                                        "pos": pos, "a1": bim["a1"], "a2": bim["a2"]})
         self.bytes_per_variant = (len(self.samples) + 3) // 4
         self._check_bed()
+        self._check_padding_at_open()
 
     def _check_bed(self) -> None:
         with open(self.path, "rb") as fh:
@@ -190,6 +195,46 @@ class PlinkReader(GenotypeReader):
                 f"{self.fam_path.name} {n_samp} samples, which need {expected} bytes "
                 f"(the size fits {implied:.2f} variants)",
                 hint="the .bed/.bim/.fam do not belong together or the .bed was cut short; regenerate the fileset")
+
+    def _check_padding_at_open(self) -> None:
+        """Prove the .fam belongs to the .bed before any genotype is used: a .fam a few lines short or long
+        keeps the bytes per variant (the size check passes) but shifts every sample. PLINK writes the
+        padding bit pairs of each row's last byte as 0, so a set one means the sample count is wrong.
+        The first rows (up to 64 MiB) are checked here; ``iter_packed`` checks every row it reads."""
+        if not len(self._variants) or not len(self.samples):
+            return
+        rows = min(len(self._variants), max(1, (64 << 20) // self.bytes_per_variant))
+        packed = np.memmap(self.path, dtype=np.uint8, mode="r", offset=3, shape=(rows, self.bytes_per_variant))
+        self._check_padding(packed, 0)
+        # a .fam too long reads the padding (00) as its last sample: homozygous A1 at every variant, which
+        # no real sample is (A1 is the minor allele), once enough variants are seen
+        last = len(self.samples) - 1
+        if rows >= _PADDING_EVIDENCE_ROWS and not ((packed[:, last // 4] >> (2 * (last % 4))) & 3).any():
+            raise MissingInputError(
+                f"{self.path} does not belong to {self.fam_path}: the last sample of the .fam "
+                f"({self.samples[-1]}) is homozygous for A1 at all {rows} variants, which is how the .bed's "
+                "padding reads: the .fam lists more samples than the .bed holds, so the samples would receive "
+                "each other's genotypes",
+                hint="the .fam has lines added; use the .bed, .bim and .fam written together by PLINK")
+
+    @property
+    def _padding_mask(self) -> int:
+        """Bits of the last byte of a row that hold no sample (0 when the count is a multiple of 4)."""
+        used = len(self.samples) % 4
+        return 0 if used == 0 else (0xFF << (2 * used)) & 0xFF
+
+    def _check_padding(self, packed: np.ndarray, first_row: int) -> None:
+        mask = self._padding_mask
+        if mask == 0:
+            return
+        bad = np.flatnonzero(packed[:, -1] & mask)
+        if bad.size:
+            snp = self._variants["snp"].iloc[first_row + int(bad[0])]
+            raise MissingInputError(
+                f"{self.path} does not belong to {self.fam_path}: the .bed holds genotypes beyond the "
+                f"{len(self.samples)} samples the .fam lists (padding bits set in the row of {snp}), so the "
+                "samples would receive each other's genotypes",
+                hint="the .fam has lines missing or added; use the .bed, .bim and .fam written together by PLINK")
 
     @property
     def variants(self) -> pd.DataFrame:
@@ -226,7 +271,9 @@ class PlinkReader(GenotypeReader):
                     if raw.size != (hi - lo) * width:
                         raise MissingInputError(f"{self.path} ended early while reading variant {lo}",
                                                 hint="the .bed file is truncated; regenerate it")
-                    yield self._variants.iloc[lo:hi].reset_index(drop=True), raw.reshape(hi - lo, width)
+                    packed = raw.reshape(hi - lo, width)
+                    self._check_padding(packed, lo)
+                    yield self._variants.iloc[lo:hi].reset_index(drop=True), packed
 
     def iter_chunks(self, regions=None, chunk_size=DEFAULT_CHUNK):
         n = len(self.samples)
@@ -313,11 +360,36 @@ class VcfReader(GenotypeReader):
             raise MissingInputError(f"VCF {self.path} has no GT (genotype) FORMAT field",
                                     hint="rgenima needs hard genotype calls; export the file with GT")
         self.samples = list(vcf.samples)
+        self._check_sample_columns()
         self._chr_prefix = any(str(s).startswith("chr") for s in vcf.seqnames)
         self._indexed = any(Path(str(self.path) + ext).is_file() for ext in (".csi", ".tbi"))
         vcf.close()
         self._variants: pd.DataFrame | None = None
         self._skipped: list[dict] = []
+
+    def _check_sample_columns(self, n_lines: int = 1000) -> None:
+        """A data line with more columns than the header names samples is read by htslib without a word
+        (the extra calls are dropped, or every sample after a missing name shifted): the first lines of a
+        text VCF are counted here. A line with fewer columns fails in htslib (``_records``)."""
+        if self.path.name.lower().endswith(".bcf") or not self.samples:
+            return  # binary: the sample count is part of each record; sites-only: nothing to mix up
+        expected = 9 + len(self.samples)
+        opener = gzip.open if self.path.name.lower().endswith((".gz", ".bgz")) else open
+        try:
+            with opener(self.path, "rt", errors="replace") as fh:
+                lines = (line for line in fh if not line.startswith("#"))
+                for number, line in enumerate(itertools.islice(lines, n_lines), start=1):
+                    columns = line.rstrip("\r\n").count("\t") + 1
+                    if columns != expected:
+                        fields = line.split("\t", 2)
+                        raise MissingInputError(
+                            f"VCF {self.path}: the record at {fields[0]}:{fields[1] if len(fields) > 1 else '?'} "
+                            f"(data line {number}) has {columns - 9} sample column(s), but the header names "
+                            f"{len(self.samples)} samples: the samples would receive each other's genotypes",
+                            hint="the #CHROM header line and the sample columns do not belong together; "
+                                 "regenerate the file (bcftools view checks it)")
+        except (OSError, EOFError) as exc:
+            raise MissingInputError(f"cannot read VCF {self.path}: {exc}") from exc
 
     @property
     def variants(self) -> pd.DataFrame:
@@ -336,6 +408,25 @@ class VcfReader(GenotypeReader):
         return self._iter(regions, chunk_size, genotypes=True)
 
     def _records(self, regions: Sequence[Region] | None):
+        """The records, with htslib's failure on a damaged line (e.g. fewer sample columns than the header
+        names) reported as a damaged input naming the file and where it happened."""
+        last = None
+        records = self._raw_records(regions)
+        while True:
+            try:
+                rec = next(records)
+            except StopIteration:
+                return
+            except Exception as exc:  # cyvcf2 raises a bare Exception for a line htslib cannot parse
+                where = f"after the record at {last}" if last else "at its first record"
+                raise MissingInputError(
+                    f"VCF {self.path}: a line {where} cannot be read ({exc}); the usual cause is a line whose "
+                    f"number of sample columns differs from the {len(self.samples)} samples of the header",
+                    hint="check the file with bcftools view and regenerate it") from exc
+            last = f"{rec.CHROM}:{rec.POS}"
+            yield rec
+
+    def _raw_records(self, regions: Sequence[Region] | None):
         vcf = self._open()
         try:
             if regions is None:

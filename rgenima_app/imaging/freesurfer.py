@@ -6,13 +6,14 @@ The decision, in order (``ensure_freesurfer_subject``):
    (``mri/orig/001.mgz``, else ``mri/rawavg.mgz``): a subject made from another image is an error, a
    subject without that copy is reused with a warning;
 2. ``--fs-no-reconall`` -> ``MissingInputError`` (exit 66) naming that path;
-3. a license: ``--fs-license-file``, ``$FS_LICENSE``, ``$FREESURFER_HOME/license.txt`` (or the older
+3. each T1w is readable, 3-D, holds some finite, non-constant signal and has a plausible voxel size and
+   field of view (``check_t1w``; else exit 66, or 1 for a 2-D/4-D image), so that a bad input fails now
+   rather than after a license question or hours into recon-all;
+4. a license: ``--fs-license-file``, ``$FS_LICENSE``, ``$FREESURFER_HOME/license.txt`` (or the older
    ``.license``); none -> ``FreeSurferLicenseError`` (exit 126);
-4. ``recon-all`` on the PATH with ``$FREESURFER_HOME`` set; else ``FreeSurferMissingError`` (exit 127);
-5. no stale ``scripts/IsRunning.*`` lock in a half-done subject; else ``ProcessingError`` with the
+5. ``recon-all`` on the PATH with ``$FREESURFER_HOME`` set; else ``FreeSurferMissingError`` (exit 127);
+6. no stale ``scripts/IsRunning.*`` lock in a half-done subject; else ``ProcessingError`` with the
    command that clears it;
-6. each T1w is readable, 3-D and holds some finite, non-constant signal (``check_t1w``; else exit 66,
-   or 1 for a 2-D/4-D image), so that a bad input fails now rather than hours into recon-all;
 7. recon-all runs in a nipype workflow (``workflow.py``), resuming a half-done subject.
 
 Subjects are named after the BIDS sample: ``sub-01`` or ``sub-01_ses-1`` (one cross-sectional
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from rgenima_app.confinement import check_write
 from rgenima_app.errors import FreeSurferLicenseError, FreeSurferMissingError, MissingInputError, ProcessingError
 
 log = logging.getLogger("rgenima")
@@ -190,24 +192,71 @@ def check_made_from(name: str, subject_dir: str | os.PathLike, t1w_files: Sequen
             )
 
 
-def check_t1w(path: str | os.PathLike) -> None:
-    """Refuse a T1w that recon-all cannot use (unreadable, empty, not 3-D, no finite signal) before it runs.
+#: Plausible T1w geometry: voxel edge (mm) and field of view per axis (mm). Outside these a header is
+#: wrong (metres or centimetres for millimetres, a slab or a single slice) and recon-all would fail late.
+VOXEL_MM = (0.3, 5.0)
+FIELD_OF_VIEW_MM = (60.0, 500.0)
 
-    recon-all would otherwise fail late with a cryptic message, or (NaN-filled input) run for hours.
-    """
+
+def check_t1w(path: str | os.PathLike) -> None:
+    """Refuse a T1w that recon-all cannot use, naming the file and the problem, before any long stage:
+    unreadable or empty (66), not 3-D (1), no finite non-constant signal, implausible voxel size or field
+    of view (66). recon-all would otherwise fail late with a cryptic message, or run for hours."""
     import numpy as np
 
     from rgenima_app.imaging.volumes import load_image
 
     if Path(path).is_file() and Path(path).stat().st_size == 0:
         raise MissingInputError(f"T1w image {path} is empty (0 bytes)", hint="replace the file with the T1w volume")
-    _, data = load_image(path, "T1w")
+    image, data = load_image(path, "T1w")
     values = data[np.isfinite(data)]
     if values.size == 0 or values.min() == values.max():
         raise MissingInputError(f"T1w image {path} holds no usable signal (all voxels NaN/Inf or one constant "
-                                "value): recon-all cannot use it",
-                                hint="replace the file with a valid T1w volume (or exclude it with "
-                                     "--participant-label / --bids-filter-file)")
+                                "value): recon-all cannot use it", hint=_REPLACE_T1W)
+    voxel = [float(z) for z in image.header.get_zooms()[:3]]
+    if not all(VOXEL_MM[0] <= z <= VOXEL_MM[1] for z in voxel):
+        raise MissingInputError(f"T1w image {path} has voxel size {' x '.join(f'{z:g}' for z in voxel)} mm; a T1w "
+                                f"has voxels of {VOXEL_MM[0]:g} to {VOXEL_MM[1]:g} mm",
+                                hint="fix the voxel size (pixdim) in the header, or " + _REPLACE_T1W)
+    fov = [n * z for n, z in zip(data.shape, voxel)]
+    if not all(FIELD_OF_VIEW_MM[0] <= f <= FIELD_OF_VIEW_MM[1] for f in fov):
+        raise MissingInputError(f"T1w image {path} covers {' x '.join(f'{f:g}' for f in fov)} mm; a head T1w "
+                                f"covers {FIELD_OF_VIEW_MM[0]:g} to {FIELD_OF_VIEW_MM[1]:g} mm along each axis",
+                                hint="give the whole-head T1w volume, or " + _REPLACE_T1W)
+
+
+_REPLACE_T1W = ("replace the file with a valid T1w volume (or exclude it with --participant-label / "
+                "--bids-filter-file)")
+
+
+def check_subject(subject_dir: str | os.PathLike) -> None:
+    """Refuse a finished FreeSurfer subject whose volumes cannot be used (unreadable, not 3-D, no intensity
+    volume, a segmentation without labels), naming the file: checked before any output is written."""
+    import numpy as np
+
+    from rgenima_app.imaging.volumes import load_image
+
+    subject = FreeSurferSubject(Path(subject_dir).name, Path(subject_dir), reused=True)
+    _, labels = load_image(subject.segmentation, "segmentation")
+    if not np.any(labels):
+        raise MissingInputError(f"FreeSurfer segmentation {subject.segmentation} holds no label",
+                                hint="the subject is damaged: rerun recon-all for it (remove the folder)")
+    _, intensity = load_image(subject.intensity, "intensity")
+    if not np.isfinite(intensity).any():
+        raise MissingInputError(f"FreeSurfer intensity volume {subject.intensity} holds no finite value",
+                                hint="the subject is damaged: rerun recon-all for it (remove the folder)")
+
+
+def check_sample_inputs(name: str, t1w_files: Sequence[str | os.PathLike], subjects_dir: str | os.PathLike,
+                        no_reconall: bool = False) -> None:
+    """The inputs of one sample, checked before any stage runs: the finished FreeSurfer subject it
+    reuses, else each T1w that recon-all would read."""
+    subject_dir = Path(subjects_dir) / name
+    if (subject_dir / SEGMENTATION).is_file():
+        check_subject(subject_dir)
+    elif not no_reconall:
+        for t1w in t1w_files:
+            check_t1w(t1w)
 
 
 def ensure_freesurfer_subject(
@@ -241,6 +290,8 @@ def ensure_freesurfer_subject(
             hint="point --fs-subjects-dir at the folder that holds the FreeSurfer subjects "
                  f"(named {name}), or drop --fs-no-reconall",
         )
+    for t1w in t1w_files:  # a T1w recon-all cannot use is named before the license and installation
+        check_t1w(t1w)
     license_path = find_license(license_file, environ)
     check_freesurfer(environ)
     locks = stale_locks(subject_dir)
@@ -251,10 +302,10 @@ def ensure_freesurfer_subject(
             "a recon-all run on it was interrupted, or is still running",
             hint=f"if no recon-all is running on it, clear the lock with: rm -f {listing}  (rgenima then resumes it)",
         )
-    for t1w in t1w_files:
-        check_t1w(t1w)
     from rgenima_app.imaging.workflow import freesurfer_workflow, plugin_settings, run_workflow
 
+    check_write(subject_dir)  # recon-all writes the subject there, and nipype its work folder
+    check_write(Path(work_dir) / name)
     Path(subjects_dir).mkdir(parents=True, exist_ok=True)
     plugin, plugin_args = plugin_settings(nprocs=nprocs, mem_gb=mem_gb, use_plugin=use_plugin)
     workflow = freesurfer_workflow(

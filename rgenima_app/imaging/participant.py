@@ -23,6 +23,8 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from rgenima_app.bids.tsv import read_tsv, to_tsv
+from rgenima_app.confinement import check_write
 from rgenima_app.errors import OutputNotWritableError
 from rgenima_app.imaging.freesurfer import FreeSurferSubject, ensure_freesurfer_subject
 from rgenima_app.imaging.rois import BBOX_COLUMNS, MORPH_COLUMNS, extract_rois
@@ -89,7 +91,7 @@ def cache_key(segmentation: Path, intensity: Path, roi_size: int, mode: str, nor
 
 
 def _read_table(path: Path) -> pd.DataFrame:
-    table = pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False)
+    table = read_tsv(path, na_values=["n/a"], keep_default_na=False)
     table["present"] = table["present"].astype(bool)
     for column in BBOX_COLUMNS:
         table[column] = table[column].astype("Int64")
@@ -98,11 +100,12 @@ def _read_table(path: Path) -> pd.DataFrame:
 
 def _write_cache(entry: Path, extraction) -> None:
     """Write the cache entry into a temporary folder, then rename it: a half-written entry never exists."""
+    check_write(entry)
     entry.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=".tmp-"))
     try:
         np.save(tmp / "patches.npy", extraction.patches)
-        extraction.morphometry.to_csv(tmp / "table.tsv", sep="\t", index=False, na_rep="n/a")
+        to_tsv(extraction.morphometry, tmp / "table.tsv", na_rep="n/a")
         nib.save(extraction.index_image(), str(tmp / "dseg.nii.gz"))
         (tmp / "cache.json").write_text(json.dumps({
             "segmentation": extraction.volumes.segmentation_name, "intensity": extraction.volumes.intensity_name,
@@ -201,6 +204,7 @@ def write_participant_imaging(result: ParticipantImaging, writer, subject: str,
                                                  writer.source_uri(result.freesurfer.intensity)])
     if provenance is not None:
         dseg_sidecar["ProvenanceKey"] = morph_sidecar["ProvenanceKey"] = provenance
-    writer.write_nifti(dseg_path, result.dseg, sidecar=dseg_sidecar)
-    writer.write_tsv(morph_path, result.morph[MORPH_COLUMNS], sidecar=morph_sidecar)
+    with writer.output_set():  # the dseg and the morphometry table: both or neither
+        writer.write_nifti(dseg_path, result.dseg, sidecar=dseg_sidecar)
+        writer.write_tsv(morph_path, result.morph[MORPH_COLUMNS], sidecar=morph_sidecar)
     return {"dseg": dseg_path, "morph": morph_path}

@@ -12,13 +12,15 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
+from rgenima_app.bids.tsv import read_tsv
+
 N_ROIS = 109
 
 
 @lru_cache(maxsize=1)
 def _load() -> pd.DataFrame:
     with resources.files("rgenima_app.data").joinpath("rois.tsv").open("r") as fh:
-        table = pd.read_csv(fh, sep="\t")
+        table = read_tsv(fh)
     if len(table) != N_ROIS or list(table["index"]) != list(range(1, N_ROIS + 1)):
         raise RuntimeError("packaged rois.tsv is damaged: expected indices 1..109")
     return table
@@ -59,7 +61,7 @@ def resolve_roi_names(names: list[str]) -> list[str]:
 @lru_cache(maxsize=1)
 def _fit_extents() -> np.ndarray:
     with resources.files("rgenima_app.data").joinpath("roi_fit_extents.tsv").open("r") as fh:
-        table = pd.read_csv(fh, sep="\t")
+        table = read_tsv(fh)
     if list(table["label"]) != roi_labels():
         raise RuntimeError("packaged roi_fit_extents.tsv does not follow the canonical ROI order")
     return table["extent_mm"].to_numpy(dtype=float)

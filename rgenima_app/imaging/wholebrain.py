@@ -21,6 +21,7 @@ import numpy as np
 import scipy.ndimage as ndi
 import torch
 
+from rgenima_app.confinement import check_write
 from rgenima_app.errors import OutputNotWritableError
 from rgenima_app.imaging.freesurfer import FreeSurferSubject
 from rgenima_app.imaging.participant import cache_key
@@ -59,6 +60,7 @@ def cached_wholebrain_volume(freesurfer: FreeSurferSubject, work_dir: str | os.P
     if entry.is_file():
         return entry
     volume = wholebrain_volume(intensity, seg, size, normalization, device)
+    check_write(entry)
     tmp = entry.with_name(f".tmp-{os.getpid()}-{entry.name}")  # written whole, then renamed
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)

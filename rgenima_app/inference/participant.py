@@ -36,6 +36,7 @@ from rgenima_app.imaging.rois import resolve_device
 from rgenima_app.inference.outputs import TABLES, output_paths, write_prediction
 from rgenima_app.inference.predict import PredictionInput, bundle_hash, predict
 from rgenima_app.models.bundle import LoadedBundle, load_bundle, read_bundle_metadata
+from rgenima_app.participant import check_inputs
 from rgenima_app.provenance import (OTHER, OutputGroup, genotype_group, imaging_group, imaging_key, make_key,
                                    read_sidecar)
 
@@ -173,27 +174,24 @@ def predict_samples(config: RunConfig, writer: DerivativesWriter, samples: list[
     plans = [_plan(config, writer, bundle, model_hash, s.subject, s.session, s, genotype_groups) for s in samples]
     if use_genotypes:
         plans += [_plan(config, writer, bundle, model_hash, label, None, None, genotype_groups) for label in no_image]
-    _refuse_other_outputs(config, bundle, model_hash, plans)
+    guard.names += [p.name for p in plans if p.sample is None]  # predicted from genotypes only
     todo = [p for p in plans if config.overwrite or not p.complete()]
     skipped = [p for p in plans if p not in todo]
-    for plan in skipped:
-        log.info("%s: outputs complete, skipped", plan.name)
-
+    # every input first (T1w or FreeSurfer subject, genotype files), then what to do about the outputs
+    check_inputs(config, guard, [p.sample for p in todo if p.sample is not None])
     tables: dict[str, pd.DataFrame] = {}
     needed = sorted({p.subject for p in todo} | {p.subject for p in skipped if p.genotypes is not None
                                                  and not p.genotypes.complete() and p.read_genotypes()})
     if use_genotypes and needed:
         tables = participant_genotypes(config.genotypes, participants, needed, genome_build=config.genome_build,
                                        snp_panel=bundle.snp_panel)
-        for subject in needed:
-            group = genotype_groups[subject]
-            if f"sub-{subject}" in tables and (config.overwrite or not group.complete()):
-                if group.state() == OTHER:
-                    log.info("sub-%s: the panel genotypes were made from other inputs or another SNP panel; "
-                             "rewritten on the model's SNP panel", subject)
-                group.prepare()
-                write_participant_genotypes(writer, subject, tables[f"sub-{subject}"], config.genotypes,
-                                            config.genome_build, provenance=group.key)
+    if guard.failed and not config.overwrite and any(p.prediction.state() == OTHER for p in plans):
+        guard.finish()  # inputs that failed their checks are reported before any refusal of the outputs
+    _refuse_other_outputs(config, bundle, model_hash, plans)
+    for plan in skipped:
+        log.info("%s: outputs complete, skipped", plan.name)
+    failed_checks = set(guard.failed_samples())
+    todo = [p for p in todo if p.name not in failed_checks]
     items: list[PredictionInput] = []
     by_name: dict[str, SamplePlan] = {}
     for plan in tqdm([p for p in todo if p.sample is not None], desc="participants", unit="sample", disable=None):
@@ -221,9 +219,27 @@ def predict_samples(config: RunConfig, writer: DerivativesWriter, samples: list[
     failed = {name.split("_")[0].removeprefix("sub-"): [] for name, _ in guard.failed}
     for name, why in guard.failed:
         failed[name.split("_")[0].removeprefix("sub-")].append(f"{name}: {why}")
+    _write_genotypes(config, writer, tables, needed, genotype_groups, set(failed))
     stale = {p.subject for p in skipped if not _report_is_current(writer, p.subject, bundle.name)}
     for subject in tqdm(sorted(done | set(failed) | stale), desc="reports", unit="participant", disable=None):
         guard(f"sub-{subject} report", _report, writer, subject, bundle, failed.get(subject, []))
+
+
+def _write_genotypes(config: RunConfig, writer: DerivativesWriter, tables: dict[str, pd.DataFrame],
+                     subjects: list[str], groups: dict[str, OutputGroup], failed: set[str]) -> None:
+    """The panel genotypes on the model's SNP panel, written last and only for participants without a
+    failure, so that a failed run does not rewrite those of an earlier run."""
+    for subject in subjects:
+        group = groups.get(subject)
+        if group is None or f"sub-{subject}" not in tables or subject in failed:
+            continue
+        if config.overwrite or not group.complete():
+            if group.state() == OTHER:
+                log.info("sub-%s: the panel genotypes were made from other inputs or another SNP panel; "
+                         "rewritten on the model's SNP panel", subject)
+            group.prepare()
+            write_participant_genotypes(writer, subject, tables[f"sub-{subject}"], config.genotypes,
+                                        config.genome_build, provenance=group.key)
 
 
 def _report_is_current(writer: DerivativesWriter, subject: str, model: str) -> bool:

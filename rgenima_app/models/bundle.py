@@ -33,6 +33,7 @@ from safetensors.torch import load_file, save_file
 
 from rgenima_app import STAGES, __version__
 from rgenima_app.bids.derivatives import temporary_folder_beside
+from rgenima_app.bids.tsv import read_tsv, to_tsv
 from rgenima_app.errors import MissingInputError, OutputNotWritableError, UsageError
 from rgenima_app.imaging.roi_table import roi_names
 from rgenima_app.models.llm import PICKLE_SUFFIXES, check_safetensors_dir, describe_config, load_local_llm
@@ -190,7 +191,7 @@ def _write_contents(root: Path, model: RGenIMA, genome_build, snp_text_format, t
         "metrics": metrics or {},
     }
     if snp_panel is not None:
-        snp_panel.to_csv(root / "snp_panel.tsv", sep="\t", index=False)
+        to_tsv(snp_panel, root / "snp_panel.tsv")
     (root / METADATA).write_text(json.dumps(metadata, indent=2, default=str))
     return metadata
 
@@ -302,8 +303,8 @@ def load_bundle(path: str | Path, *, expected_roi_size: int | None = None, base_
                     prompt_template=meta["prompt"]["template"])
     _load_tensors(model.connector, path / "connector.safetensors")
     model.finetune_mode = meta["finetune"]
-    panel = (pd.read_csv(path / "snp_panel.tsv", sep="\t", keep_default_na=False, na_values=["n/a", ""],
-                         dtype={"snp": str, "chrom": str, "a1": str, "a2": str, "gene": str})
+    panel = (read_tsv(path / "snp_panel.tsv", keep_default_na=False, na_values=["n/a", ""],
+                      dtype={"snp": str, "chrom": str, "a1": str, "a2": str, "gene": str})
              if (path / "snp_panel.tsv").is_file() else None)
     model.to(device).eval()
     return LoadedBundle(model=model, metadata=meta, snp_panel=panel, path=path)

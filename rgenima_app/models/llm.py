@@ -45,6 +45,7 @@ def load_local_llm(path: str | Path, dtype: str = "float32", attn_implementation
     check_safetensors_dir(path, "LLM directory")
     if dtype not in DTYPES:
         raise UsageError(f"LLM dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+    check_weights_match_config(path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         model, info = AutoModelForCausalLM.from_pretrained(
@@ -58,6 +59,34 @@ def load_local_llm(path: str | Path, dtype: str = "float32", attn_implementation
         raise MissingInputError(f"LLM weights in {path} are incomplete: {len(missing)} tensor(s) missing or "
                                 f"of the wrong shape, e.g. {missing[:3]}", "re-save the model in full")
     return model, prepare_tokenizer(tokenizer)
+
+
+def check_weights_match_config(path: Path) -> None:
+    """Refuse (66, naming config.json) a directory whose config.json describes other tensor shapes than its
+    *.safetensors hold: transformers would otherwise print its load report and raise a bare RuntimeError.
+    The model is built on the meta device (no memory) and compared with the safetensors headers."""
+    from safetensors import safe_open
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        config = AutoConfig.from_pretrained(path, local_files_only=True)
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in AutoModelForCausalLM.from_config(config).state_dict().items()}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise MissingInputError(f"cannot read {path / 'config.json'}: {exc}",
+                                "the model directory is damaged: restore its config.json") from exc
+    wrong = []
+    for file in sorted(path.glob("*.safetensors")):
+        with safe_open(str(file), "pt") as weights:
+            for key in weights.keys():
+                shape = tuple(weights.get_slice(key).get_shape())
+                if key in expected and expected[key] != shape:
+                    wrong.append(f"{key} is {list(shape)} in {file.name}, {list(expected[key])} by config.json")
+    if wrong:
+        raise MissingInputError(f"{path / 'config.json'} does not match the weights in {path}: {len(wrong)} "
+                                f"tensor(s) of another shape, e.g. {'; '.join(wrong[:2])}",
+                                "the model directory is damaged: restore config.json and the *.safetensors "
+                                "saved together")
 
 
 def prepare_tokenizer(tokenizer):

@@ -23,6 +23,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from rgenima_app import STAGES, __version__
 from rgenima_app.bids.derivatives import DerivativesWriter, write_text
+from rgenima_app.bids.tsv import read_tsv
 from rgenima_app.reports import figures
 
 N_TOP_ROIS, N_TOP_GENES, N_HEAT = 15, 15, 10
@@ -106,7 +107,7 @@ def metric_rows(metrics: Mapping | None) -> tuple[list[dict], int | None]:
 
 
 def _read_tsv(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False)
+    return read_tsv(path, na_values=["n/a"], keep_default_na=False)
 
 
 def _session_section(prediction_file: Path, model: str) -> dict:

@@ -26,8 +26,10 @@ import torch
 from rgenima_app import __version__
 from rgenima_app.bids.derivatives import DerivativesWriter, write_json, write_tsv
 from rgenima_app.bids.inputs import collect_t1w, load_bids_filters, read_participants
+from rgenima_app.bids.tsv import read_tsv, to_tsv
 from rgenima_app.bids.validation import validate_bids
 from rgenima_app.config import RunConfig, read_train_config
+from rgenima_app.confinement import check_write
 from rgenima_app.errors import OutputNotWritableError, UsageError
 from rgenima_app.imaging.roi_table import N_ROIS, load_roi_table
 from rgenima_app.models.bundle import model_label, save_bundle, training_summary
@@ -177,7 +179,7 @@ def build_model(config: RunConfig, settings: TrainSettings, image_dim: int, n_im
 def train_fold(config: RunConfig, settings: TrainSettings, cohort: cohort_data.Cohort, fold: Fold,
                bundle_name: str, device: torch.device, rank: int = 0) -> dict | None:
     """Everything of one fold; returns its test predictions, metrics and curves (None on ranks > 0)."""
-    state_dir = config.work_dir / "training" / run_key(config, settings, cohort, fold)
+    state_dir = check_write(config.work_dir / "training" / run_key(config, settings, cohort, fold))
     train_p, val_p, test_p = (set(fold.participants(r)) for r in ("train", "validation", "test"))
     log.info("fold %d: %d train, %d validation, %d test participants", fold.index, len(train_p), len(val_p), len(test_p))
     fold_genes = cohort_data.fold_genotypes(config, settings, cohort, sorted(train_p))
@@ -186,7 +188,7 @@ def train_fold(config: RunConfig, settings: TrainSettings, cohort: cohort_data.C
 
     rit, curves, tokens = None, {}, {}
     if settings.data != "gene":
-        stage1_dir = config.work_dir / "training" / f"stage1-{stage1_key(config, settings, cohort, fold)}"
+        stage1_dir = check_write(config.work_dir / "training" / f"stage1-{stage1_key(config, settings, cohort, fold)}")
         rit_file = stage1_dir / "rit.safetensors"
         rit_cfg = rit_config(settings.stage1, config.roi_size)
         if rank == 0 and not rit_file.is_file():  # other ranks wait for rank 0's RiT and tokens
@@ -287,7 +289,7 @@ def save_fold_result(directory: Path, result: dict) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     reports = {name: {"table": r.table.to_dict("list"), "confusion": r.confusion.to_dict("list"), "n": r.n}
                for name, r in [("model", result["report"]), *result["baselines"]]}
-    result["predictions"].to_csv(directory / "testpredictions.tsv", sep="\t", index=False)
+    to_tsv(result["predictions"], directory / "testpredictions.tsv")
     (directory / "result.json").write_text(json.dumps(
         {"fold": result["fold"], "reports": reports, "order": [n for n, _ in result["baselines"]],
          "curves": result["curves"]}, default=str))
@@ -303,7 +305,7 @@ def load_fold_result(directory: Path, bundle: Path) -> dict:
         return MetricsReport(table=pd.DataFrame(entry["table"]), confusion=confusion, n=entry["n"])
 
     return {"fold": saved["fold"], "report": report(saved["reports"]["model"]), "bundle": bundle,
-            "predictions": pd.read_csv(directory / "testpredictions.tsv", sep="\t"), "curves": saved["curves"],
+            "predictions": read_tsv(directory / "testpredictions.tsv"), "curves": saved["curves"],
             "baselines": [(name, report(saved["reports"][name])) for name in saved["order"]]}
 
 

@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from rgenima_app.confinement import check_write
 from rgenima_app.models.rit import RiT
 from rgenima_app.training.data import CohortSample
 from rgenima_app.training.stage1 import image_batch
@@ -29,7 +30,7 @@ def weights_hash(module: torch.nn.Module) -> str:
 def rit_tokens(rit: RiT, samples: list[CohortSample], cache_root: Path, device: torch.device,
                batch_size: int = 8) -> dict[str, torch.Tensor]:
     """Sample name -> (109, D) float32 tokens on the CPU, computed once per (weights, inputs)."""
-    directory = Path(cache_root) / weights_hash(rit)
+    directory = check_write(Path(cache_root) / weights_hash(rit))
     directory.mkdir(parents=True, exist_ok=True)
 
     def entry(sample: CohortSample) -> Path:

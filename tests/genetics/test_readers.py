@@ -134,6 +134,75 @@ def test_bim_fam_counts_disagree_with_bed(tmp_path):
         PlinkReader(tmp_path / "d.bed")
 
 
+@pytest.mark.parametrize("change", [-1, -2, -3])
+def test_fam_a_few_lines_short_is_refused_naming_bed_and_fam(tmp_path, change):
+    """60 samples -> 57..59 in the .fam: same bytes per variant, so only the padding bits tell (issue 21)."""
+    variants, dosage, samples = synthetic_genotypes(n_samples=60)
+    dosage[:, 56:] = 1  # the dropped samples are heterozygous: their bit pairs are never 00 (padding)
+    write_plink(tmp_path / "c", variants, dosage, samples)
+    fam = tmp_path / "c.fam"
+    fam.write_text("".join(fam.read_text().splitlines(keepends=True)[:change]))
+    with pytest.raises(MissingInputError, match=r"c\.bed does not belong to .*c\.fam.*padding bits") as caught:
+        PlinkReader(tmp_path / "c")
+    assert "each other's genotypes" in str(caught.value)
+
+
+def test_fam_a_line_long_is_refused(tmp_path):
+    """57 samples, a .fam of 58: the last one would read the padding (hom A1 everywhere) (issue 21)."""
+    variants, dosage, samples = synthetic_genotypes(n_samples=57, n_variants=80)
+    write_plink(tmp_path / "c", variants, dosage, samples)
+    fam = tmp_path / "c.fam"
+    fam.write_text(fam.read_text() + "extra extra 0 0 0 -9\n")
+    with pytest.raises(MissingInputError, match=r"c\.bed does not belong to .*c\.fam: the last sample of the "
+                                                r"\.fam \(extra\) is homozygous for A1 at all 80 variants"):
+        PlinkReader(tmp_path / "c")
+    write_plink(tmp_path / "d", variants[:40], dosage[:40], samples)  # too few variants to tell: read
+    (tmp_path / "d.fam").write_text((tmp_path / "d.fam").read_text() + "extra extra 0 0 0 -9\n")
+    assert PlinkReader(tmp_path / "d").samples[-1] == "extra"
+
+
+def test_padding_is_checked_on_every_row_read(tmp_path):
+    """Rows beyond the check at opening are checked as they are read."""
+    variants, dosage, samples = synthetic_genotypes(n_samples=59)
+    write_plink(tmp_path / "c", variants, dosage, samples)
+    reader = PlinkReader(tmp_path / "c")
+    bed = tmp_path / "c.bed"
+    raw = bytearray(bed.read_bytes())
+    raw[3 + 30 * reader.bytes_per_variant + reader.bytes_per_variant - 1] |= 0xC0  # row 30's padding
+    bed.write_bytes(bytes(raw))
+    with pytest.raises(MissingInputError, match="padding bits set in the row of rs1030"):
+        list(reader.iter_chunks(chunk_size=8))
+
+
+@pytest.mark.parametrize("suffix", [".vcf", ".vcf.gz"])
+def test_vcf_sample_lines_that_disagree_with_the_header_are_refused(tmp_path, suffix, monkeypatch):
+    """A header one sample short (htslib would drop the extra calls silently) is refused at opening; a line
+    one column short fails in htslib and is reported naming the file and where (issue 21)."""
+    import gzip
+
+    variants, dosage, samples = synthetic_genotypes(n_samples=5, n_variants=6)
+    opener = gzip.open if suffix.endswith(".gz") else open
+    path = write_vcf(tmp_path / f"a{suffix}", variants, dosage, samples)
+    with opener(path, "rt") as fh:
+        lines = fh.read().splitlines(keepends=True)
+    header = next(i for i, line in enumerate(lines) if line.startswith("#CHROM"))
+    short_header = lines[header].replace(f"\t{samples[2]}", "")
+    with opener(path, "wt") as fh:
+        fh.writelines([*lines[:header], short_header, *lines[header + 1:]])
+    with pytest.raises(MissingInputError, match=r"a\.vcf.*data line 1\) has 5 sample column\(s\), but the header "
+                                                r"names 4 samples"):
+        VcfReader(path)
+    short_line = lines[header + 3].rsplit("\t", 1)[0] + "\n"
+    with opener(path, "wt") as fh:
+        fh.writelines([*lines[:header + 3], short_line, *lines[header + 4:]])
+    with pytest.raises(MissingInputError, match=r"a\.vcf.*data line 3\) has 4 sample column"):
+        VcfReader(path)
+    # beyond the lines counted at opening, htslib's failure names the file and where it happened
+    monkeypatch.setattr(VcfReader, "_check_sample_columns", lambda self: None)
+    with pytest.raises(MissingInputError, match=r"a\.vcf(\.gz)?: a line after the record at 19:45001000 cannot be read"):
+        VcfReader(path).read()
+
+
 def test_missing_member_and_bad_magic(tmp_path):
     variants, dosage, samples = synthetic_genotypes()
     write_plink(tmp_path / "c", variants, dosage, samples)

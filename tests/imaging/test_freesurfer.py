@@ -18,7 +18,9 @@ def t1w(tmp_path):
     import nibabel as nib
     import numpy as np
 
-    nib.save(nib.Nifti1Image(np.arange(64, dtype=np.int16).reshape(4, 4, 4), np.eye(4)), path)  # checked before recon-all
+    # checked before recon-all: some signal, 4 mm voxels, a 192 mm field of view
+    nib.save(nib.Nifti1Image((np.arange(48 ** 3) % 997).astype(np.int16).reshape(48, 48, 48),
+                             np.diag([4.0, 4.0, 4.0, 1.0])), path)
     return path
 
 
@@ -156,3 +158,44 @@ def test_plugin_settings(tmp_path):
         plugin_settings(use_plugin=bad)
     with pytest.raises(MissingInputError):
         plugin_settings(use_plugin=tmp_path / "absent.yml")
+
+
+@pytest.mark.parametrize("shape, voxel, message", [
+    ((40, 40, 40), (0.004, 0.004, 0.004), r"voxel size 0\.004 x 0\.004 x 0\.004 mm"),   # metres in the header
+    ((40, 40, 40), (12.0, 12.0, 12.0), r"voxel size 12 x 12 x 12 mm"),
+    ((200, 200, 8), (1.0, 1.0, 1.0), r"covers 200 x 200 x 8 mm"),                     # a slab
+    ((40, 40, 40), (1.0, 1.0, 1.0), r"covers 40 x 40 x 40 mm"),
+])
+def test_t1w_with_implausible_geometry_is_refused_before_the_license(tmp_path, shape, voxel, message):
+    """Issue 21: each T1w is checked (signal, voxel size, field of view) before the license is asked for."""
+    import nibabel as nib
+    import numpy as np
+
+    from rgenima_app.imaging.freesurfer import check_t1w
+
+    t1w = tmp_path / "sub-01_T1w.nii.gz"
+    nib.save(nib.Nifti1Image(np.random.default_rng(0).random(shape).astype(np.float32),
+                             np.diag([*voxel, 1.0])), t1w)
+    with pytest.raises(MissingInputError, match=message):
+        check_t1w(t1w)
+    with pytest.raises(MissingInputError, match=rf"{t1w}.*{message}"):  # not FreeSurferLicenseError (126)
+        ensure_freesurfer_subject("01", None, [t1w], tmp_path / "fs", tmp_path / "work", environ={})
+    nib.save(nib.Nifti1Image(np.full((40, 40, 40), np.nan, dtype=np.float32), np.diag([4.0, 4.0, 4.0, 1.0])), t1w)
+    with pytest.raises(MissingInputError, match="no usable signal"):
+        ensure_freesurfer_subject("01", None, [t1w], tmp_path / "fs", tmp_path / "work", environ={})
+
+
+def test_unusable_reused_subject_is_named_before_any_stage(tmp_path):
+    import nibabel as nib
+    import numpy as np
+
+    from rgenima_app.imaging.freesurfer import check_sample_inputs
+
+    mri = tmp_path / "fs" / "sub-01" / "mri"
+    mri.mkdir(parents=True)
+    nib.save(nib.MGHImage(np.zeros((8, 8, 8), np.int32), np.eye(4)), mri / "aparc+aseg.mgz")
+    with pytest.raises(MissingInputError, match=r"aparc\+aseg\.mgz holds no label"):
+        check_sample_inputs("sub-01", [], tmp_path / "fs")
+    (mri / "aparc+aseg.mgz").write_bytes(b"\x00" * 10)
+    with pytest.raises(MissingInputError, match=r"aparc\+aseg\.mgz"):
+        check_sample_inputs("sub-01", [], tmp_path / "fs")

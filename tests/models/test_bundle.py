@@ -157,6 +157,19 @@ def test_refuses_incomplete_llm_weights(bundle):
         load_bundle(path)
 
 
+@pytest.mark.parametrize("key", ["intermediate_size", "vocab_size"])
+def test_llm_config_that_disagrees_with_its_weights_is_a_damaged_bundle(bundle, key):
+    """llm/config.json edited after saving: 66 naming the file, not transformers' RuntimeError (issue 21)."""
+    _, path = bundle
+    config_file = path / "llm" / "config.json"
+    config = json.loads(config_file.read_text())
+    config[key] = config[key] * 2
+    config_file.write_text(json.dumps(config))
+    with pytest.raises(MissingInputError, match=r"llm/config\.json does not match the weights") as caught:
+        load_bundle(path)
+    assert "of another shape" in str(caught.value)
+
+
 def test_local_llm_frozen_bundle_keeps_only_a_description(fresh_tiny_llm, tmp_path):
     """A frozen local LLM is not copied into the bundle; loading finds it (or an override) and checks it."""
     from rgenima_app.models.llm import build_llm
