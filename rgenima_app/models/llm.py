@@ -1,4 +1,5 @@
-"""Loading the language model: ``tiny`` or a local Hugging Face causal-LM directory, offline only.
+"""Loading the language model: ``tiny``, a pretrained model installed as a Python package
+(``smollm2``, see ``pretrained.py``) or a local Hugging Face causal-LM directory, offline only.
 
 A local directory must hold a ``config.json``, tokenizer files and ``*.safetensors`` weights; a
 directory that offers only pickled weights (``pytorch_model.bin``, ``*.pt``, ...) is refused rather
@@ -71,13 +72,23 @@ def prepare_tokenizer(tokenizer):
 
 def build_llm(spec: str, *, dtype: str = "float32", tiny: TinyLLMConfig | None = None,
               attn_implementation: str = "sdpa"):
-    """(model, tokenizer, description) for ``spec`` = ``"tiny"`` or a local model directory."""
+    """(model, tokenizer, description) for ``spec`` = ``"tiny"``, a pretrained name (``"smollm2"``) or a
+    local model directory."""
+    from rgenima_app.models.pretrained import PRETRAINED, manifest, pretrained_dir
+
     if spec == "tiny":
         cfg = tiny or TinyLLMConfig()
         model, tokenizer = build_tiny_llm(cfg)
         model.set_attn_implementation(attn_implementation)
         model.to(DTYPES[dtype])
         description = {"kind": "tiny", "tiny_config": cfg.to_dict()}
+    elif spec in PRETRAINED:
+        directory = pretrained_dir(spec)
+        model, tokenizer = load_local_llm(directory, dtype, attn_implementation)
+        info = manifest(directory)
+        description = {"kind": "pretrained", "name": spec, "model_id": info.get("model_id"),
+                       "source": str(directory), "gguf_sha256": info.get("gguf_sha256"),
+                       "weights_sha256": info.get("weights_sha256")}
     else:
         model, tokenizer = load_local_llm(spec, dtype, attn_implementation)
         description = {"kind": "local", "source": str(Path(spec).resolve())}
