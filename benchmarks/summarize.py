@@ -78,6 +78,7 @@ COMMANDS = {
                                 "--baselines '' --out /tmp/rgenima-bench-1000 --json "
                                 "benchmarks/results/training_1000_data.json"),
     "token_cache.json": "PYTHONPATH=. python benchmarks/bench_token_cache.py",
+    "pretrained_llm.json": "PYTHONPATH=. python benchmarks/bench_pretrained_llm.py --snps 389",
     "interpretability_1000.json": ("PYTHONPATH=. python benchmarks/bench_interpretability.py --run "
                                    "/tmp/rgenima-bench-1000 --json benchmarks/results/interpretability_1000.json "
                                    "(after the training_1000.json run)"),
@@ -624,13 +625,43 @@ def screening(r: Results) -> list[dict]:
     return out
 
 
+def pretrained_llm(r: Results) -> list[dict]:
+    """bench_pretrained_llm.py: SmolLM2 conversion, load, stage-2 step times and SNP-text tokens per tokenizer."""
+    S = "Pretrained LLM"
+    d = r.data
+    threads = f"{d['threads']} threads"
+    out = [r.fig("pretrained_llm.conversion", S, "SmolLM2 GGUF -> safetensors conversion (once)", d["conversion_seconds"],
+                 "s", "conversion_seconds"),
+           r.fig("pretrained_llm.load", S, "SmolLM2 load from the converted cache", d["load_seconds"], "s", "load_seconds")]
+    for i, row in enumerate(d["steps"]):
+        key = f"pretrained_llm.step.{row['finetune']}.b{row['batch_size']}"
+        what = f"SmolLM2 stage-2 step ({row['finetune']}, batch {row['batch_size']}, {row['prompt_tokens']} tokens, {threads})"
+        out.append(r.fig(f"{key}.seconds", S, what, row["step_seconds"], "s", f"steps[{i}].step_seconds"))
+        hours = row["hours_per_epoch_600"]
+        out.append(r.fig(f"{key}.hours_per_epoch_600", S, f"{what}: hours per epoch of 600 participants", hours, "h",
+                         f"steps[{i}].hours_per_epoch_600", target="<= 2 h for stage 2 on 600 participants",
+                         note=f"{row['samples_per_s']:.3f} samples/s; the target holds for {int(2 // hours)} "
+                              f"epoch(s)" if hours <= 2 else f"{row['samples_per_s']:.3f} samples/s"))
+    for name, t in d["tokens"].items():
+        key = f"pretrained_llm.tokens.{name}"
+        out += [r.fig(f"{key}.compact", S, f"{name} tokenizer: compact SNP text, {t['snps']} SNPs", t["compact_tokens"],
+                      "tokens", f"tokens.{name}.compact_tokens",
+                      baseline=base("verbose SNP text", t["verbose_tokens"], "tokens"),
+                      note=f"dosage separator {t['dosage_separator']!r}"),
+                r.fig(f"{key}.dosage_tokens_per_snp", S, f"{name} tokenizer: share of SNPs whose dosage is a token of its own (compact)",
+                      t["share_of_snps_with_own_token"], "fraction", f"tokens.{name}.share_of_snps_with_own_token",
+                      target="1.0 (one token per dosage)", met=t["share_of_snps_with_own_token"] == 1)]
+    return out
+
+
 READERS = [("roi_extraction.json", roi_extraction), ("bootstrap.json", bootstrap), ("bench_genetics.json", genetics),
            ("training.json", training), ("training_fit.json", training), ("training_1000*.json", training), ("training_gpu*.json", training_gpu), ("rollout*.json", rollout),
            ("planted_attention*.json", planted_attention), ("bench_models_gpu*.json", models_gpu),
            ("bench_models.json", models), ("token_cache.json", token_cache),
            ("interpretability.json", interpretability), ("interpretability_fit.json", interpretability),
            ("interpretability_1000.json", interpretability),
-           ("roi_modes.json", roi_modes), ("science_*.json", science), ("screening.json", screening)]
+           ("roi_modes.json", roi_modes), ("science_*.json", science), ("screening.json", screening),
+           ("pretrained_llm.json", pretrained_llm)]
 
 
 # ----------------------------------------------------------------------------- hand-kept figures

@@ -58,6 +58,25 @@ def one_token_per_dosage(tokenizer: Any, sep: str = "", text: str = _PROBE) -> b
     return len(digits) == sum(c.isdigit() for c in text) and all(len(p.strip()) == 1 for p in digits)
 
 
+def dosages_with_own_token(tokenizer: Any, text: str) -> list[bool]:
+    """For every dosage of a compact text (any separator), whether its digit is a token of its own
+    (nothing but spacing beside it in that token). Gene names may hold digits; they are not dosages."""
+    pieces = token_pieces(tokenizer, text)
+    if "".join(pieces) != text:
+        raise ValueError("the tokenizer does not decode token by token back to the text")
+    owner = [k for k, piece in enumerate(pieces) for _ in piece]  # the token of every character
+    out = []
+    for block in re.finditer(r"[^;]+", text):
+        match = re.fullmatch(r"\s*(.+?) ([0-9](?:[ ]?[0-9])*)\s*", block.group())
+        if match is None:
+            raise ValueError(f"not a compact genotype block: {block.group()!r}")
+        for i, c in enumerate(match.group(2)):
+            if c.isdigit():
+                at = block.start() + match.start(2) + i
+                out.append(pieces[owner[at]].strip() == c)
+    return out
+
+
 def token_pieces(tokenizer: Any, text: str) -> list[str]:
     """The text each token of ``text`` stands for (decoded one token at a time)."""
     ids = tokenizer.encode(text, add_special_tokens=False)

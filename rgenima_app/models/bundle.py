@@ -349,7 +349,7 @@ def _load_llm(path: Path, meta: dict, base_llm, attn_implementation: str):
         llm_dir = path / "llm"
         if not llm_dir.is_dir():
             raise MissingInputError(f"model bundle directory {llm_dir} is missing", "copy the complete bundle")
-        model, _ = load_local_llm(llm_dir, dtype, attn_implementation)
+        model, _ = load_local_llm(llm_dir, dtype, attn_implementation, with_tokenizer=False)
     else:
         source = Path(base_llm or llm_meta.get("source") or "")
         if base_llm is None and llm_meta.get("kind") == "pretrained":
@@ -357,7 +357,7 @@ def _load_llm(path: Path, meta: dict, base_llm, attn_implementation: str):
         if not source.is_dir():
             raise MissingInputError(f"the bundle's base LLM {source} is not available",
                                     "pass the base model's local directory (it is not stored in the bundle)")
-        model, _ = load_local_llm(source, dtype, attn_implementation)
+        model, _ = load_local_llm(source, dtype, attn_implementation, with_tokenizer=False)
     if model.config.vocab_size != llm_meta.get("vocab_size") or \
             describe_config(model.config)["config_sha256"] != llm_meta.get("config_sha256"):
         raise MissingInputError(f"the LLM loaded for {path} does not match the one the bundle was trained "

@@ -35,8 +35,10 @@ def check_safetensors_dir(path: Path, what: str) -> None:
                                 "save the model with save_pretrained() (safetensors) into this directory")
 
 
-def load_local_llm(path: str | Path, dtype: str = "float32", attn_implementation: str = "sdpa"):
-    """(model, tokenizer) from a local Hugging Face model directory, offline and safetensors-only."""
+def load_local_llm(path: str | Path, dtype: str = "float32", attn_implementation: str = "sdpa",
+                   with_tokenizer: bool = True):
+    """(model, tokenizer) from a local Hugging Face model directory, offline and safetensors-only
+    (tokenizer None with ``with_tokenizer=False``: a bundle's ``llm/`` holds weights only)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = Path(path)
@@ -47,7 +49,7 @@ def load_local_llm(path: str | Path, dtype: str = "float32", attn_implementation
     if dtype not in DTYPES:
         raise UsageError(f"LLM dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True) if with_tokenizer else None
         model, info = AutoModelForCausalLM.from_pretrained(
             path, local_files_only=True, use_safetensors=True, dtype=DTYPES[dtype],
             attn_implementation=attn_implementation, output_loading_info=True,
@@ -58,7 +60,7 @@ def load_local_llm(path: str | Path, dtype: str = "float32", attn_implementation
     if missing:
         raise MissingInputError(f"LLM weights in {path} are incomplete: {len(missing)} tensor(s) missing or "
                                 f"of the wrong shape, e.g. {missing[:3]}", "re-save the model in full")
-    return model, prepare_tokenizer(tokenizer)
+    return model, prepare_tokenizer(tokenizer) if tokenizer is not None else None
 
 
 def prepare_tokenizer(tokenizer):

@@ -6,14 +6,12 @@ must stay shorter than the verbose one.
 """
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pandas as pd
 import pytest
 
-from rgenima_app.genetics.serialize import (count_tokens, dosage_separator, one_token_per_dosage,
-                                            parse_genotype_text, serialize_genotypes, token_pieces)
+from rgenima_app.genetics.serialize import (count_tokens, dosage_separator, dosages_with_own_token, one_token_per_dosage,
+                                            parse_genotype_text, serialize_genotypes)
 
 
 def panel_table(seed: int, genes: int = 12, per_gene: tuple[int, int] = (1, 40)) -> pd.DataFrame:
@@ -33,19 +31,9 @@ def panel_table(seed: int, genes: int = 12, per_gene: tuple[int, int] = (1, 40))
 def dosage_tokens_per_snp(tokenizer, table: pd.DataFrame, sep: str) -> list[int]:
     """For every SNP of the compact text, 1 when its dosage digit is a token of its own (nothing but
     spacing beside it), else 0 (the digit shares a token with another dosage or other characters)."""
-    text = serialize_genotypes(table, "compact", sep=sep)
-    pieces = token_pieces(tokenizer, text)
-    assert "".join(pieces) == text  # the pieces cover the text exactly
-    owner = []  # the token index of every character
-    for k, piece in enumerate(pieces):
-        owner += [k] * len(piece)
-    positions = []  # the characters that are dosages: the digit run after each gene name
-    for block in re.finditer(r"[^;]+", text):
-        gene, _, digits = block.group().strip().partition(" ")
-        offset = block.start() + block.group().index(gene) + len(gene) + 1
-        positions += [offset + i for i, c in enumerate(digits) if c != " "]
-    assert len(positions) == len(table)
-    return [int(pieces[owner[p]].strip() == text[p]) for p in positions]
+    own = dosages_with_own_token(tokenizer, serialize_genotypes(table, "compact", sep=sep))
+    assert len(own) == len(table)
+    return [int(x) for x in own]
 
 
 @pytest.fixture(scope="module")
