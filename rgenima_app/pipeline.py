@@ -90,10 +90,10 @@ def check_arguments(config: RunConfig) -> None:
                                 hint="give the folder written by 'rgenima ... group --train' (models/<name>)")
     if config.genotypes is not None:
         config.genotypes = resolve_genotypes(config.genotypes)
-    from rgenima_app.models.pretrained import PRETRAINED, gguf_path
+    from rgenima_app.models.pretrained import PRETRAINED, check_available
 
     if config.llm in PRETRAINED:
-        gguf_path(config.llm)  # a clear error now, before any processing, when its package is missing
+        check_available(config.llm)  # a clear error now, before any processing, when its package is missing
     elif config.llm != "tiny" and not Path(config.llm).is_dir():
         raise MissingInputError(f"--llm {config.llm} is neither 'tiny', a pretrained name "
                                 f"({', '.join(PRETRAINED)}) nor a local model directory",

@@ -62,6 +62,14 @@ def gguf_path(name: str) -> Path:
                      f"{filename}); it is not installed", INSTALL_HINT[name])
 
 
+def check_available(name: str) -> Path:
+    """The GGUF of ``name``, after checking that its package and the GGUF reader are installed (raises
+    :class:`UsageError` naming the install commands otherwise)."""
+    gguf = gguf_path(name)
+    _check_gguf_reader(name)
+    return gguf
+
+
 def _check_gguf_reader(name: str) -> None:
     if importlib.util.find_spec("gguf") is None:
         raise UsageError(f"--llm {name} needs the 'gguf' package to read {PRETRAINED[name][1]}; it is not "
@@ -91,8 +99,7 @@ def pretrained_dir(name: str, cache: str | Path | None = None) -> Path:
     """The safetensors model directory of a pretrained model, converted from its GGUF on first use."""
     if name not in PRETRAINED:
         raise UsageError(f"unknown pretrained LLM {name!r}", f"choose one of {', '.join(PRETRAINED)}")
-    gguf = gguf_path(name)
-    _check_gguf_reader(name)
+    gguf = check_available(name)
     root = Path(cache) if cache is not None else cache_root()
     # the GGUF's hash names the directory; a cheap key (path, size, mtime) avoids rehashing 100 MB each run
     stat = gguf.stat()

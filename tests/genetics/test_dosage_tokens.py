@@ -96,6 +96,9 @@ def test_a_digit_merging_tokenizer_gets_a_space_between_dosages():
     table = panel_table(1)
     assert dosage_tokens_per_snp(merging, table, " ") == [1] * len(table)
     assert serialize_genotypes(table.head(3).assign(gene="APOE"), "compact", sep=" ").count(" ") == 3
+    spaced = serialize_genotypes(table, "compact", sep=" ")
+    back = parse_genotype_text(spaced, table, "compact", sep=" ")
+    assert back["dosage"].tolist() == table["dosage"].astype(int).tolist()
 
 
 def test_the_model_carries_the_separator():
