@@ -118,6 +118,8 @@ def pretrained_dir(name: str, cache: str | Path | None = None) -> Path:
 
         with FileLock(str(root / f"{name}.lock")):
             if not _complete(target):  # another process may have converted it while we waited
+                for stale in root.glob(f".{target.name}-*"):  # left by a killed conversion (we hold the lock)
+                    shutil.rmtree(stale, ignore_errors=True)
                 convert_gguf(name, gguf, target, gguf_hash)
     try:
         key_file.write_text(gguf_hash)
