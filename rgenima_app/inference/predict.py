@@ -114,8 +114,9 @@ def image_tokens(bundle: LoadedBundle, imaging: ParticipantImaging) -> torch.Ten
 
 
 def genome_text(bundle: LoadedBundle, table: pd.DataFrame) -> str:
-    """The SNP text of a panel table, in the format the bundle was trained with."""
-    return serialize_genotypes(table, bundle.metadata.get("snp_text_format") or "compact")
+    """The SNP text of a panel table, in the format (and dosage separator) the bundle was trained with."""
+    return serialize_genotypes(table, bundle.metadata.get("snp_text_format") or "compact",
+                               sep=bundle.model.dosage_separator)
 
 
 def build_sample(bundle: LoadedBundle, item: PredictionInput) -> tuple[MLLMSample, list[str], list[str]]:

@@ -181,7 +181,8 @@ def _write_contents(root: Path, model: RGenIMA, genome_build, snp_text_format, t
         "genome_build": genome_build,
         "snp_text_format": snp_text_format,
         "prompt": {"template": model.prompt_template, "chat_format": model.chat_format,
-                   "image_token": IMAGE_TOKEN, "answer_template": ANSWER_TEMPLATE},
+                   "image_token": IMAGE_TOKEN, "answer_template": ANSWER_TEMPLATE,
+                   "dosage_separator": model.dosage_separator},
         "llm": llm_meta,
         "finetune": model.finetune_mode,
         "lora": model.lora_settings.to_dict() if model.lora_settings else None,
@@ -225,7 +226,8 @@ def model_card(metadata: dict, notes: str = "") -> str:
         f"- Fine-tune mode: {metadata['finetune']}",
         f"- Image encoder: {enc.get('kind', 'none')}; ROI size {metadata['rois']['size']}; "
         f"{metadata['rois']['n_image_tokens']} image tokens; connector {metadata['connector']['kind']}",
-        f"- Genome build: {metadata.get('genome_build')}; SNP text format: {metadata.get('snp_text_format')}",
+        f"- Genome build: {metadata.get('genome_build')}; SNP text format: {metadata.get('snp_text_format')}"
+        f" (dosage separator {metadata['prompt'].get('dosage_separator', '')!r})",
         f"- Prompt layout: {metadata['prompt']['chat_format']}", "",
         "## Training", "```json", json.dumps({k: v for k, v in (metadata.get('training') or {}).items()
                                                if k not in ('participants_sha256', 'participant_salt')},
@@ -300,7 +302,9 @@ def load_bundle(path: str | Path, *, expected_roi_size: int | None = None, base_
     model = RGenIMA(llm, tokenizer, image_dim=conn["in_dim"], n_image_tokens=meta["rois"]["n_image_tokens"],
                     connector=conn["kind"], chat_format=meta["prompt"]["chat_format"], image_encoder=encoder,
                     llm_description={k: v for k, v in meta["llm"].items() if k != "weights"},
-                    prompt_template=meta["prompt"]["template"])
+                    prompt_template=meta["prompt"]["template"],
+                    # bundles written before the separator existed used none
+                    dosage_separator=meta["prompt"].get("dosage_separator", ""))
     _load_tensors(model.connector, path / "connector.safetensors")
     model.finetune_mode = meta["finetune"]
     panel = (read_tsv(path / "snp_panel.tsv", keep_default_na=False, na_values=["n/a", ""],
@@ -346,13 +350,15 @@ def _load_llm(path: Path, meta: dict, base_llm, attn_implementation: str):
         llm_dir = path / "llm"
         if not llm_dir.is_dir():
             raise MissingInputError(f"model bundle directory {llm_dir} is missing", "copy the complete bundle")
-        model, _ = load_local_llm(llm_dir, dtype, attn_implementation)
+        model, _ = load_local_llm(llm_dir, dtype, attn_implementation, with_tokenizer=False)
     else:
         source = Path(base_llm or llm_meta.get("source") or "")
+        if base_llm is None and llm_meta.get("kind") == "pretrained":
+            source = _pretrained_base(llm_meta)
         if not source.is_dir():
             raise MissingInputError(f"the bundle's base LLM {source} is not available",
                                     "pass the base model's local directory (it is not stored in the bundle)")
-        model, _ = load_local_llm(source, dtype, attn_implementation)
+        model, _ = load_local_llm(source, dtype, attn_implementation, with_tokenizer=False)
     if model.config.vocab_size != llm_meta.get("vocab_size") or \
             describe_config(model.config)["config_sha256"] != llm_meta.get("config_sha256"):
         raise MissingInputError(f"the LLM loaded for {path} does not match the one the bundle was trained "
@@ -361,6 +367,20 @@ def _load_llm(path: Path, meta: dict, base_llm, attn_implementation: str):
     if meta["finetune"] == "lora":
         model = _load_adapter(model, path / "llm_adapter")
     return model
+
+
+def _pretrained_base(llm_meta: dict) -> Path:
+    """The base model of a bundle trained on a pretrained ``--llm`` name (converted into this machine's
+    cache if needed), checked against the weight hash the bundle records."""
+    from rgenima_app.models.pretrained import manifest, pretrained_dir
+
+    directory = pretrained_dir(llm_meta["name"])
+    recorded, found = llm_meta.get("weights_sha256"), manifest(directory).get("weights_sha256")
+    if recorded and found and recorded != found:
+        raise MissingInputError(f"the {llm_meta['name']} weights in {directory} (sha256 {found[:16]}...) are not "
+                                f"the ones the bundle was trained on ({recorded[:16]}...)",
+                                f"install the {llm_meta['name']} package version the bundle was trained with")
+    return directory
 
 
 def _load_adapter(model, directory: Path):

@@ -1,4 +1,5 @@
-"""Loading the language model: ``tiny`` or a local Hugging Face causal-LM directory, offline only.
+"""Loading the language model: ``tiny``, a pretrained model installed as a Python package
+(``smollm2``, see ``pretrained.py``) or a local Hugging Face causal-LM directory, offline only.
 
 A local directory must hold a ``config.json``, tokenizer files and ``*.safetensors`` weights; a
 directory that offers only pickled weights (``pytorch_model.bin``, ``*.pt``, ...) is refused rather
@@ -34,8 +35,10 @@ def check_safetensors_dir(path: Path, what: str) -> None:
                                 "save the model with save_pretrained() (safetensors) into this directory")
 
 
-def load_local_llm(path: str | Path, dtype: str = "float32", attn_implementation: str = "sdpa"):
-    """(model, tokenizer) from a local Hugging Face model directory, offline and safetensors-only."""
+def load_local_llm(path: str | Path, dtype: str = "float32", attn_implementation: str = "sdpa",
+                   with_tokenizer: bool = True):
+    """(model, tokenizer) from a local Hugging Face model directory, offline and safetensors-only
+    (tokenizer None with ``with_tokenizer=False``: a bundle's ``llm/`` holds weights only)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = Path(path)
@@ -47,7 +50,7 @@ def load_local_llm(path: str | Path, dtype: str = "float32", attn_implementation
         raise UsageError(f"LLM dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
     check_weights_match_config(path)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True) if with_tokenizer else None
         model, info = AutoModelForCausalLM.from_pretrained(
             path, local_files_only=True, use_safetensors=True, dtype=DTYPES[dtype],
             attn_implementation=attn_implementation, output_loading_info=True,
@@ -58,7 +61,7 @@ def load_local_llm(path: str | Path, dtype: str = "float32", attn_implementation
     if missing:
         raise MissingInputError(f"LLM weights in {path} are incomplete: {len(missing)} tensor(s) missing or "
                                 f"of the wrong shape, e.g. {missing[:3]}", "re-save the model in full")
-    return model, prepare_tokenizer(tokenizer)
+    return model, prepare_tokenizer(tokenizer) if tokenizer is not None else None
 
 
 def check_weights_match_config(path: Path) -> None:
@@ -100,13 +103,23 @@ def prepare_tokenizer(tokenizer):
 
 def build_llm(spec: str, *, dtype: str = "float32", tiny: TinyLLMConfig | None = None,
               attn_implementation: str = "sdpa"):
-    """(model, tokenizer, description) for ``spec`` = ``"tiny"`` or a local model directory."""
+    """(model, tokenizer, description) for ``spec`` = ``"tiny"``, a pretrained name (``"smollm2"``) or a
+    local model directory."""
+    from rgenima_app.models.pretrained import PRETRAINED, manifest, pretrained_dir
+
     if spec == "tiny":
         cfg = tiny or TinyLLMConfig()
         model, tokenizer = build_tiny_llm(cfg)
         model.set_attn_implementation(attn_implementation)
         model.to(DTYPES[dtype])
         description = {"kind": "tiny", "tiny_config": cfg.to_dict()}
+    elif spec in PRETRAINED:
+        directory = pretrained_dir(spec)
+        model, tokenizer = load_local_llm(directory, dtype, attn_implementation)
+        info = manifest(directory)
+        description = {"kind": "pretrained", "name": spec, "model_id": info.get("model_id"),
+                       "source": str(directory), "gguf_sha256": info.get("gguf_sha256"),
+                       "weights_sha256": info.get("weights_sha256")}
     else:
         model, tokenizer = load_local_llm(spec, dtype, attn_implementation)
         description = {"kind": "local", "source": str(Path(spec).resolve())}

@@ -23,6 +23,7 @@ from torch import nn
 
 from rgenima_app import STAGES
 from rgenima_app.errors import ProcessingError, UsageError
+from rgenima_app.genetics.serialize import dosage_separator as probe_separator
 from rgenima_app.imaging.roi_table import N_ROIS
 from rgenima_app.models.connector import build_connector
 from rgenima_app.models.prompt import (
@@ -82,7 +83,8 @@ class RGenIMA(nn.Module):
 
     def __init__(self, llm, tokenizer, *, image_dim: int, n_image_tokens: int = N_ROIS,
                  connector: str = "linear", chat_format: str = "plain", image_encoder: nn.Module | None = None,
-                 llm_description: dict | None = None, prompt_template: str = PROMPT_TEMPLATE):
+                 llm_description: dict | None = None, prompt_template: str = PROMPT_TEMPLATE,
+                 dosage_separator: str | None = None):
         super().__init__()
         if not getattr(tokenizer, "is_fast", False):
             raise UsageError("R-GenIMA needs a fast (tokenizer.json) tokenizer to locate SNP-text tokens")
@@ -103,6 +105,9 @@ class RGenIMA(nn.Module):
         self.finetune_mode = "full"  # set_finetune_mode() changes it
         self.lora_settings = None
         self._answer_ids = [self._answer_token_ids(s) for s in STAGES]
+        #: between the dosages of the compact SNP text: one token per dosage with this tokenizer
+        #: (probed when not given; a loaded bundle gives the one it was trained with)
+        self.dosage_separator = probe_separator(tokenizer) if dosage_separator is None else dosage_separator
 
     # ----------------------------------------------------------------- plumbing
     def _base(self):

@@ -4,7 +4,9 @@ Nothing is downloaded. The tokenizer is a byte-level BPE (the ``tokenizers`` lib
 trained on a small corpus made here: the prompt template, the four answers, the gene names of the
 packaged panel and synthetic SNP lines in the shapes SNP text takes (gene blocks of rsIDs, alleles and
 dosages, or dosage strings). Byte-level BPE can encode any text, so an unseen serialization still
-tokenizes, only less compactly. Both the model (random initialisation) and the tokenizer are saved in
+tokenizes, only less compactly. Digits are split one by one before BPE (``Digits(individual_digits=True)``),
+so every SNP dosage of the compact SNP text is a token of its own (a merged ``210`` would stand for
+three SNPs at once). Both the model (random initialisation) and the tokenizer are saved in
 the model bundle, so a bundle never depends on rebuilding them identically.
 """
 from __future__ import annotations
@@ -61,13 +63,16 @@ def _corpus(seed: int) -> list[str]:
     return lines
 
 
-def train_tiny_tokenizer(vocab_size: int = 2048, seed: int = 0):
-    """A byte-level BPE tokenizer (a transformers fast tokenizer) with EOS, pad and the image token."""
+def train_tiny_tokenizer(vocab_size: int = 2048, seed: int = 0, split_digits: bool = True):
+    """A byte-level BPE tokenizer (a transformers fast tokenizer) with EOS, pad and the image token; digits
+    are never merged (``split_digits=False``: the tokenizer of rgenima before issue 18, for comparisons)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level]) \
+        if split_digits else byte_level
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size, special_tokens=[EOS_TOKEN, PAD_TOKEN, IMAGE_TOKEN],

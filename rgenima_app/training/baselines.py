@@ -31,7 +31,7 @@ from torch import nn
 from tqdm import tqdm
 
 from rgenima_app import STAGES
-from rgenima_app.genetics.serialize import serialize_genotypes
+from rgenima_app.genetics.serialize import dosage_separator, serialize_genotypes
 from rgenima_app.models.fusion import FusionClassifier
 from rgenima_app.models.genetic import DosageMLP, SnpBert, SnpBertConfig
 from rgenima_app.models.mllm import RGenIMA
@@ -56,7 +56,8 @@ def _inputs(name: str, items, fmt: str, bert: SnpBert | None = None):
     """Model inputs of some items for one baseline: a callable's positional arguments, batch first."""
     if name == "snp_mlp":
         return (torch.tensor(np.stack([it.genotypes["dosage"].to_numpy(np.float32) for it in items])),)
-    ids, mask = bert.tokenize([serialize_genotypes(it.genotypes, fmt) for it in items])
+    sep = dosage_separator(bert.tokenizer) if fmt == "compact" else ""  # one token per dosage, as R-GenIMA
+    ids, mask = bert.tokenize([serialize_genotypes(it.genotypes, fmt, sep=sep) for it in items])
     return torch.stack([it.tokens for it in items]), (ids, mask)
 
 

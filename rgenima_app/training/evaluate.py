@@ -14,11 +14,12 @@ from rgenima_app.training.stage2 import Stage2Item, evaluation_sample
 
 @torch.no_grad()
 def predict_items(model: RGenIMA, items: list[Stage2Item], data: str, fmt: str, batch_size: int = 8) -> np.ndarray:
-    """(n, 4) probabilities of NC, SMC, MCI, AD, using every modality the data configuration uses."""
+    """(n, 4) probabilities of NC, SMC, MCI, AD, using every modality the data configuration uses (SNP
+    text with the model's dosage separator)."""
     model.eval()
     out = []
     for i in tqdm(range(0, len(items), batch_size), desc="evaluation", unit="batch", disable=None):
-        samples = [evaluation_sample(it, data, fmt) for it in items[i:i + batch_size]]
+        samples = [evaluation_sample(it, data, fmt, sep=model.dosage_separator) for it in items[i:i + batch_size]]
         out.append(model.answer_probabilities(samples).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, len(STAGES)))
 

@@ -51,23 +51,24 @@ class Stage2Item:
 
 
 def to_mllm_sample(item: Stage2Item, *, with_image: bool, with_genes: bool, fmt: str,
-                   gene_seed: int | None = None, label: bool = True) -> MLLMSample:
-    """The model input of one item; ``gene_seed`` permutes the gene blocks (training only)."""
+                   gene_seed: int | None = None, label: bool = True, sep: str = "") -> MLLMSample:
+    """The model input of one item; ``gene_seed`` permutes the gene blocks (training only); ``sep`` is
+    the dosage separator of the compact SNP text (``RGenIMA.dosage_separator``)."""
     text = None
     if with_genes and item.genotypes is not None:
-        text = serialize_genotypes(item.genotypes, fmt, seed=gene_seed)
+        text = serialize_genotypes(item.genotypes, fmt, seed=gene_seed, sep=sep)
     tokens = item.tokens if with_image else None
     return MLLMSample(genome_text=text, image_tokens=tokens, label=item.diagnosis if label else None)
 
 
-def evaluation_sample(item: Stage2Item, data: str, fmt: str, label: bool = False) -> MLLMSample:
+def evaluation_sample(item: Stage2Item, data: str, fmt: str, label: bool = False, sep: str = "") -> MLLMSample:
     """An evaluation input: all the modalities the data configuration uses, no augmentation."""
     return to_mllm_sample(item, with_image=data != "gene" and item.tokens is not None,
-                          with_genes=data != "image", fmt=fmt, label=label)
+                          with_genes=data != "image", fmt=fmt, label=label, sep=sep)
 
 
 def epoch_samples(items: list[Stage2Item], epoch: int, seed: int, data: str, fmt: str,
-                  settings: Stage2Settings) -> list[MLLMSample]:
+                  settings: Stage2Settings, sep: str = "") -> list[MLLMSample]:
     """The shuffled training samples of one epoch (modalities and gene order drawn per sample)."""
     rng = np.random.default_rng([seed, epoch])
     out = []
@@ -78,7 +79,7 @@ def epoch_samples(items: list[Stage2Item], epoch: int, seed: int, data: str, fmt
             with_image = bool(rng.random() >= settings.mixture_fraction)
         gene_seed = int(rng.integers(2**31)) if settings.permute_genes else None
         out.append(to_mllm_sample(item, with_image=with_image, with_genes=data != "image", fmt=fmt,
-                                  gene_seed=gene_seed))
+                                  gene_seed=gene_seed, sep=sep))
     return out
 
 
@@ -212,7 +213,8 @@ class Stage2Trainer:
         total = 0.0
         size = self.settings.eval_batch_size
         for i in range(0, len(items), size):
-            chunk = [evaluation_sample(it, self.data, self.fmt, label=True) for it in items[i:i + size]]
+            chunk = [evaluation_sample(it, self.data, self.fmt, label=True, sep=self.model.dosage_separator)
+                     for it in items[i:i + size]]
             total += float(self._loss(chunk)) * len(chunk)
         return total / len(items)
 
@@ -229,7 +231,8 @@ class Stage2Trainer:
         bar = tqdm(total=total_steps, initial=step, desc=f"stage 2 ({self.model.finetune_mode})", unit="step",
                    disable=None)
         for epoch in range(start_epoch, s.epochs):
-            samples = shard(epoch_samples(train, epoch, self.seed, self.data, self.fmt, s), rank, size)
+            samples = shard(epoch_samples(train, epoch, self.seed, self.data, self.fmt, s,
+                                          sep=self.model.dosage_separator), rank, size)
             self.model.train()
             epoch_loss = 0.0
             first = start_batch if epoch == start_epoch else 0
