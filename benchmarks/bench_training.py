@@ -37,6 +37,7 @@ import pandas as pd
 from _common import output_path, provenance, quick_dir
 from bench_genetics import bench_tokens
 from rgenima_app import STAGES
+from rgenima_app.training.classical import NAME as CLASSICAL
 
 TRAIN_CONFIG = """
 name = "{name}"
@@ -181,6 +182,12 @@ def model_name(data: str) -> str:
 
 
 
+def reference_name(model: str, data: str) -> str:
+    """Every run has its own classical reference (on its own inputs): named after its data configuration,
+    so that the runs' references do not overwrite one another in ``models``."""
+    return f"{model}_{data}" if model == CLASSICAL and data != "image_gene" else model
+
+
 def train(args, cohort: Path, data: str, baselines: list[str]) -> dict:
     """One ``group --train`` run of one data configuration; its test metrics, test participants and times."""
     label = model_name(data) + args.label_suffix
@@ -207,7 +214,7 @@ def train(args, cohort: Path, data: str, baselines: list[str]) -> dict:
     models = {}
     for model, part in evaluation.groupby("model"):
         metrics = part.set_index("metric")
-        models[model] = {m: {k: float(metrics.loc[m, k]) for k in ("value", "ci_low", "ci_high")}
+        models[reference_name(model, data)] = {m: {k: float(metrics.loc[m, k]) for k in ("value", "ci_low", "ci_high")}
                          for m in ("accuracy", "macro_f1", "balanced_accuracy", "macro_auc")}
     log = "\n".join(p.read_text() for p in (out / "logs").glob("*.log"))
     stamps = {name: re.search(rf"(\d\d:\d\d:\d\d),\d+ INFO: {pattern}", log)
