@@ -121,6 +121,21 @@ def temporary_folder_beside(target: Path) -> Path:
                                  suffix=f"-{target.name}"))
 
 
+@contextmanager
+def folder_built_beside(target: Path, tmp: Path) -> Iterator[Path]:
+    """Yield ``tmp``, a folder being built beside ``target`` (e.g. by ``temporary_folder_beside``): when the
+    block succeeds it replaces ``target`` (an older or incomplete one) in one rename; on any failure it is
+    removed, so ``target`` is never half-written."""
+    try:
+        yield tmp
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def _process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -22,7 +22,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from rgenima_app import STAGES, __version__
-from rgenima_app.bids.derivatives import temporary_folder_beside
+from rgenima_app.bids.derivatives import folder_built_beside, temporary_folder_beside
 from rgenima_app.bids.tsv import read_tsv, to_tsv
 from rgenima_app.errors import MissingInputError, OutputNotWritableError, UsageError
 from rgenima_app.imaging.roi_table import roi_names
@@ -112,18 +111,12 @@ def save_bundle(path: str | Path, model: RGenIMA, *, genome_build: str | None = 
         tmp = temporary_folder_beside(path)  # a killed write's folder is removed by the next run
     except OSError as exc:
         raise OutputNotWritableError(f"cannot write the model bundle under {path.parent}: {exc}") from exc
-    try:
+    with folder_built_beside(path, tmp):
         metadata = _write_contents(tmp, model, genome_build, snp_text_format, training, metrics, snp_panel,
                                    name=model_label(name or path.name),
                                    imaging={"mode": roi_mode, "normalization": roi_normalization})
         (tmp / "MODEL_CARD.md").write_text(model_card(metadata, model_card_notes))
         _share_like_plain_files(tmp)
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 

@@ -25,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from rgenima_app.bids.derivatives import folder_built_beside
 from rgenima_app.errors import MissingInputError, UsageError
 
 #: ``--llm`` names of the pretrained models: (python package holding the GGUF, GGUF file name, model id)
@@ -138,7 +139,8 @@ def convert_gguf(name: str, gguf: Path, target: Path, gguf_hash: str | None = No
 
     start = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+    # an existing target without a manifest is an incomplete directory left by a killed run: replaced
+    with folder_built_beside(target, tmp):
         try:
             tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
             loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -155,12 +157,6 @@ def convert_gguf(name: str, gguf: Path, target: Path, gguf_hash: str | None = No
                     "gguf_sha256": gguf_hash or file_sha256(gguf), "weights_sha256": weights_sha256(tmp),
                     "conversion_seconds": round(time.perf_counter() - start, 2)}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
-        if target.exists():
-            shutil.rmtree(target)  # an incomplete directory (no manifest) left by a killed run
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 
