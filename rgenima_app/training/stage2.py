@@ -230,6 +230,15 @@ class Stage2Trainer:
             start_epoch, start_batch, step, curve = resumed
         bar = tqdm(total=total_steps, initial=step, desc=f"stage 2 ({self.model.finetune_mode})", unit="step",
                    disable=None)
+        # without a terminal the bar is off: a log line every 5% keeps a long epoch (a pretrained LLM on a
+        # CPU: 10-40 minutes) from being silent in the log file
+        log_every = max(1, total_steps // 20) if bar.disable else 0
+
+        def advanced(loss_value: float) -> None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_value:.3f}")
+            if log_every and step % log_every == 0:
+                log.info("stage 2 step %d of %d (epoch %d): loss %.4f", step, total_steps, epoch + 1, loss_value)
         for epoch in range(start_epoch, s.epochs):
             samples = shard(epoch_samples(train, epoch, self.seed, self.data, self.fmt, s,
                                           sep=self.model.dosage_separator), rank, size)
@@ -253,13 +262,12 @@ class Stage2Trainer:
                     scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
                     step += 1
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{loss.item():.3f}")
+                    advanced(loss.item())
                     if s.checkpoint_every and step % s.checkpoint_every == 0 and not last:
                         self.save_checkpoint(optimizer, scheduler, epoch, b + 1, step, curve)
                 elif self.engine is not None and ((b + 1) % s.gradient_accumulation == 0 or last):
                     step += 1
-                    bar.update(1)
+                    advanced(loss.item())
             curve.train_loss.append(epoch_loss / max(1, len(samples) - first * s.batch_size))
             if validation:
                 curve.val_loss.append(self.validation_loss(validation))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -113,6 +114,15 @@ def test_training_figure_and_curves(trained):
     curves = meta["training"]["curves"]
     assert len(curves["stage1"]["train_loss"]) >= 1 and len(curves["stage2"]["train_loss"]) == 2
     assert len(curves["stage2"]["val_loss"]) == 2
+
+
+def test_stage2_progress_reaches_the_log_without_a_terminal(trained):
+    """Tests run without a terminal, so the progress bar is off: the log gets a line every 5% of the steps."""
+    logs = "".join(p.read_text() for p in (trained / "logs").glob("*.log"))
+    steps = [(int(a), int(b)) for a, b in re.findall(r"stage 2 step (\d+) of (\d+) \(epoch \d+\): loss", logs)]
+    assert steps
+    for step, total in steps:
+        assert 1 <= step <= total and step % max(1, total // 20) == 0
 
 
 def test_existing_bundle_is_never_overwritten(trained, train_cohort):
