@@ -34,11 +34,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-
 from _common import output_path, provenance, quick_dir
+
 from rgenima_app import STAGES
-from rgenima_app.analysis.cohort import _gwas_genes, load_cohort_outputs, roi_names
 from rgenima_app.analysis.group import AnalysisOptions, analyse_cohort
+from rgenima_app.workflows.analyse import _gwas_genes, load_cohort_outputs, roi_names
 
 MODEL = "bench"
 
@@ -96,6 +96,7 @@ def random_reference(roi, roi_gene, gene, groups, genes, options, planted_rois, 
 def saliency(output_dir: Path, cohort: Path, work: Path, roi_size: int, participants: list[str], genes: list[str]):
     """(participants x ROIs, participants x genes) input-x-gradient importances of the bundle's prediction."""
     from rgenima_app.genetics.extract import panel_genotypes
+    from rgenima_app.imaging.freesurfer import FreeSurferOptions
     from rgenima_app.imaging.participant import process_participant_imaging
     from rgenima_app.inference.predict import PredictionInput, build_sample
     from rgenima_app.inference.rollout import token_genes
@@ -113,7 +114,8 @@ def saliency(output_dir: Path, cohort: Path, work: Path, roi_size: int, particip
         subject = p.removeprefix("sub-")
         # the participant run's ROI patches, read back from the work dir's cache
         imaging = process_participant_imaging(
-            subject, None, next((cohort / "bids" / p / "anat").glob("*_T1w.nii*")), cohort / "freesurfer", work,
+            subject, None, next((cohort / "bids" / p / "anat").glob("*_T1w.nii*")),
+            FreeSurferOptions(cohort / "freesurfer", no_reconall=True), work,
             roi_size=roi_size, mode=extraction["mode"], normalization=extraction["normalization"], device="cpu")
         sample, _, _ = build_sample(bundle, PredictionInput(subject, None, imaging, tables[p]))
         predicted = STAGES[int(model.answer_probabilities([sample])[0].argmax())]

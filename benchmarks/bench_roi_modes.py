@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-
 from _common import RESULTS, output_path, provenance, quick_dir
 
 VARIANTS = {"stretch+size": ("stretch", True), "stretch": ("stretch", False), "fit+size": ("fit", True),
@@ -69,7 +68,8 @@ def main() -> None:
         settings = TrainSettings()
         settings.imaging.mode = mode
         start = time.perf_counter()
-        cohort_data.prepare_imaging(config, t1w, samples, settings)
+        cohort_data.prepare_imaging(t1w, samples, settings, freesurfer=config.freesurfer, work_dir=config.work_dir,
+                                    roi_size=config.roi_size, device=config.device)
         extraction = time.perf_counter() - start
         stage1 = Stage1Settings(epochs=args.epochs, batch_size=16, lr=1e-3, dim=128, depth=2, heads=4,
                                 use_size_feature=size_feature, patience=8)

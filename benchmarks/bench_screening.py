@@ -25,14 +25,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from _common import output_path, provenance, quick_dir
+
 from rgenima_app import STAGES
-from rgenima_app.config import RunConfig
+from rgenima_app.analysis.metrics import classification_metrics
+from rgenima_app.genetics.participant import GenotypeInput
 from rgenima_app.training.baselines import train_baseline
 from rgenima_app.training.classical import fit_classical
 from rgenima_app.training.data import Cohort, CohortSample, fold_genotypes
-from rgenima_app.training.metrics import classification_metrics
 from rgenima_app.training.settings import BaselineSettings, TrainSettings
 from rgenima_app.training.stage2 import Stage2Item
 
@@ -89,8 +89,7 @@ def main() -> None:
     test_ids = [f"sub-{s.participant}" for s in members["test"]]
     test_truth = [s.diagnosis for s in members["test"]]
     bayes_gene = posterior.loc[test_ids, [f"p_gene_{s}" for s in STAGES]].to_numpy().argmax(axis=1)
-    config = RunConfig(bids_dir=cohort_dir / "bids", output_dir=args.run / "screening-out", analysis_level="group",
-                       genotypes=cohort_dir / "genotypes" / "cohort.bed")
+    genotypes = GenotypeInput(cohort_dir / "genotypes" / "cohort.bed")
 
     result = {"benchmark": "screening", "provenance": provenance(args.quick), "run": str(args.run),
               "n": {r: len(v) for r, v in members.items()}, "planted_snps": sorted(planted),
@@ -105,7 +104,7 @@ def main() -> None:
         else:
             settings.genetics.screen_top = int(top)
         start = time.perf_counter()
-        genes = fold_genotypes(config, settings, cohort, [s.participant for s in members["train"]])
+        genes = fold_genotypes(genotypes, settings, cohort, [s.participant for s in members["train"]])
         items = {r: [Stage2Item(s.name, s.participant, s.diagnosis, genes.tables[s.participant], None) for s in v]
                  for r, v in members.items()}
         mlp = train_baseline("snp_mlp", items["train"], items["validation"], items["test"], BaselineSettings(),

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import click
 
-from rgenima_app import __version__
-from rgenima_app import errors
+from rgenima_app import __version__, errors
 from rgenima_app.config import DEEPSPEED_PRESETS, DEVICES, FINETUNE_MODES, RunConfig, parse_memory
+from rgenima_app.pipeline import run
 
 EXIT_CODES = {
     errors.UsageError: 2,
@@ -136,11 +136,7 @@ def rgenima(**options) -> None:
     options["mem_mb"] = parse_memory(options.pop("mem"))
     options["participant_label"] = list(options["participant_label"])
     options["session_label"] = list(options["session_label"])
-    config = RunConfig(**options).resolve()
-
-    from rgenima_app.pipeline import run
-
-    run(config)
+    run(RunConfig(**options).resolve())
 
 
 def _set_up_logging(verbose: int) -> None:

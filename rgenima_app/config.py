@@ -1,28 +1,58 @@
-"""One run's configuration: every option, resolved, saved as TOML (with package versions) in logs/."""
+"""One run's configuration: every option, resolved once, frozen, saved as TOML (with package versions) in logs/.
+
+``RunConfig`` holds the command line as given (what ``logs/<run>.toml`` records) and hands each part of the
+code the section it needs, built from those options in one place: ``resources``, ``freesurfer`` (every
+option that reaches recon-all), ``genetics`` (the genotype input), ``training`` and ``analysis`` (the
+``--train-config`` TOML, read and checked once). Workflows take the whole configuration; domain packages
+take only their section.
+"""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 import tomli_w
 
+from rgenima_app.analysis.settings import CohortSettings, analysis_settings
+from rgenima_app.bids.derivatives import write_text
 from rgenima_app.environment import package_versions
 from rgenima_app.errors import MissingInputError, UsageError
+from rgenima_app.genetics.participant import GenotypeInput
+from rgenima_app.imaging.freesurfer import FreeSurferOptions
+from rgenima_app.training.settings import TrainSettings, train_settings
+from rgenima_app.training.distributed import DEEPSPEED_PRESETS
 
-DEEPSPEED_PRESETS = ("zero2", "zero3", "zero3-offload")
+__all__ = ["DEEPSPEED_PRESETS", "DEVICES", "FINETUNE_MODES", "Resources", "RunConfig", "parse_memory", "read_train_config"]
+
 FINETUNE_MODES = ("full", "lora", "frozen")
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_ROI_SIZE = 96
 
 
-@dataclass
+@dataclass(frozen=True)
+class Resources:
+    """What the run may use: processes, threads per process, memory, the torch device."""
+
+    nprocs: int
+    omp_nthreads: int
+    mem_mb: int | None
+    device: str
+    stop_on_first_crash: bool
+
+    @property
+    def mem_gb(self) -> float | None:
+        return self.mem_mb / 1024 if self.mem_mb else None
+
+
+@dataclass(frozen=True)
 class RunConfig:
-    """All options of one ``rgenima`` run (DESIGN.md 3.1); paths are absolute once resolved."""
+    """All options of one ``rgenima`` run (docs/usage.md); paths are absolute once resolved."""
 
     bids_dir: Path
     output_dir: Path
@@ -57,28 +87,69 @@ class RunConfig:
     overwrite: bool = False
 
     def resolve(self) -> "RunConfig":
-        """Make paths absolute and fill defaults that depend on other options."""
-        for f in fields(self):
-            value = getattr(self, f.name)
+        """A copy with absolute paths and the defaults that depend on other options filled in."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name, value in values.items():
             if isinstance(value, Path):
-                setattr(self, f.name, value.expanduser().resolve())
-        if self.work_dir is None:
+                values[name] = value.expanduser().resolve()
+        if values["work_dir"] is None:
             # hidden, so the validator skips it; -w moves it to fast scratch space on clusters
-            self.work_dir = self.output_dir / ".work"
-        if self.fs_subjects_dir is None:
-            self.fs_subjects_dir = self.output_dir / "sourcedata" / "freesurfer"
-        if self.fs_license_file is None and os.environ.get("FS_LICENSE"):
-            self.fs_license_file = Path(os.environ["FS_LICENSE"]).expanduser().resolve()
-        if self.model is None and not self.train and os.environ.get("RGENIMA_DEFAULT_MODEL"):
+            values["work_dir"] = values["output_dir"] / ".work"
+        if values["fs_subjects_dir"] is None:
+            values["fs_subjects_dir"] = values["output_dir"] / "sourcedata" / "freesurfer"
+        if values["fs_license_file"] is None and os.environ.get("FS_LICENSE"):
+            values["fs_license_file"] = Path(os.environ["FS_LICENSE"]).expanduser().resolve()
+        if values["model"] is None and not self.train and os.environ.get("RGENIMA_DEFAULT_MODEL"):
             # a bundle baked into the container image (Dockerfile: --build-arg MODEL_BUNDLE)
-            self.model = Path(os.environ["RGENIMA_DEFAULT_MODEL"]).expanduser().resolve()
-        if self.roi_size is None:
-            self.roi_size = model_roi_size(self.model) or DEFAULT_ROI_SIZE
-        if self.nprocs is None:
-            self.nprocs = os.cpu_count() or 1
-        if self.omp_nthreads is None:
-            self.omp_nthreads = min(8, self.nprocs)
-        return self
+            values["model"] = Path(os.environ["RGENIMA_DEFAULT_MODEL"]).expanduser().resolve()
+        if values["roi_size"] is None:
+            values["roi_size"] = model_roi_size(values["model"]) or DEFAULT_ROI_SIZE
+        if values["nprocs"] is None:
+            values["nprocs"] = os.cpu_count() or 1
+        if values["omp_nthreads"] is None:
+            values["omp_nthreads"] = min(8, values["nprocs"])
+        return RunConfig(**values)
+
+    def with_options(self, **changes) -> "RunConfig":
+        """A copy with some options replaced (e.g. labels normalised by the argument checks)."""
+        return replace(self, **changes)
+
+    # -- the sections: what each part of the code is handed ------------------------------------------
+    @functools.cached_property
+    def resources(self) -> Resources:
+        return Resources(self.nprocs or 1, self.omp_nthreads or 1, self.mem_mb, self.device, self.stop_on_first_crash)
+
+    @functools.cached_property
+    def freesurfer(self) -> FreeSurferOptions:
+        """Every option that reaches recon-all, on every path (participant, --model, --train)."""
+        resources = self.resources
+        return FreeSurferOptions(
+            subjects_dir=self.fs_subjects_dir, license_file=self.fs_license_file, no_reconall=self.fs_no_reconall,
+            omp_nthreads=resources.omp_nthreads, nprocs=resources.nprocs, mem_gb=resources.mem_gb,
+            use_plugin=self.use_plugin, crash_dir=self.output_dir / "logs",
+            stop_on_first_crash=self.stop_on_first_crash)
+
+    @functools.cached_property
+    def genetics(self) -> GenotypeInput | None:
+        """The genotype input (None without --genotypes)."""
+        if self.genotypes is None:
+            return None
+        return GenotypeInput(self.genotypes, self.genome_build, self.gene_panel)
+
+    @functools.cached_property
+    def _train_config_document(self) -> dict | None:
+        return read_train_config(self.train_config) if self.train_config is not None else None
+
+    @functools.cached_property
+    def training(self) -> TrainSettings:
+        """``--train-config``'s training tables (defaults without it), checked."""
+        return train_settings(self._train_config_document, self.train_config or "--train-config")
+
+    @functools.cached_property
+    def analysis(self) -> CohortSettings:
+        """``--train-config``'s ``[analysis]`` table (defaults without it), checked."""
+        document = self._train_config_document or {}
+        return analysis_settings(document.get("analysis"), self.train_config, default_seed=self.seed)
 
     def to_dict(self) -> dict:
         """TOML-ready: paths as strings, unset (None) options left out."""
@@ -91,7 +162,6 @@ class RunConfig:
 
     def save(self, logs_dir: Path, run_id: str) -> Path:
         """Write ``logs/<run_id>.toml`` with the resolved options and package versions."""
-        from rgenima_app.bids.derivatives import write_text
 
         document = {
             "rgenima": {"run_id": run_id, "started": datetime.now(timezone.utc).isoformat(timespec="seconds")},
@@ -124,7 +194,7 @@ def parse_memory(text: str | None) -> int | None:
 
 
 def read_train_config(path: Path) -> dict:
-    """The ``--train-config`` TOML as a dict (its keys are checked by the training stage)."""
+    """The ``--train-config`` TOML as a dict: the one reader (``RunConfig.training`` and ``.analysis`` check it)."""
     try:
         with open(path, "rb") as fh:
             return tomllib.load(fh)

@@ -1,7 +1,11 @@
 """Orchestration of a run: check the inputs, then the participant or group level, stage by stage.
 
-Data flows one way: bids -> imaging / genetics -> models -> training / inference -> analysis -> reports.
-Each stage lives in its own package; this module only decides what runs, in which order, and logs it.
+The layers are in docs/architecture.md: this module checks the arguments, sets up the output dataset,
+the logs and the run's identity, and hands the run to the job's workflow (``rgenima_app.workflows``).
+
+The workflows are imported inside the functions below, after ``ensure_writable_caches``, and only there
+(tests/test_architecture.py allows exactly this): they import matplotlib and transformers, which fix their
+cache locations (MPLCONFIGDIR, HF_HOME) once, at import, so the run's environment must be set first.
 """
 from __future__ import annotations
 
@@ -13,15 +17,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from rgenima_app import __version__
-from rgenima_app.bids.derivatives import (DerivativesWriter, disk_full, remove_stale_temporaries, write_error,
-                                         write_text)
+from rgenima_app.bids.derivatives import DerivativesWriter, disk_full, remove_stale_temporaries, write_error, write_text
 from rgenima_app.bids.inputs import collect_t1w, load_bids_filters, normalize_label, read_participants
 from rgenima_app.bids.validation import validate_bids
+from rgenima_app.config import DEEPSPEED_PRESETS, RunConfig
 from rgenima_app.confinement import register_root
-from rgenima_app.config import DEEPSPEED_PRESETS, RunConfig, read_train_config
 from rgenima_app.environment import ensure_writable_caches
 from rgenima_app.errors import MissingInputError, ProcessingError, RgenimaError, UsageError
 from rgenima_app.imaging.roi_table import load_roi_table
+from rgenima_app.models.pretrained import PRETRAINED, check_available
 
 log = logging.getLogger("rgenima")
 
@@ -31,7 +35,7 @@ GENOTYPE_SUFFIXES = (".bed", ".vcf", ".vcf.gz", ".bcf")
 def run(config: RunConfig) -> None:
     """Run one ``rgenima`` invocation; user errors propagate as RgenimaError, crashes are logged."""
     started = time.time()
-    check_arguments(config)
+    config = check_arguments(config)
     register_root(config.work_dir, "the work dir (-w)")
     register_root(config.fs_subjects_dir, "the FreeSurfer subjects dir (--fs-subjects-dir)")
     writer = DerivativesWriter(config.output_dir, config.bids_dir)
@@ -78,13 +82,15 @@ def _log_to_file(path: Path) -> logging.Handler:
 
 
 # -- argument checks: everything a user can get wrong is refused before any work starts --------------
-def check_arguments(config: RunConfig) -> None:
+def check_arguments(config: RunConfig) -> RunConfig:
+    """Everything a user can get wrong, refused in a fixed order before any work; returns the configuration
+    with its labels normalised and the genotype file resolved (the given one is left as it is)."""
     if not config.bids_dir.is_dir():
         raise MissingInputError(f"BIDS_DIR {config.bids_dir} does not exist or is not a directory",
                                 hint="give the root folder of a BIDS dataset")
     check_outside_dataset(config)
-    config.participant_label = [normalize_label(p) for p in config.participant_label]
-    config.session_label = [normalize_label(s, "session") for s in config.session_label]
+    config = config.with_options(participant_label=[normalize_label(p) for p in config.participant_label],
+                                 session_label=[normalize_label(s, "session") for s in config.session_label])
     for option in ("bids_filter_file", "gene_panel", "train_config", "use_plugin", "fs_license_file"):
         path = getattr(config, option)
         if path is not None and not path.is_file():
@@ -93,8 +99,7 @@ def check_arguments(config: RunConfig) -> None:
         raise MissingInputError(f"--model {config.model} is not a model bundle directory",
                                 hint="give the folder written by 'rgenima ... group --train' (models/<name>)")
     if config.genotypes is not None:
-        config.genotypes = resolve_genotypes(config.genotypes)
-    from rgenima_app.models.pretrained import PRETRAINED, check_available
+        config = config.with_options(genotypes=resolve_genotypes(config.genotypes))
 
     if config.llm in PRETRAINED:
         check_available(config.llm)  # a clear error now, before any processing, when its package is missing
@@ -105,8 +110,8 @@ def check_arguments(config: RunConfig) -> None:
     if config.deepspeed is not None and config.deepspeed not in DEEPSPEED_PRESETS and not Path(config.deepspeed).is_file():
         raise MissingInputError(f"--deepspeed {config.deepspeed} is neither a preset nor a file",
                                 hint=f"presets: {', '.join(DEEPSPEED_PRESETS)}")
-    if config.train_config is not None:
-        read_train_config(config.train_config)
+    if config.train_config is not None:  # read and checked now: a bad file is refused before any work
+        (config.training, config.analysis)
     if config.analysis_level == "participant" and config.train:
         raise UsageError("--train is a group-level option", hint="run 'rgenima BIDS_DIR OUTPUT_DIR group --train'")
     if config.analysis_level == "group" and config.overwrite:
@@ -117,9 +122,10 @@ def check_arguments(config: RunConfig) -> None:
         raise UsageError("the group level needs --train (to train a model) or --model (to analyse a cohort)")
     _refuse_stages_not_built(config)
     if config.model is not None and config.analysis_level == "participant":
-        from rgenima_app.inference.participant import check_model
+        from rgenima_app.workflows.apply import check_model  # see the module docstring
 
         check_model(config)
+    return config
 
 
 def check_outside_dataset(config: RunConfig) -> None:
@@ -174,7 +180,8 @@ def run_participant_level(config: RunConfig, writer: DerivativesWriter, run_id: 
     log.info("%d T1w image(s) of %d participant(s) selected", len(samples), len({s.subject for s in samples}))
     writer.initialize(load_roi_table())
     config.save(config.output_dir / "logs", run_id)
-    from rgenima_app.participant import process_samples
+
+    from rgenima_app.workflows.participant import process_samples  # see the module docstring
 
     process_samples(config, writer, samples, participants)
 
@@ -183,10 +190,10 @@ def run_participant_level(config: RunConfig, writer: DerivativesWriter, run_id: 
 def run_group_level(config: RunConfig, writer: DerivativesWriter, run_id: str) -> None:
     """``--train``: train and evaluate a model (training package); ``--model``: cohort analysis."""
     if config.train:
-        from rgenima_app.training.group import train_group
+        from rgenima_app.workflows.train import train_group  # see the module docstring
 
         train_group(config, writer, run_id)
     else:
-        from rgenima_app.analysis.cohort import analyse_group
+        from rgenima_app.workflows.analyse import analyse_group
 
         analyse_group(config, writer, run_id)

@@ -33,6 +33,10 @@ from pathlib import Path
 import pandas as pd
 
 from rgenima_app import __version__
+from rgenima_app.bids.derivatives import sidecar_path
+from rgenima_app.genetics.participant import GenotypeInput, participant_genotypes_path
+from rgenima_app.imaging.freesurfer import INTENSITY_CANDIDATES, SEGMENTATION
+from rgenima_app.imaging.participant import EXTRACTION_VERSION, participant_imaging_paths
 
 KEY_FIELD = "ProvenanceKey"
 COMPLETE, PARTIAL, OTHER, ABSENT = "complete", "partial", "other", "absent"
@@ -96,8 +100,6 @@ class OutputGroup:
 
     @property
     def sidecars(self) -> list[Path]:
-        from rgenima_app.bids.derivatives import sidecar_path
-
         return [sidecar_path(f) for f in self.files]
 
     @property
@@ -127,8 +129,6 @@ class OutputGroup:
 # -- the groups of the participant level ----------------------------------------------------------------
 def imaging_key(t1w_files, subject_dir: Path) -> str | None:
     """Key of a sample's ROI derivatives: its T1w image(s) and the FreeSurfer volumes ROIs are read from."""
-    from rgenima_app.imaging.freesurfer import INTENSITY_CANDIDATES, SEGMENTATION
-    from rgenima_app.imaging.participant import EXTRACTION_VERSION
 
     segmentation = Path(subject_dir) / SEGMENTATION
     intensity = next((Path(subject_dir) / c for c in INTENSITY_CANDIDATES if (Path(subject_dir) / c).is_file()), None)
@@ -140,8 +140,6 @@ def imaging_key(t1w_files, subject_dir: Path) -> str | None:
 
 
 def imaging_group(writer, subject: str, session: str | None, t1w_files, subject_dir: Path) -> OutputGroup:
-    from rgenima_app.imaging.participant import participant_imaging_paths
-
     paths = participant_imaging_paths(writer, subject, session)
     name = f"sub-{subject}" + (f"_ses-{session}" if session else "")
     return OutputGroup(name, [paths["dseg"], paths["morph"]], imaging_key(t1w_files, subject_dir))
@@ -155,25 +153,24 @@ def genotype_files(genotypes: Path) -> list[Path]:
     return [genotypes]
 
 
-def genotype_group(writer, config, participants: pd.DataFrame, subject: str, panel: dict) -> OutputGroup:
+def genotype_group(writer, genotypes: GenotypeInput, participants: pd.DataFrame, subject: str,
+                   panel: dict) -> OutputGroup:
     """A participant's panel genotypes; ``panel`` says which SNP panel (gene panel or model bundle)."""
-    from rgenima_app.genetics.participant import participant_genotypes_path
-
     sample = None
     if "genetic_id" in participants.columns and subject in participants.index:
         value = participants["genetic_id"].get(subject)
         sample = None if pd.isna(value) else str(value)
     try:
-        files = [file_identity(f) for f in genotype_files(config.genotypes)]
+        files = [file_identity(f) for f in genotype_files(genotypes.path)]
     except OSError:
         files = None
-    key = None if files is None else make_key("genotypes", files=files, genome_build=config.genome_build,
+    key = None if files is None else make_key("genotypes", files=files, genome_build=genotypes.genome_build,
                                               panel=panel, genetic_id=sample)
     return OutputGroup(f"sub-{subject}", [participant_genotypes_path(writer, subject)], key)
 
 
-def gene_panel_source(config) -> dict:
+def gene_panel_source(genotypes: GenotypeInput) -> dict:
     """The SNP panel of a run without a model: the packaged gene panel (of this version) or ``--gene-panel``."""
-    if config.gene_panel is None:
+    if genotypes.gene_panel is None:
         return {"gene_panel": "packaged"}
-    return {"gene_panel": file_digest(config.gene_panel)}
+    return {"gene_panel": file_digest(genotypes.gene_panel)}

@@ -29,7 +29,7 @@ def test_links_that_leave_the_root_are_refused_and_others_allowed(tmp_path):
 
 
 def test_recon_all_into_a_linked_subject_is_refused_before_it_starts(tmp_path):
-    from rgenima_app.imaging.freesurfer import ensure_freesurfer_subject
+    from rgenima_app.imaging.freesurfer import FreeSurferOptions, ensure_freesurfer_subject
 
     fs, elsewhere = tmp_path / "fs", tmp_path / "elsewhere"
     fs.mkdir()
@@ -49,5 +49,5 @@ def test_recon_all_into_a_linked_subject_is_refused_before_it_starts(tmp_path):
                              np.diag([4.0, 4.0, 4.0, 1.0])), t1w)
     environ = {"FREESURFER_HOME": str(home), "PATH": str(home / "bin")}
     with pytest.raises(OutputNotWritableError, match=r"sub-01 is a symbolic link"):
-        ensure_freesurfer_subject("01", None, [t1w], fs, tmp_path / "work", environ=environ)
+        ensure_freesurfer_subject("01", None, [t1w], FreeSurferOptions(fs), tmp_path / "work", environ=environ)
     assert not list(elsewhere.iterdir())

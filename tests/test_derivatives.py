@@ -9,8 +9,8 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-
 from derivatives_spec import unlisted_files
+
 from rgenima_app.bids.derivatives import DerivativesWriter, atomic_path, create_once, sidecar_path, write_tsv
 from rgenima_app.errors import OutputNotWritableError, UsageError
 from rgenima_app.imaging.roi_table import load_roi_table
@@ -129,15 +129,13 @@ def test_output_set_is_complete_or_absent(tmp_path, monkeypatch):
         "sub-01_desc-m_roiattention.json", "sub-01_desc-m_roiattention.tsv"]
 
 
-def test_each_failed_sample_counts_once():
+def test_each_failed_sample_counts_once(tmp_path):
     """A sample whose imaging, prediction and report all failed is one failed sample, not three (issue 21)."""
-    from types import SimpleNamespace
-
     from rgenima_app.errors import MissingInputError, ProcessingError
-    from rgenima_app.participant import SampleGuard
+    from rgenima_app.workflows.samples import SampleGuard
 
     names = [f"sub-0{i}" for i in range(1, 9)]
-    guard = SampleGuard(SimpleNamespace(stop_on_first_crash=False), names)
+    guard = SampleGuard(False, tmp_path / "logs", names)
 
     def fail(why):
         raise MissingInputError(why)
@@ -145,6 +143,7 @@ def test_each_failed_sample_counts_once():
     for step in ["sub-01", "sub-01, sub-02", "sub-02", "sub-01 report", "sub-02 report", "sub-03"]:
         guard(step, fail, "broken")
     assert guard.failed_samples() == ["sub-01", "sub-02", "sub-03"]
+    assert sorted(guard.failed_subjects()) == ["01", "02", "03"]
     with pytest.raises(ProcessingError, match=r"^3 of 8 sample\(s\) failed"):
         guard.finish()
 

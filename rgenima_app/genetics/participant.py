@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +19,15 @@ from rgenima_app.genetics.readers import open_genotypes
 from rgenima_app.genetics.samples import match_samples
 
 log = logging.getLogger("rgenima")
+
+
+@dataclass(frozen=True)
+class GenotypeInput:
+    """The run's genotypes: the file (PLINK .bed or VCF/BCF), its genome build, the gene panel (None: packaged)."""
+
+    path: Path
+    genome_build: str = "GRCh37"
+    gene_panel: Path | None = None
 
 
 def participant_genotypes(genotypes: str | os.PathLike, participants: pd.DataFrame, subjects: list[str], *,

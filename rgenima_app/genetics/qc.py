@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import gammaln
 
-from rgenima_app.genetics.readers import (GenotypeReader, Region, is_autosome, is_snp, open_genotypes)
+from rgenima_app.genetics.readers import GenotypeReader, Region, is_autosome, is_snp, open_genotypes
 
 QC_COLUMNS = ["snp", "chrom", "pos", "a1", "a2", "n_a1a1", "n_a1a2", "n_a2a2", "n_missing", "missing_rate",
               "a1_freq", "maf", "hwe_p", "kept", "reason"]

@@ -30,6 +30,8 @@ from typing import Mapping, Sequence
 
 from rgenima_app.confinement import check_write
 from rgenima_app.errors import FreeSurferLicenseError, FreeSurferMissingError, MissingInputError, ProcessingError
+from rgenima_app.imaging.volumes import load_image
+from rgenima_app.imaging.workflow import freesurfer_batch_workflow, freesurfer_workflow, plugin_settings, run_workflow
 
 log = logging.getLogger("rgenima")
 
@@ -48,6 +50,22 @@ def fs_subject_name(subject: str, session: str | None = None) -> str:
     if session:
         name += f"_ses-{session.removeprefix('ses-')}"
     return name
+
+
+@dataclass(frozen=True)
+class FreeSurferOptions:
+    """Everything that decides how recon-all runs, handed as one object to every path that may run it
+    (participant level, ``--model``, ``--train``), so that no option is dropped on one of them."""
+
+    subjects_dir: Path
+    license_file: Path | None = None
+    no_reconall: bool = False
+    omp_nthreads: int = 1        # recon-all -openmp, and what MultiProc reserves per recon-all
+    nprocs: int = 1              # MultiProc processes: recon-all runs of several samples at once
+    mem_gb: float | None = None  # MultiProc's memory budget (--mem)
+    use_plugin: Path | None = None
+    crash_dir: Path | None = None
+    stop_on_first_crash: bool = False
 
 
 @dataclass
@@ -139,7 +157,6 @@ def _difference(t1w: Path, copy: Path) -> str | None:
     """How the T1w differs from FreeSurfer's copy of an input (None when it is the same image)."""
     import numpy as np
 
-    from rgenima_app.imaging.volumes import load_image
 
     raw, _ = load_image(copy, "FreeSurfer input copy")
     image, _ = load_image(t1w, "T1w")
@@ -204,7 +221,6 @@ def check_t1w(path: str | os.PathLike) -> None:
     of view (66). recon-all would otherwise fail late with a cryptic message, or run for hours."""
     import numpy as np
 
-    from rgenima_app.imaging.volumes import load_image
 
     if Path(path).is_file() and Path(path).stat().st_size == 0:
         raise MissingInputError(f"T1w image {path} is empty (0 bytes)", hint="replace the file with the T1w volume")
@@ -234,7 +250,6 @@ def check_subject(subject_dir: str | os.PathLike) -> None:
     volume, a segmentation without labels), naming the file: checked before any output is written."""
     import numpy as np
 
-    from rgenima_app.imaging.volumes import load_image
 
     subject = FreeSurferSubject(Path(subject_dir).name, Path(subject_dir), reused=True)
     _, labels = load_image(subject.segmentation, "segmentation")
@@ -263,20 +278,13 @@ def ensure_freesurfer_subject(
     subject: str,
     session: str | None,
     t1w_files: Sequence[str | os.PathLike],
-    subjects_dir: str | os.PathLike,
+    options: FreeSurferOptions,
     work_dir: str | os.PathLike,
-    *,
-    license_file: str | os.PathLike | None = None,
-    no_reconall: bool = False,
-    omp_nthreads: int = 1,
-    nprocs: int = 1,
-    mem_gb: float | None = None,
-    use_plugin: str | os.PathLike | None = None,
-    crash_dir: str | os.PathLike | None = None,
-    stop_on_first_crash: bool = False,
     environ: Mapping[str, str] | None = None,
 ) -> FreeSurferSubject:
-    """Reuse ``<subjects_dir>/<sub-XX[_ses-YY]>`` when finished, else run recon-all on ``t1w_files``."""
+    """Reuse ``<subjects_dir>/<sub-XX[_ses-YY]>`` when finished, else run recon-all on ``t1w_files``
+    (nipype's work folders under ``work_dir``)."""
+    subjects_dir, no_reconall = options.subjects_dir, options.no_reconall
     name = fs_subject_name(subject, session)
     subject_dir = Path(subjects_dir) / name
     segmentation = subject_dir / SEGMENTATION
@@ -290,9 +298,35 @@ def ensure_freesurfer_subject(
             hint="point --fs-subjects-dir at the folder that holds the FreeSurfer subjects "
                  f"(named {name}), or drop --fs-no-reconall",
         )
+    license_path = _ready_for_recon_all(name, subject_dir, t1w_files, options, work_dir, environ)
+    plugin, plugin_args = plugin_settings(nprocs=options.nprocs, mem_gb=options.mem_gb, use_plugin=options.use_plugin)
+    workflow = freesurfer_workflow(
+        name, [Path(p) for p in t1w_files], Path(subjects_dir), Path(work_dir), license_path,
+        omp_nthreads=options.omp_nthreads, crash_dir=options.crash_dir,
+        stop_on_first_crash=options.stop_on_first_crash,
+    )
+    log.info("%s: running recon-all (nipype %s plugin, %s; -openmp %d) into %s", name, plugin,
+             describe_plugin_args(plugin_args), options.omp_nthreads, subject_dir)
+    run_workflow(workflow, plugin, plugin_args, subject_dir)
+    if not segmentation.is_file():
+        raise ProcessingError(f"{name}: recon-all finished but {segmentation} is missing",
+                              hint=f"see {subject_dir / 'scripts' / 'recon-all.log'}")
+    return FreeSurferSubject(name, subject_dir, reused=False)
+
+
+def describe_plugin_args(plugin_args: dict) -> str:
+    """The plugin arguments a user set through rgenima's options, for the log: ``n_procs=2, memory_gb=3.0``."""
+    shown = {k: v for k, v in plugin_args.items() if k in ("n_procs", "memory_gb", "sbatch_args", "qsub_args")}
+    return ", ".join(f"{k}={v}" for k, v in shown.items()) or "its own defaults"
+
+
+def _ready_for_recon_all(name: str, subject_dir: Path, t1w_files: Sequence[str | os.PathLike],
+                         options: FreeSurferOptions, work_dir: str | os.PathLike,
+                         environ: Mapping[str, str] | None) -> Path:
+    """Everything recon-all needs, checked in the order a user fixes them; returns the license file."""
     for t1w in t1w_files:  # a T1w recon-all cannot use is named before the license and installation
         check_t1w(t1w)
-    license_path = find_license(license_file, environ)
+    license_path = find_license(options.license_file, environ)
     check_freesurfer(environ)
     locks = stale_locks(subject_dir)
     if locks:
@@ -302,19 +336,55 @@ def ensure_freesurfer_subject(
             "a recon-all run on it was interrupted, or is still running",
             hint=f"if no recon-all is running on it, clear the lock with: rm -f {listing}  (rgenima then resumes it)",
         )
-    from rgenima_app.imaging.workflow import freesurfer_workflow, plugin_settings, run_workflow
-
     check_write(subject_dir)  # recon-all writes the subject there, and nipype its work folder
     check_write(Path(work_dir) / name)
-    Path(subjects_dir).mkdir(parents=True, exist_ok=True)
-    plugin, plugin_args = plugin_settings(nprocs=nprocs, mem_gb=mem_gb, use_plugin=use_plugin)
-    workflow = freesurfer_workflow(
-        name, [Path(p) for p in t1w_files], Path(subjects_dir), Path(work_dir), license_path,
-        omp_nthreads=omp_nthreads, crash_dir=crash_dir, stop_on_first_crash=stop_on_first_crash,
-    )
-    log.info("%s: running recon-all (nipype %s plugin) into %s", name, plugin, subject_dir)
-    run_workflow(workflow, plugin, plugin_args, subject_dir)
-    if not segmentation.is_file():
-        raise ProcessingError(f"{name}: recon-all finished but {segmentation} is missing",
-                              hint=f"see {subject_dir / 'scripts' / 'recon-all.log'}")
-    return FreeSurferSubject(name, subject_dir, reused=False)
+    Path(options.subjects_dir).mkdir(parents=True, exist_ok=True)
+    return license_path
+
+
+def run_recon_all_batch(samples: Sequence[tuple[str, str | None, Sequence[str | os.PathLike]]],
+                        options: FreeSurferOptions, work_dir: str | os.PathLike,
+                        environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """recon-all of every sample (subject, session, T1w files) whose FreeSurfer subject is unfinished, as
+    one nipype graph: MultiProc runs ``--nprocs`` of them at once within ``--mem`` (recon-all's
+    ``omp_nthreads`` each), and a ``--use-plugin`` scheduler (SLURM, SGE...) receives them all at once.
+
+    Samples that are not ready (a bad T1w, no license, no FreeSurfer, a stale lock) are left out: the
+    per-sample ``ensure_freesurfer_subject`` then reports their error as before. With fewer than two
+    samples to run, nothing is done here (the per-sample path runs it). Returns ``{sample: why}`` for the
+    samples whose recon-all failed (the others' subjects are finished and are then reused).
+    """
+    if options.no_reconall:
+        return {}
+    ready: dict[str, tuple[list[Path], Path]] = {}
+    for subject, session, t1w_files in samples:
+        name = fs_subject_name(subject, session)
+        subject_dir = Path(options.subjects_dir) / name
+        if (subject_dir / SEGMENTATION).is_file() or name in ready:
+            continue
+        try:
+            license_path = _ready_for_recon_all(name, subject_dir, t1w_files, options, work_dir, environ)
+        except (MissingInputError, ProcessingError, FreeSurferLicenseError, FreeSurferMissingError):
+            continue
+        ready[name] = ([Path(p) for p in t1w_files], license_path)
+    if len(ready) < 2:
+        return {}
+    workflow = freesurfer_batch_workflow({name: files for name, (files, _) in ready.items()},
+                                         Path(options.subjects_dir), Path(work_dir),
+                                         next(iter(ready.values()))[1], omp_nthreads=options.omp_nthreads,
+                                         crash_dir=options.crash_dir, stop_on_first_crash=options.stop_on_first_crash)
+    plugin, plugin_args = plugin_settings(nprocs=options.nprocs, mem_gb=options.mem_gb, use_plugin=options.use_plugin)
+    log.info("recon-all of %d samples in one nipype graph (%s plugin, %s; -openmp %d each) into %s", len(ready),
+             plugin, describe_plugin_args(plugin_args), options.omp_nthreads, options.subjects_dir)
+    try:
+        run_workflow(workflow, plugin, plugin_args)
+    except ProcessingError as exc:
+        log.warning("%s", exc)
+    failed = {}
+    for name in ready:
+        subject_dir = Path(options.subjects_dir) / name
+        if not (subject_dir / SEGMENTATION).is_file():
+            failed[name] = (f"recon-all failed (nipype crash files in {options.crash_dir or work_dir}; recon-all's log: "
+                            f"{subject_dir / 'scripts' / 'recon-all.log'})")
+    return failed
+

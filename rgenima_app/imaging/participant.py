@@ -26,9 +26,9 @@ import pandas as pd
 from rgenima_app.bids.tsv import read_tsv, to_tsv
 from rgenima_app.confinement import check_write
 from rgenima_app.errors import OutputNotWritableError
-from rgenima_app.imaging.freesurfer import FreeSurferSubject, ensure_freesurfer_subject
-from rgenima_app.imaging.rois import BBOX_COLUMNS, MORPH_COLUMNS, extract_rois
+from rgenima_app.imaging.freesurfer import FreeSurferOptions, FreeSurferSubject, ensure_freesurfer_subject
 from rgenima_app.imaging.roi_table import roi_fit_extents_mm
+from rgenima_app.imaging.rois import BBOX_COLUMNS, MORPH_COLUMNS, extract_rois
 
 log = logging.getLogger("rgenima")
 
@@ -130,23 +130,16 @@ def process_participant_imaging(
     subject: str,
     session: str | None,
     t1w_files: Sequence[str | os.PathLike] | str | os.PathLike,
-    fs_subjects_dir: str | os.PathLike,
+    freesurfer: FreeSurferOptions,
     work_dir: str | os.PathLike,
     *,
     roi_size: int = 96,
     mode: str = "stretch",
     normalization: str = "wm",
     device: str | None = None,
-    fs_license_file: str | os.PathLike | None = None,
-    fs_no_reconall: bool = False,
-    omp_nthreads: int = 1,
-    nprocs: int = 1,
-    mem_gb: float | None = None,
-    use_plugin: str | os.PathLike | None = None,
-    crash_dir: str | os.PathLike | None = None,
-    stop_on_first_crash: bool = False,
 ) -> ParticipantImaging:
-    """FreeSurfer (reuse or recon-all) and ROI extraction of one sample, cached in ``work_dir/rois``.
+    """FreeSurfer (reuse or recon-all, as ``freesurfer`` says) and ROI extraction of one sample, cached in
+    ``work_dir/rois``.
 
     Raises the errors of ``ensure_freesurfer_subject`` (66, 126, 127, 1) and of ``extract_rois``
     (66 unreadable volume, 1 mismatched volumes or no known label); nothing is written to the
@@ -154,11 +147,7 @@ def process_participant_imaging(
     """
     t1w = (t1w_files,) if isinstance(t1w_files, (str, os.PathLike)) else tuple(t1w_files)
     t1w = tuple(Path(p) for p in t1w)
-    fs = ensure_freesurfer_subject(
-        subject, session, t1w, fs_subjects_dir, Path(work_dir) / "freesurfer",
-        license_file=fs_license_file, no_reconall=fs_no_reconall, omp_nthreads=omp_nthreads, nprocs=nprocs,
-        mem_gb=mem_gb, use_plugin=use_plugin, crash_dir=crash_dir, stop_on_first_crash=stop_on_first_crash,
-    )
+    fs = ensure_freesurfer_subject(subject, session, t1w, freesurfer, Path(work_dir) / "freesurfer")
     segmentation, intensity = fs.segmentation, fs.intensity
     entry = Path(work_dir) / "rois" / fs.name / cache_key(segmentation, intensity, roi_size, mode, normalization)
     if all((entry / f).is_file() for f in CACHE_FILES):

@@ -62,13 +62,31 @@ def freesurfer_workflow(subject_name: str, t1w_files: Sequence[Path], subjects_d
     workflow = pe.Workflow(name=f"rgenima_freesurfer_{subject_name.replace('-', '')}", base_dir=str(work_dir))
     workflow.add_nodes([recon_all_node(subject_name, t1w_files, subjects_dir, license_file,
                                        omp_nthreads=omp_nthreads, directive=directive)])
+    _configure(workflow, crash_dir, stop_on_first_crash)
+    return workflow
+
+
+def freesurfer_batch_workflow(samples: dict[str, Sequence[Path]], subjects_dir: Path, work_dir: Path,
+                              license_file: Path, *, omp_nthreads: int = 1, crash_dir: Path | None = None,
+                              stop_on_first_crash: bool = False, directive: str = DIRECTIVE):
+    """One workflow ``rgenima_freesurfer`` with a ``ReconAll`` node per sample (``{subject name: T1w files}``):
+    the nodes are independent, so the plugin runs as many at once as ``--nprocs``/``--mem`` allow."""
+    from nipype.pipeline import engine as pe
+
+    workflow = pe.Workflow(name="rgenima_freesurfer", base_dir=str(work_dir))
+    workflow.add_nodes([recon_all_node(name, files, subjects_dir, license_file, omp_nthreads=omp_nthreads,
+                                       directive=directive) for name, files in samples.items()])
+    _configure(workflow, crash_dir, stop_on_first_crash)
+    return workflow
+
+
+def _configure(workflow, crash_dir: Path | None, stop_on_first_crash: bool) -> None:
     execution = {"stop_on_first_crash": stop_on_first_crash, "crashfile_format": "txt",
                  "hash_method": "content", "remove_unnecessary_outputs": True}
     if crash_dir is not None:
         Path(crash_dir).mkdir(parents=True, exist_ok=True)
         execution["crashdump_dir"] = str(crash_dir)
     workflow.config["execution"] = execution
-    return workflow
 
 
 def plugin_settings(nprocs: int = 1, mem_gb: float | None = None,

@@ -26,7 +26,6 @@ from rgenima_app.inference.predict import Prediction
 from rgenima_app.inference.rollout import DEFINITION
 from rgenima_app.models.bundle import LoadedBundle
 
-
 TABLES = ("predictions", "roiattention", "geneattention", "roigeneattention")
 
 

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from rgenima_app.errors import ProcessingError
-from rgenima_app.models.attention import record_attention
+from rgenima_app.models.attention import decoder_layers, record_attention
 from rgenima_app.models.mllm import MLLMSample, PromptBatch, PromptLayout, RGenIMA
 
 # Rows per block of a kept map: the upper corners of its diagonal blocks cost n·ROW_BLOCK/2 entries, and fewer,
@@ -212,7 +212,6 @@ def rollout(model: RGenIMA, samples: list[MLLMSample], *, map_device: str | torc
     With ``with_probabilities``, the answers' continuation runs on the prompt's key/value cache
     (``RGenIMA.answer_log_likelihoods``); its attention is not recorded.
     """
-    from rgenima_app.models.attention import decoder_layers
 
     collector = LayerMaps(len(decoder_layers(model.llm)), map_device)
     with record_attention(model.llm, store=False, on_layer=collector):

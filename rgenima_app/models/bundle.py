@@ -37,6 +37,7 @@ from rgenima_app.errors import MissingInputError, OutputNotWritableError, UsageE
 from rgenima_app.imaging.roi_table import roi_names
 from rgenima_app.models.llm import PICKLE_SUFFIXES, check_safetensors_dir, describe_config, load_local_llm
 from rgenima_app.models.mllm import RGenIMA
+from rgenima_app.models.pretrained import manifest, pretrained_dir
 from rgenima_app.models.prompt import ANSWER_TEMPLATE, IMAGE_TOKEN
 from rgenima_app.models.rit import RiT, RiTConfig
 from rgenima_app.models.wholebrain import WholeBrainConfig, WholeBrainResNet
@@ -210,7 +211,7 @@ def model_card(metadata: dict, notes: str = "") -> str:
     llm = metadata["llm"]
     enc = metadata.get("image_encoder") or {}
     lines = [
-        f"# rgenima model bundle", "",
+        "# rgenima model bundle", "",
         "R-GenIMA: a multimodal LLM that classifies Alzheimer's disease stage "
         f"({', '.join(metadata['labels'])}) from 109 FreeSurfer ROI tokens and SNP genotypes as text.", "",
         "## Model",
@@ -365,7 +366,6 @@ def _load_llm(path: Path, meta: dict, base_llm, attn_implementation: str):
 def _pretrained_base(llm_meta: dict) -> Path:
     """The base model of a bundle trained on a pretrained ``--llm`` name (converted into this machine's
     cache if needed), checked against the weight hash the bundle records."""
-    from rgenima_app.models.pretrained import manifest, pretrained_dir
 
     directory = pretrained_dir(llm_meta["name"])
     recorded, found = llm_meta.get("weights_sha256"), manifest(directory).get("weights_sha256")

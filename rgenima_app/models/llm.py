@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from rgenima_app.errors import MissingInputError, UsageError
+from rgenima_app.models.pretrained import PRETRAINED, manifest, pretrained_dir
 from rgenima_app.models.prompt import IMAGE_TOKEN
 from rgenima_app.models.tiny_llm import TinyLLMConfig, build_tiny_llm
 
@@ -105,7 +106,6 @@ def build_llm(spec: str, *, dtype: str = "float32", tiny: TinyLLMConfig | None =
               attn_implementation: str = "sdpa"):
     """(model, tokenizer, description) for ``spec`` = ``"tiny"``, a pretrained name (``"smollm2"``) or a
     local model directory."""
-    from rgenima_app.models.pretrained import PRETRAINED, manifest, pretrained_dir
 
     if spec == "tiny":
         cfg = tiny or TinyLLMConfig()

@@ -27,7 +27,11 @@ from rgenima_app.genetics.serialize import dosage_separator as probe_separator
 from rgenima_app.imaging.roi_table import N_ROIS
 from rgenima_app.models.connector import build_connector
 from rgenima_app.models.prompt import (
-    IMAGE_TOKEN, PROMPT_TEMPLATE, answer_text, parse_answer, render_prompt,
+    IMAGE_TOKEN,
+    PROMPT_TEMPLATE,
+    answer_text,
+    parse_answer,
+    render_prompt,
 )
 
 

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from rgenima_app import STAGES
+from rgenima_app.genetics.panel import load_gene_panel
 from rgenima_app.models.prompt import ANSWER_TEMPLATE, IMAGE_TOKEN, PROMPT_TEMPLATE, user_prompt
 
 EOS_TOKEN = "<|endoftext|>"
@@ -42,7 +43,6 @@ class TinyLLMConfig:
 
 def _corpus(seed: int) -> list[str]:
     """Training text for the tokenizer: prompts, answers, gene names and SNP-text shapes."""
-    from rgenima_app.genetics.panel import load_gene_panel
 
     rng = random.Random(seed)
     genes = list(load_gene_panel("GRCh37")["gene"])

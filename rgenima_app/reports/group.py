@@ -16,9 +16,11 @@ import numpy as np
 import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from .. import __version__
 from ..analysis.bootstrap import STAGE_ORDER, ordered_groups
 from ..analysis.group import GroupAnalysis
 from ..bids.derivatives import write_text
+from ..imaging.roi_table import load_roi_table
 from . import figures
 
 LABELS = STAGE_ORDER
@@ -179,7 +181,6 @@ def render_group_report(analysis: GroupAnalysis, out_path: Path | str, model: st
     page) whose voxels hold the canonical ROI index 1..109 (``dseg_values="index"``, the BIDS dseg
     convention of ``desc-rois_dseg``) or FreeSurfer labels (``"freesurfer"``).
     """
-    from ..imaging.roi_table import load_roi_table
 
     roi_table = load_roi_table()
     if dseg_values not in ("index", "freesurfer"):
@@ -229,6 +230,4 @@ def _format_number(value, digits: int = 3) -> str:
 
 
 def _app_version() -> str:
-    from .. import __version__
-
     return str(__version__)

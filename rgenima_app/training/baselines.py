@@ -42,8 +42,6 @@ from rgenima_app.training.settings import BaselineSettings, TrainSettings
 from rgenima_app.training.stage1 import fit_classifier, load_weights, save_weights
 from rgenima_app.training.stage2 import Stage2Item, Stage2Trainer
 
-BASELINES = ("snp_mlp", "bert_rit_concat", "bert_rit_cross", "llm_wholebrain")
-
 
 class CachedTokens(nn.Module):
     """The image side of the fusion baselines: frozen RiT tokens in, (tokens, pooled mean) out."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rgenima_app import STAGES
+from rgenima_app.imaging.roi_table import roi_names
 
 log = logging.getLogger("rgenima")
 
@@ -118,7 +119,6 @@ def fit_classical(x_train: np.ndarray, y_train, x_validation: np.ndarray, y_vali
 def features(samples, tables: dict, with_images: bool, with_genes: bool) -> tuple[np.ndarray, list[str]]:
     """(n_samples, n_features) and the feature names: ROI volumes (with images), then QC'd SNP dosages
     (with genes)."""
-    from rgenima_app.imaging.roi_table import roi_names
 
     first = tables[samples[0].participant]
     names = ([f"volume:{r}" for r in roi_names()] if with_images else []) + \

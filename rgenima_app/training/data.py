@@ -18,14 +18,14 @@ import pandas as pd
 from tqdm import tqdm
 
 from rgenima_app.bids.inputs import T1wSample
-from rgenima_app.config import RunConfig
 from rgenima_app.errors import MissingInputError, NoDataError, ProcessingError, RgenimaError, UsageError
 from rgenima_app.genetics.extract import panel_genotypes, select_panel_snps
 from rgenima_app.genetics.panel import gene_panel
+from rgenima_app.genetics.participant import GenotypeInput
 from rgenima_app.genetics.readers import open_genotypes
 from rgenima_app.genetics.samples import match_samples
 from rgenima_app.genetics.screening import Screening, screen_snps
-from rgenima_app.imaging.freesurfer import INTENSITY_CANDIDATES, FreeSurferSubject
+from rgenima_app.imaging.freesurfer import INTENSITY_CANDIDATES, FreeSurferOptions, FreeSurferSubject
 from rgenima_app.imaging.participant import process_participant_imaging
 from rgenima_app.imaging.wholebrain import cached_wholebrain_volume
 from rgenima_app.training.settings import TrainSettings
@@ -83,8 +83,8 @@ def labelled_samples(t1w: list[T1wSample], participants: pd.DataFrame) -> list[C
     return samples
 
 
-def prepare_imaging(config: RunConfig, t1w: list[T1wSample], samples: list[CohortSample],
-                    settings: TrainSettings) -> None:
+def prepare_imaging(t1w: list[T1wSample], samples: list[CohortSample], settings: TrainSettings, *,
+                    freesurfer: FreeSurferOptions, work_dir: Path, roi_size: int, device: str) -> None:
     """FreeSurfer (reuse or recon-all) and ROI patches of every sample; fills ``patches``/``volumes``."""
     by_name = {s.name: s for s in t1w}
     failed = []
@@ -92,13 +92,10 @@ def prepare_imaging(config: RunConfig, t1w: list[T1wSample], samples: list[Cohor
         source = by_name[sample.name]
         try:
             imaging = process_participant_imaging(
-                source.subject, source.session, source.t1w, config.fs_subjects_dir, config.work_dir,
-                roi_size=config.roi_size, mode=settings.imaging.mode, normalization=settings.imaging.normalization,
-                device=config.device, fs_license_file=config.fs_license_file, fs_no_reconall=config.fs_no_reconall,
-                omp_nthreads=config.omp_nthreads, nprocs=config.nprocs, use_plugin=config.use_plugin,
-                crash_dir=config.output_dir / "logs", stop_on_first_crash=config.stop_on_first_crash)
+                source.subject, source.session, source.t1w, freesurfer, work_dir, roi_size=roi_size,
+                mode=settings.imaging.mode, normalization=settings.imaging.normalization, device=device)
         except RgenimaError as exc:
-            if config.stop_on_first_crash:
+            if freesurfer.stop_on_first_crash:
                 raise
             failed.append(f"{sample.name}: {str(exc).splitlines()[0]}")
             continue
@@ -120,7 +117,7 @@ def _missing_wholebrain_input(sample: CohortSample) -> str | None:
     return None if fs.segmentation.is_file() else str(fs.segmentation)
 
 
-def prepare_wholebrain(config: RunConfig, samples: list[CohortSample], settings: TrainSettings) -> None:
+def prepare_wholebrain(samples: list[CohortSample], settings: TrainSettings, work_dir: Path, device: str) -> None:
     """The whole-brain volume of every sample (``llm_wholebrain`` baseline), from the FreeSurfer subject
     ``prepare_imaging`` found, cached in ``WORK/wholebrain``; fills ``wholebrain``."""
     missing = [f"{s.name}: {m}" for s in samples if (m := _missing_wholebrain_input(s))]
@@ -132,14 +129,13 @@ def prepare_wholebrain(config: RunConfig, samples: list[CohortSample], settings:
                  "mri/aparc+aseg.mgz: restore the subject in --fs-subjects-dir (or remove its folder so that "
                  "recon-all runs again), or take llm_wholebrain out of [baselines] run")
     for sample in tqdm(samples, desc="whole-brain volumes", unit="sample", disable=None):
-        sample.wholebrain = cached_wholebrain_volume(sample.freesurfer, config.work_dir,
-                                                     settings.baselines.wholebrain_size,
-                                                     settings.imaging.normalization, config.device)
+        sample.wholebrain = cached_wholebrain_volume(sample.freesurfer, work_dir, settings.baselines.wholebrain_size,
+                                                     settings.imaging.normalization, device)
 
 
-def match_genotypes(config: RunConfig, participants: pd.DataFrame, cohort: Cohort) -> None:
+def match_genotypes(genotypes: GenotypeInput, participants: pd.DataFrame, cohort: Cohort) -> None:
     """Fill ``cohort.genetic_ids`` from participants.tsv ``genetic_id`` or the labels; log the rest."""
-    reader = open_genotypes(config.genotypes)
+    reader = open_genotypes(genotypes.path)
     labels = sorted({s.participant for s in cohort.samples})
     table = pd.DataFrame({"participant_id": [f"sub-{p}" for p in labels]})
     if "genetic_id" in participants.columns:
@@ -148,7 +144,7 @@ def match_genotypes(config: RunConfig, participants: pd.DataFrame, cohort: Cohor
     match.log(log, source=reader.path.name)
     cohort.genetic_ids = {pid.removeprefix("sub-"): sample for pid, sample in match.matched.items()}
     if not cohort.genetic_ids:
-        raise NoDataError(f"no labelled participant has a genotype sample in {config.genotypes}",
+        raise NoDataError(f"no labelled participant has a genotype sample in {genotypes.path}",
                           hint="match participant labels or participants.tsv 'genetic_id' to the sample IDs "
                                f"of the file (e.g. {', '.join(reader.samples[:3])})")
 
@@ -166,7 +162,7 @@ class FoldGenotypes:
     screening: Screening | None = None
 
 
-def fold_genotypes(config: RunConfig, settings: TrainSettings, cohort: Cohort,
+def fold_genotypes(genotypes: GenotypeInput, settings: TrainSettings, cohort: Cohort,
                    train_participants: list[str]) -> FoldGenotypes:
     """QC (and SNP screening) on this fold's training participants only; every participant's panel table.
 
@@ -178,12 +174,12 @@ def fold_genotypes(config: RunConfig, settings: TrainSettings, cohort: Cohort,
         raise NoDataError("no training participant of this split has genotypes",
                           hint="check the sample IDs of --genotypes against participants.tsv")
     g = settings.genetics
-    qc_panel, report = select_panel_snps(config.genotypes, gene_panel(config.gene_panel, config.genome_build),
-                                         build=config.genome_build, samples=train_ids,
+    qc_panel, report = select_panel_snps(genotypes.path, gene_panel(genotypes.gene_panel, genotypes.genome_build),
+                                         build=genotypes.genome_build, samples=train_ids,
                                          geno=g.geno, maf=g.maf, hwe=g.hwe)
     log.info("genotype QC on %d training participants: %d of %d panel variants kept", len(train_ids),
              len(qc_panel), len(report))
-    qc_tables = panel_genotypes(config.genotypes, qc_panel, cohort.genetic_ids)
+    qc_tables = panel_genotypes(genotypes.path, qc_panel, cohort.genetic_ids)
     if g.snp_selection == "all":
         return FoldGenotypes(qc_panel, qc_panel, report, qc_tables, qc_tables)
     labels = cohort.labels()

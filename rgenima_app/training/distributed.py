@@ -21,9 +21,11 @@ from pathlib import Path
 
 import torch
 
-from rgenima_app.config import DEEPSPEED_PRESETS
 from rgenima_app.errors import MissingInputError, UsageError
 from rgenima_app.training.settings import Stage2Settings
+
+#: --deepspeed presets, shipped as rgenima_app/data/deepspeed/<name>.json
+DEEPSPEED_PRESETS = ("zero2", "zero3", "zero3-offload")
 
 
 def load_deepspeed_config(spec: str, stage2: Stage2Settings) -> dict:

@@ -7,8 +7,8 @@ import torch
 from tqdm import tqdm
 
 from rgenima_app import STAGES
+from rgenima_app.analysis.metrics import MetricsReport, classification_metrics
 from rgenima_app.models.mllm import RGenIMA
-from rgenima_app.training.metrics import MetricsReport, classification_metrics
 from rgenima_app.training.stage2 import Stage2Item, evaluation_sample
 
 

@@ -25,6 +25,10 @@ from pathlib import Path
 from rgenima_app.errors import UsageError
 from rgenima_app.genetics.screening import SELECTIONS
 from rgenima_app.models.finetune import LoraSettings
+from rgenima_app.models.wholebrain import DEPTHS
+
+#: The paper's baselines that ``[baselines] run`` may name (trained by ``training/baselines.py``).
+BASELINES = ("snp_mlp", "bert_rit_concat", "bert_rit_cross", "llm_wholebrain")
 
 #: gene (SNP text only), image_gene (the paper's paired input), mixture (paired, some shown without the
 #: image), image (ROI tokens only: the ablation that shows what the genotypes add)
@@ -190,9 +194,6 @@ def check_settings(s: TrainSettings, source: Path | str) -> None:
     for table in (s.stage1, s.stage2):
         if table.epochs < 1 or table.batch_size < 1:
             raise UsageError(f"{source}: epochs and batch_size must be at least 1")
-    from rgenima_app.models.wholebrain import DEPTHS
-    from rgenima_app.training.baselines import BASELINES
-
     unknown = sorted(set(s.baselines.run) - set(BASELINES))
     if unknown:
         raise UsageError(f"{source}: unknown baseline(s) {', '.join(unknown)}", hint=f"known: {', '.join(BASELINES)}")

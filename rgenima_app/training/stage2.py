@@ -31,8 +31,8 @@ from tqdm import tqdm
 
 from rgenima_app.genetics.serialize import serialize_genotypes
 from rgenima_app.models.mllm import MLLMSample, RGenIMA
-from rgenima_app.training.settings import Stage2Settings
 from rgenima_app.training.distributed import shard, world
+from rgenima_app.training.settings import Stage2Settings
 from rgenima_app.training.stage1 import Curve
 
 log = logging.getLogger("rgenima")

@@ -1,13 +1,16 @@
 """FreeSurfer stage: naming, license, installation, reuse, locks, recon-all command lines, plugins."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from rgenima_app.errors import (FreeSurferLicenseError, FreeSurferMissingError, MissingInputError,
-                                ProcessingError, UsageError)
-from rgenima_app.imaging.freesurfer import ensure_freesurfer_subject, find_license, fs_subject_name
+from rgenima_app.errors import (
+    FreeSurferLicenseError,
+    FreeSurferMissingError,
+    MissingInputError,
+    ProcessingError,
+    UsageError,
+)
+from rgenima_app.imaging.freesurfer import FreeSurferOptions, ensure_freesurfer_subject, find_license, fs_subject_name
 from rgenima_app.imaging.workflow import freesurfer_workflow, plugin_settings, recon_all_node
 
 
@@ -68,21 +71,23 @@ def test_reuse_needs_neither_license_nor_freesurfer(tmp_path, t1w):
     aparc = subjects / "sub-01_ses-1" / "mri" / "aparc+aseg.mgz"
     aparc.parent.mkdir(parents=True)
     aparc.write_bytes(b"x")
-    subject = ensure_freesurfer_subject("01", "1", [t1w], subjects, tmp_path / "work", environ={})
+    subject = ensure_freesurfer_subject("01", "1", [t1w], FreeSurferOptions(subjects), tmp_path / "work", environ={})
     assert subject.reused and subject.segmentation == aparc and subject.name == "sub-01_ses-1"
 
 
 def test_no_reconall_names_the_missing_path(tmp_path, t1w):
     with pytest.raises(MissingInputError, match=r"sub-01/mri/aparc\+aseg.mgz.*--fs-no-reconall"):
-        ensure_freesurfer_subject("01", None, [t1w], tmp_path / "fs", tmp_path / "work", no_reconall=True, environ={})
+        ensure_freesurfer_subject("01", None, [t1w], FreeSurferOptions(tmp_path / "fs", no_reconall=True),
+                                  tmp_path / "work", environ={})
 
 
 def test_license_then_installation_errors(tmp_path, t1w, license_file):
     with pytest.raises(FreeSurferLicenseError):
-        ensure_freesurfer_subject("01", None, [t1w], tmp_path / "fs", tmp_path / "work", environ={"PATH": ""})
+        ensure_freesurfer_subject("01", None, [t1w], FreeSurferOptions(tmp_path / "fs"), tmp_path / "work",
+                                  environ={"PATH": ""})
     with pytest.raises(FreeSurferMissingError, match="recon-all is not on the PATH"):
-        ensure_freesurfer_subject("01", None, [t1w], tmp_path / "fs", tmp_path / "work",
-                                  license_file=license_file, environ={"PATH": str(tmp_path)})
+        ensure_freesurfer_subject("01", None, [t1w], FreeSurferOptions(tmp_path / "fs", license_file=license_file),
+                                  tmp_path / "work", environ={"PATH": str(tmp_path)})
 
 
 def test_stale_lock_reported_with_command(tmp_path, t1w, license_file):
@@ -91,8 +96,8 @@ def test_stale_lock_reported_with_command(tmp_path, t1w, license_file):
     lock = scripts / "IsRunning.lh+rh"
     lock.write_text("")
     with pytest.raises(ProcessingError, match="IsRunning") as info:
-        ensure_freesurfer_subject("01", None, [t1w], tmp_path / "fs", tmp_path / "work",
-                                  license_file=license_file, environ=fake_freesurfer(tmp_path))
+        ensure_freesurfer_subject("01", None, [t1w], FreeSurferOptions(tmp_path / "fs", license_file=license_file),
+                                  tmp_path / "work", environ=fake_freesurfer(tmp_path))
     assert f"rm -f {lock}" in str(info.value)
 
 
@@ -102,8 +107,8 @@ def test_failed_recon_all_is_a_processing_error(tmp_path, t1w, license_file, mon
     monkeypatch.setenv("PATH", environ["PATH"] + ":" + __import__("os").environ["PATH"])
     crash = tmp_path / "out" / "logs"
     with pytest.raises(ProcessingError, match="FreeSurfer workflow") as info:
-        ensure_freesurfer_subject("01", None, [t1w], tmp_path / "fs", tmp_path / "work", license_file=license_file,
-                                  nprocs=1, use_plugin=None, crash_dir=crash, environ=environ)
+        ensure_freesurfer_subject("01", None, [t1w], FreeSurferOptions(tmp_path / "fs", license_file=license_file,
+                                  nprocs=1, crash_dir=crash), tmp_path / "work", environ=environ)
     assert str(crash) in str(info.value)
     assert list(crash.glob("crash-*"))
 
@@ -179,10 +184,10 @@ def test_t1w_with_implausible_geometry_is_refused_before_the_license(tmp_path, s
     with pytest.raises(MissingInputError, match=message):
         check_t1w(t1w)
     with pytest.raises(MissingInputError, match=rf"{t1w}.*{message}"):  # not FreeSurferLicenseError (126)
-        ensure_freesurfer_subject("01", None, [t1w], tmp_path / "fs", tmp_path / "work", environ={})
+        ensure_freesurfer_subject("01", None, [t1w], FreeSurferOptions(tmp_path / "fs"), tmp_path / "work", environ={})
     nib.save(nib.Nifti1Image(np.full((40, 40, 40), np.nan, dtype=np.float32), np.diag([4.0, 4.0, 4.0, 1.0])), t1w)
     with pytest.raises(MissingInputError, match="no usable signal"):
-        ensure_freesurfer_subject("01", None, [t1w], tmp_path / "fs", tmp_path / "work", environ={})
+        ensure_freesurfer_subject("01", None, [t1w], FreeSurferOptions(tmp_path / "fs"), tmp_path / "work", environ={})
 
 
 def test_unusable_reused_subject_is_named_before_any_stage(tmp_path):

@@ -7,10 +7,11 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-
 from imaging_fixtures import make_volumes, save_volumes, synthetic_pair  # noqa: F401 (fixtures)
+
 from rgenima_app.bids.derivatives import DerivativesWriter
 from rgenima_app.errors import MissingInputError
+from rgenima_app.imaging.freesurfer import FreeSurferOptions
 from rgenima_app.imaging.participant import process_participant_imaging, write_participant_imaging
 from rgenima_app.imaging.rois import MORPH_COLUMNS
 
@@ -29,8 +30,8 @@ def layout(tmp_path, make_volumes, save_volumes):
 
 
 def run(tmp_path, subjects, t1w, **kw):
-    return process_participant_imaging("01", "1", t1w, subjects, tmp_path / "work", roi_size=S,
-                                       fs_no_reconall=True, **kw)
+    return process_participant_imaging("01", "1", t1w, FreeSurferOptions(subjects, no_reconall=True), tmp_path / "work",
+                                       roi_size=S, **kw)
 
 
 def test_cache_is_reused_and_keyed_by_content(layout, save_volumes):
@@ -77,5 +78,6 @@ def test_derivatives_written(layout):
 def test_missing_subject_writes_nothing(layout):
     tmp_path, subjects, t1w, *_ = layout
     with pytest.raises(MissingInputError, match="sub-02"):
-        process_participant_imaging("02", None, t1w, subjects, tmp_path / "work", roi_size=S, fs_no_reconall=True)
+        process_participant_imaging("02", None, t1w, FreeSurferOptions(subjects, no_reconall=True), tmp_path / "work",
+                                    roi_size=S)
     assert not (tmp_path / "work" / "rois" / "sub-02").exists()

@@ -12,9 +12,9 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-
 from helpers import requires_validator, run_rgenima
 from inference_fixtures import tiny_model
+
 from rgenima_app import STAGES
 from rgenima_app.genetics.extract import select_panel_snps
 from rgenima_app.genetics.panel import gene_panel
@@ -138,7 +138,7 @@ def test_missing_modalities_and_training_participants_are_said(run):
 
 
 def test_group_level_reads_the_outputs(run):
-    from rgenima_app.analysis.cohort import load_cohort_outputs
+    from rgenima_app.workflows.analyse import load_cohort_outputs
 
     out, _, participants = run
     cohort = load_cohort_outputs(out, MODEL)
@@ -178,9 +178,8 @@ def test_report_content(run):
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed")
 def test_report_renders_in_headless_chromium(run, tmp_path):
-    from matplotlib.image import imread
-
     from analysis.test_group_report import _page_requests, _screenshot
+    from matplotlib.image import imread
 
     png, netlog = _screenshot(run[0] / "sub-005.html", tmp_path, "subject")
     pixels = imread(png)[..., :3]

@@ -62,6 +62,7 @@ def train_args(cohort: Path, out: Path, config: Path, *extra) -> list:
 def bundle_test_probabilities(bundle_dir: Path, cohort: Path, work_dir: Path, samples: list[str]) -> np.ndarray:
     """Reload a bundle in this process and predict the given samples from the cohort's inputs."""
     from rgenima_app.genetics.extract import panel_genotypes
+    from rgenima_app.imaging.freesurfer import FreeSurferOptions
     from rgenima_app.imaging.participant import process_participant_imaging
     from rgenima_app.models.bundle import load_bundle
     from rgenima_app.training.data import CohortSample
@@ -77,8 +78,8 @@ def bundle_test_probabilities(bundle_dir: Path, cohort: Path, work_dir: Path, sa
     items = []
     for name in samples:
         label = name.removeprefix("sub-")
-        imaging = process_participant_imaging(label, None, [], cohort / "freesurfer", work_dir,
-                                              roi_size=bundle.roi_size, **bundle.roi_extraction, fs_no_reconall=True)
+        imaging = process_participant_imaging(label, None, [], FreeSurferOptions(cohort / "freesurfer", no_reconall=True),
+                                              work_dir, roi_size=bundle.roi_size, **bundle.roi_extraction)
         sample = CohortSample(name, label, None, participants.loc[name, "diagnosis"], imaging.patches_path,
                               imaging.morph["volume_mm3"].to_numpy(float))
         tokens = rit_tokens(bundle.model.image_encoder, [sample], work_dir / "check-tokens", torch.device("cpu"))

@@ -10,7 +10,7 @@ import pytest
 from bed_reader import open_bed, to_bed
 
 from rgenima_app import STAGES
-from rgenima_app.config import RunConfig
+from rgenima_app.genetics.participant import GenotypeInput
 from rgenima_app.genetics.screening import screen_snps
 from rgenima_app.training.classical import fit_classical
 from rgenima_app.training.data import Cohort, CohortSample, fold_genotypes
@@ -81,9 +81,7 @@ def test_fold_screening_and_qc_ignore_held_out_labels_and_genotypes(train_cohort
     settings = TrainSettings()
     settings.genetics.screen_top = 8
     bed = train_cohort / "genotypes" / "cohort.bed"
-    config = RunConfig(bids_dir=train_cohort / "bids", output_dir=tmp_path / "out", analysis_level="group",
-                       genotypes=bed)
-    before = fold_genotypes(config, settings, cohort, train)
+    before = fold_genotypes(GenotypeInput(bed), settings, cohort, train)
 
     held_out = set(participants[16:])
     for s in cohort.samples:  # every held-out participant gets another stage ...
@@ -95,8 +93,7 @@ def test_fold_screening_and_qc_ignore_held_out_labels_and_genotypes(train_cohort
     assert len(rows) == len(held_out)
     scrambled = tmp_path / "scrambled.bed"
     _scramble_genotypes(bed, scrambled, rows, seed=1)           # ... and random genotypes
-    config.genotypes = scrambled
-    after = fold_genotypes(config, settings, cohort, train)
+    after = fold_genotypes(GenotypeInput(scrambled), settings, cohort, train)
 
     assert before.screening is not None and len(before.snp_panel) == 8
     pd.testing.assert_frame_equal(after.snp_panel, before.snp_panel)       # SNPs, A1 frequencies, F, p, rank

@@ -5,7 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from rgenima_app import STAGES
 from rgenima_app.errors import MissingInputError, ProcessingError, UsageError
@@ -139,7 +141,7 @@ def test_stage1_key_ignores_what_stage1_does_not_read():
     a stage-1 setting, the ROI mode or the split gives another."""
     from types import SimpleNamespace
 
-    from rgenima_app.training.group import stage1_key
+    from rgenima_app.workflows.train import stage1_key
 
     config = SimpleNamespace(seed=0, roi_size=8, llm="tiny")
     cohort = SimpleNamespace(samples=[SimpleNamespace(name=f"sub-0{i}", diagnosis="NC", patches=f"/w/{i}.npy")

@@ -58,6 +58,6 @@ def test_missing_wholebrain_volume_is_a_clear_error(train_cohort, tmp_path):
                CohortSample("sub-002", "002", None, "NC")]
     config = SimpleNamespace(work_dir=tmp_path / "work", device="cpu")
     with pytest.raises(UsageError, match="2 sample") as error:
-        prepare_wholebrain(config, samples, train_settings(None))
+        prepare_wholebrain(samples, train_settings(None), config.work_dir, config.device)
     assert str(subject_dir / "mri" / "T1.mgz") in str(error.value) and "sub-002" in str(error.value)
     assert "llm_wholebrain out of [baselines] run" in error.value.hint

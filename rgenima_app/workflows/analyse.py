@@ -13,14 +13,21 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from tqdm import tqdm
 
 from rgenima_app import STAGES
-from rgenima_app.analysis.group import AnalysisOptions, GroupAnalysis, write_group_tables
+from rgenima_app.analysis.group import AnalysisOptions, GroupAnalysis, analyse_cohort, write_group_tables
+from rgenima_app.analysis.metrics import classification_metrics
+from rgenima_app.analysis.settings import CohortSettings
+from rgenima_app.analysis.stage_rois import sharing_pattern
+from rgenima_app.bids.derivatives import write_json, write_tsv
+from rgenima_app.bids.inputs import read_participants
 from rgenima_app.bids.tsv import read_tsv
 from rgenima_app.errors import MissingInputError, NoDataError, ProcessingError
-from rgenima_app.imaging.roi_table import roi_names
+from rgenima_app.genetics.panel import load_gwas_genes
+from rgenima_app.imaging.roi_table import load_roi_table, roi_names
+from rgenima_app.models.bundle import hash_participant_id, model_label, read_bundle_metadata
+from rgenima_app.reports.group import render_group_report
 
 log = logging.getLogger("rgenima")
 
@@ -125,71 +132,8 @@ def load_cohort_outputs(output_dir: Path, model: str) -> CohortOutputs:
 
 # -- the group level with --model -----------------------------------------------------------------------
 #: Keys of the ``[analysis]`` table of ``--train-config`` (all optional).
-ANALYSIS_KEYS = {
-    "n_boot": "bootstrap resamples for stability, stage ROIs, gene ranking and metric CIs (1000)",
-    "seed": "seed of every resample (default: --seed)",
-    "sample_size": "participants per stability resample (default: the group's size)",
-    "roi_top_k": "top-set size of stage-specific ROIs (10)",
-    "roi_threshold": "top-set frequency above which an ROI is stage-specific (0.5)",
-    "gene_top": "top-set size of stable genes (45)",
-    "gene_threshold": "top-set frequency above which a gene is stable (0.5)",
-    "group_by": "'diagnosis' (participants.tsv, default) or 'predicted' (the model's label)",
-    "diagnosis_column": "participants.tsv column with the diagnoses ('diagnosis')",
-    "ci": "confidence level of the metric intervals (0.95)",
-}
-
-
-@dataclass
-class CohortSettings:
-    """What ``[analysis]`` sets: the analysis options plus the diagnosis column and the metric CI level."""
-
-    options: AnalysisOptions
-    diagnosis_column: str = "diagnosis"
-    ci: float = 0.95
-
-
-def cohort_settings(config) -> CohortSettings:
-    """Defaults, overridden by the ``[analysis]`` table of ``--train-config`` (unknown keys refused)."""
-    from rgenima_app.config import read_train_config
-    from rgenima_app.errors import UsageError
-
-    table = {}
-    source = config.train_config
-    if source is not None:
-        table = read_train_config(source).get("analysis", {})
-        if not isinstance(table, dict):
-            raise UsageError(f"--train-config {source}: 'analysis' must be a table ([analysis])")
-    where = f"--train-config {source} [analysis]"
-    unknown = sorted(set(table) - set(ANALYSIS_KEYS))
-    if unknown:
-        raise UsageError(f"{where}: unknown key(s) {', '.join(unknown)}",
-                         hint="known keys: " + "; ".join(f"{k} ({v})" for k, v in ANALYSIS_KEYS.items()))
-    values = dict(table)
-    diagnosis_column = values.pop("diagnosis_column", "diagnosis")
-    ci = values.pop("ci", 0.95)
-    values.setdefault("seed", config.seed)
-    integer = {"n_boot": 1, "seed": 0, "roi_top_k": 1, "gene_top": 1}
-    for key, minimum in integer.items():
-        if key in values and (isinstance(values[key], bool) or not isinstance(values[key], int) or values[key] < minimum):
-            raise UsageError(f"{where}: {key} = {values[key]!r} must be a whole number >= {minimum}")
-    if values.get("sample_size") is not None and (not isinstance(values["sample_size"], int) or values["sample_size"] < 1):
-        raise UsageError(f"{where}: sample_size = {values['sample_size']!r} must be a whole number >= 1")
-    for key in ("roi_threshold", "gene_threshold"):
-        if key in values and (isinstance(values[key], bool) or not isinstance(values[key], (int, float))
-                              or not 0 <= values[key] < 1):
-            raise UsageError(f"{where}: {key} = {values[key]!r} must be a number in [0, 1)")
-    if values.get("group_by", "diagnosis") not in ("diagnosis", "predicted"):
-        raise UsageError(f"{where}: group_by = {values['group_by']!r}", hint="'diagnosis' or 'predicted'")
-    if isinstance(ci, bool) or not isinstance(ci, (int, float)) or not 0 < ci < 1:
-        raise UsageError(f"{where}: ci = {ci!r} must be a number between 0 and 1, e.g. 0.95")
-    if not isinstance(diagnosis_column, str) or not diagnosis_column:
-        raise UsageError(f"{where}: diagnosis_column must be a column name")
-    return CohortSettings(AnalysisOptions(**values), diagnosis_column, float(ci))
-
-
 def bundle_identity(path: Path) -> tuple[str, dict]:
     """The model label of output names and the bundle metadata (checked; no weights are loaded)."""
-    from rgenima_app.models.bundle import model_label, read_bundle_metadata
 
     metadata = read_bundle_metadata(path)
     return metadata.get("name") or model_label(Path(path).name), metadata
@@ -197,7 +141,6 @@ def bundle_identity(path: Path) -> tuple[str, dict]:
 
 def _held_out(predictions: pd.DataFrame, metadata: dict) -> pd.Series:
     """Held out = the participant output says so and the bundle's hashed training IDs do not contain it."""
-    from rgenima_app.models.bundle import hash_participant_id
 
     training = metadata.get("training") or {}
     hashed = set(training.get("participants_sha256") or [])
@@ -239,10 +182,8 @@ PREDICTION_COLUMNS = {
 
 def analyse_group(config, writer, run_id: str) -> dict[str, Path]:
     """``rgenima BIDS OUT group --model BUNDLE``: cohort tables, held-out metrics, stability, group.html."""
-    from rgenima_app.imaging.roi_table import load_roi_table
-    from rgenima_app.reports.group import render_group_report
 
-    settings = cohort_settings(config)
+    settings = config.analysis
     model, metadata = bundle_identity(config.model)
     out = Path(config.output_dir)
     if config.reports_only:
@@ -278,8 +219,6 @@ def analyse_group(config, writer, run_id: str) -> dict[str, Path]:
 
 
 def _read_diagnoses(bids_dir: Path, column: str) -> dict:
-    from rgenima_app.bids.inputs import read_participants
-
     table = read_participants(bids_dir, column)
     if table["diagnosis"].isna().all():
         log.warning("%s has no diagnoses (column '%s'): no metrics, and groups only with group_by = 'predicted'",
@@ -300,8 +239,6 @@ def _write_predictions(writer, predictions: pd.DataFrame, model: str) -> Path:
 
 
 def _write_metrics(out: Path, model: str, evaluated: pd.DataFrame, settings: CohortSettings, paths: dict):
-    from rgenima_app.training.metrics import classification_metrics
-
     opts = settings.options
     proba = evaluated[[f"p_{s}" for s in STAGES]].to_numpy(float)
     report = classification_metrics(list(evaluated["diagnosis"]), proba, STAGES, n_boot=opts.n_boot,
@@ -319,12 +256,11 @@ def _write_metrics(out: Path, model: str, evaluated: pd.DataFrame, settings: Coh
         "ConfusionMatrix": {"Rows": "true label", "Columns": "predicted label", "Labels": list(STAGES),
                             "Counts": report.confusion.to_numpy().tolist()},
         "Metrics": report.to_dict(),
-        "metric": {"Description": "Metric name (rgenima_app.training.metrics; docs/analysis.md)"},
+        "metric": {"Description": "Metric name (rgenima_app.analysis.metrics; docs/analysis.md)"},
         "value": {"Description": "Value on the held-out participants"},
         "ci_low": {"Description": f"Lower bound of the {settings.ci:.0%} bootstrap interval"},
         "ci_high": {"Description": f"Upper bound of the {settings.ci:.0%} bootstrap interval"},
     }
-    from rgenima_app.bids.derivatives import write_json, write_tsv
 
     write_json(path.with_suffix(".json"), sidecar)
     paths["metrics"] = write_tsv(path, report.table)
@@ -336,7 +272,6 @@ def _write_metrics(out: Path, model: str, evaluated: pd.DataFrame, settings: Coh
 
 def _analyse(outputs: CohortOutputs, predictions: pd.DataFrame, settings: CohortSettings):
     """Sessions averaged per participant (a participant is resampled once), grouped, small groups skipped."""
-    from rgenima_app.analysis.group import analyse_cohort
 
     opts = settings.options
     if not outputs.genes:
@@ -383,8 +318,6 @@ def _analyse(outputs: CohortOutputs, predictions: pd.DataFrame, settings: Cohort
 
 
 def _gwas_genes() -> list[str]:
-    from rgenima_app.genetics.panel import load_gwas_genes
-
     return list(load_gwas_genes()["gene"])
 
 
@@ -425,7 +358,6 @@ def load_group_analysis(output_dir: Path, model: str) -> GroupAnalysis:
     """Rebuild the ``GroupAnalysis`` of a finished group run from its tables (and settings sidecar)."""
     import json as _json
 
-    from rgenima_app.analysis.stage_rois import sharing_pattern
 
     out = Path(output_dir)
     roi = _read_table(out / f"desc-{model}_roistability.tsv")
@@ -453,7 +385,6 @@ def rerender_group_report(output_dir: Path, model: str) -> Path:
     """``group --model BUNDLE --reports-only``: write group.html again from the existing group tables."""
     import json as _json
 
-    from rgenima_app.reports.group import render_group_report
 
     out = Path(output_dir)
     analysis = load_group_analysis(out, model)

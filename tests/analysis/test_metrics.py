@@ -9,9 +9,14 @@ import pandas as pd
 import pytest
 
 from rgenima_app import STAGES
+from rgenima_app.analysis.metrics import (
+    _bootstrap,
+    _weighted_auc,
+    classification_metrics,
+    metric_names,
+    summarize_folds,
+)
 from rgenima_app.errors import ProcessingError
-from rgenima_app.training.metrics import (
-    _all_metrics, _bootstrap, _weighted_auc, classification_metrics, metric_names, summarize_folds)
 
 
 def one_hot_proba(pred: list[str], labels=STAGES, confidence=0.7) -> np.ndarray:

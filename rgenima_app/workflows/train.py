@@ -24,11 +24,12 @@ import pandas as pd
 import torch
 
 from rgenima_app import __version__
+from rgenima_app.analysis.metrics import MetricsReport, summarize_folds
 from rgenima_app.bids.derivatives import DerivativesWriter, write_json, write_tsv
 from rgenima_app.bids.inputs import collect_t1w, load_bids_filters, read_participants
 from rgenima_app.bids.tsv import read_tsv, to_tsv
 from rgenima_app.bids.validation import validate_bids
-from rgenima_app.config import RunConfig, read_train_config
+from rgenima_app.config import RunConfig
 from rgenima_app.confinement import check_write
 from rgenima_app.errors import OutputNotWritableError, UsageError
 from rgenima_app.imaging.roi_table import N_ROIS, load_roi_table
@@ -37,13 +38,14 @@ from rgenima_app.models.finetune import set_finetune_mode, trainable_parameters
 from rgenima_app.models.llm import build_llm
 from rgenima_app.models.mllm import RGenIMA
 from rgenima_app.models.tiny_llm import TinyLLMConfig
+from rgenima_app.reports.training import write_training_figure
 from rgenima_app.training import data as cohort_data
 from rgenima_app.training import distributed
 from rgenima_app.training.baselines import train_baseline, train_llm_wholebrain
-from rgenima_app.training.classical import NAME as CLASSICAL, train_classical
+from rgenima_app.training.classical import NAME as CLASSICAL
+from rgenima_app.training.classical import train_classical
 from rgenima_app.training.evaluate import evaluate_probabilities, predict_items, prediction_table
-from rgenima_app.training.metrics import summarize_folds
-from rgenima_app.training.settings import TrainSettings, train_settings
+from rgenima_app.training.settings import TrainSettings
 from rgenima_app.training.splits import Fold, make_folds, split_table
 from rgenima_app.training.stage1 import load_rit, rit_config, save_weights, train_stage1
 from rgenima_app.training.stage2 import Stage2Item, Stage2Trainer
@@ -65,8 +67,7 @@ def bundle_names(label: str, folds: int) -> list[str]:
 
 
 def train_group(config: RunConfig, writer: DerivativesWriter, run_id: str) -> None:
-    settings = train_settings(read_train_config(config.train_config) if config.train_config else None,
-                              config.train_config or "--train-config")
+    settings = config.training
     label = model_label(settings.name)
     names = bundle_names(label, settings.split.folds)
     if config.genotypes is None:
@@ -82,15 +83,16 @@ def train_group(config: RunConfig, writer: DerivativesWriter, run_id: str) -> No
                       load_bids_filters(config.bids_filter_file))
     participants = read_participants(config.bids_dir, required=True)
     cohort = cohort_data.Cohort(cohort_data.labelled_samples(t1w, participants))
-    cohort_data.match_genotypes(config, participants, cohort)
+    cohort_data.match_genotypes(config.genetics, participants, cohort)
     _select_samples(cohort, settings)
     labels = cohort.labels()  # unsplittable labels are refused before any imaging work
     folds = make_folds(labels, settings.split.test, settings.split.validation, settings.split.folds,
                        settings.split.seed if settings.split.seed else config.seed)
     if settings.data != "gene":
-        cohort_data.prepare_imaging(config, t1w, cohort.samples, settings)
+        cohort_data.prepare_imaging(t1w, cohort.samples, settings, freesurfer=config.freesurfer,
+                                    work_dir=config.work_dir, roi_size=config.roi_size, device=config.device)
         if "llm_wholebrain" in settings.baselines.run:
-            cohort_data.prepare_wholebrain(config, cohort.samples, settings)
+            cohort_data.prepare_wholebrain(cohort.samples, settings, config.work_dir, config.device)
     keys = [run_key(config, settings, cohort, fold) for fold in folds]
     finished = _finished_folds(config, names, keys)
     if rank == 0:
@@ -107,7 +109,6 @@ def train_group(config: RunConfig, writer: DerivativesWriter, run_id: str) -> No
     if rank != 0:  # rank 0 evaluates and writes the outputs
         return
     write_evaluation(writer, label, settings, results)
-    from rgenima_app.reports.training import write_training_figure
 
     write_training_figure(config.output_dir / "figures" / f"desc-{label}_training.svg",
                           {names[r["fold"]]: r["curves"] for r in results})
@@ -182,7 +183,7 @@ def train_fold(config: RunConfig, settings: TrainSettings, cohort: cohort_data.C
     state_dir = check_write(config.work_dir / "training" / run_key(config, settings, cohort, fold))
     train_p, val_p, test_p = (set(fold.participants(r)) for r in ("train", "validation", "test"))
     log.info("fold %d: %d train, %d validation, %d test participants", fold.index, len(train_p), len(val_p), len(test_p))
-    fold_genes = cohort_data.fold_genotypes(config, settings, cohort, sorted(train_p))
+    fold_genes = cohort_data.fold_genotypes(config.genetics, settings, cohort, sorted(train_p))
     snp_panel, genotypes = fold_genes.snp_panel, fold_genes.tables
     in_role = lambda role: [s for s in cohort.samples if s.participant in role]  # noqa: E731
 
@@ -296,8 +297,6 @@ def save_fold_result(directory: Path, result: dict) -> None:
 
 
 def load_fold_result(directory: Path, bundle: Path) -> dict:
-    from rgenima_app.training.metrics import MetricsReport
-
     saved = json.loads((directory / "result.json").read_text())
 
     def report(entry: dict) -> MetricsReport:

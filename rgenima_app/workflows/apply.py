@@ -1,0 +1,172 @@
+"""The prediction stage of the participant level (``--model``): the bundle, checked and loaded once;
+each sample's prediction outputs planned, refused when another bundle made them, computed in batches;
+then every participant's ``sub-X.html`` report.
+
+The participant flow (``workflows/participant.py``) runs the imaging and genotype stages as without a
+model (ROI extraction with the bundle's ROI mode and normalisation; genotypes on the bundle's SNP panel,
+missing calls and absent SNPs imputed with the training A1 frequencies), then hands the inputs here.
+Selected participants with genotypes but no T1w image at all are predicted from genotypes only;
+participants without a genotype sample from the image only.
+
+A rerun skips the samples whose outputs are complete for this bundle and these inputs
+(``rgenima_app.provenance``); ``--overwrite`` recomputes them. Predictions made by another bundle of the
+same name, or from other inputs, are refused (exit 73) unless ``--overwrite``.
+"""
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+from tqdm import tqdm
+
+from rgenima_app.bids.derivatives import DerivativesWriter, sidecar_path
+from rgenima_app.bids.inputs import T1wSample
+from rgenima_app.config import RunConfig
+from rgenima_app.errors import OutputNotWritableError, UsageError
+from rgenima_app.imaging.rois import resolve_device
+from rgenima_app.inference.outputs import TABLES, output_paths, write_prediction
+from rgenima_app.inference.predict import PredictionInput, bundle_hash, predict
+from rgenima_app.models.bundle import load_bundle, read_bundle_metadata
+from rgenima_app.provenance import OTHER, OutputGroup, make_key, read_sidecar
+from rgenima_app.reports.subject import render_subject_report
+from rgenima_app.workflows.samples import SampleGuard, SamplePlan
+
+log = logging.getLogger("rgenima")
+
+
+def check_model(config: RunConfig) -> dict:
+    """Refuse, before any work, a bundle that cannot serve this run (exit 2 / 66); returns its metadata."""
+    try:
+        metadata = read_bundle_metadata(config.model, expected_roi_size=config.roi_size)
+    except UsageError as exc:
+        size = read_bundle_metadata(config.model).get("rois", {}).get("size")
+        raise UsageError(f"--roi-size {config.roi_size} differs from the ROI size {size} that the model "
+                         f"--model {config.model} was trained with",
+                         f"run with --roi-size {size} (patches must be extracted as in training)") from exc
+    encoder = (metadata.get("image_encoder") or {}).get("kind")
+    if encoder not in (None, "rit"):
+        raise UsageError(f"--model {config.model} is a {encoder} baseline bundle; participant prediction and "
+                         "attention need an R-GenIMA bundle with the ROI encoder (RiT)",
+                         "give the bundle of the R-GenIMA model (models/<name>), not a baseline's")
+    return metadata
+
+
+class PredictionStage:
+    """The bundle of ``--model``, loaded once, and what the participant flow asks of it."""
+
+    def __init__(self, config: RunConfig, writer: DerivativesWriter):
+        self.config, self.writer = config, writer
+        self.device = resolve_device(config.device)
+        self.bundle = load_bundle(config.model, expected_roi_size=config.roi_size, device=str(self.device))
+        self.hash = bundle_hash(self.bundle.path)
+        log.info("model %s (%s) loaded from %s on %s", self.bundle.name,
+                 self.bundle.metadata["llm"].get("model_type"), self.bundle.path, self.device)
+        if config.genotypes is None and self.bundle.snp_panel is not None:
+            log.warning("the model %s reads genotypes but no --genotypes was given: every participant is "
+                        "predicted from the T1w image only", self.bundle.name)
+        if config.genotypes is not None and self.bundle.snp_panel is None:
+            log.warning("the model %s has no SNP panel: --genotypes %s is not used for prediction",
+                        self.bundle.name, config.genotypes)
+
+    @property
+    def reads_genotypes(self) -> bool:
+        return self.config.genotypes is not None and self.bundle.snp_panel is not None
+
+    @property
+    def roi_extraction(self) -> dict:
+        """The ROI mode and normalisation the model was trained with."""
+        return self.bundle.roi_extraction
+
+    def subjects_without_image(self, samples: list[T1wSample], participants: pd.DataFrame) -> list[str]:
+        """Selected participants (``--participant-label``, else participants.tsv) with no T1w image at all
+        in the dataset: predicted from genotypes only when the model reads genotypes."""
+        if not self.reads_genotypes:
+            return []
+        candidates = self.config.participant_label or [str(p) for p in participants.index]
+        with_image = {s.subject for s in samples}
+        return [label for label in candidates if label not in with_image
+                and not any((self.config.bids_dir / f"sub-{label}").glob("**/anat/*_T1w.nii*"))]
+
+    def plan(self, plan: SamplePlan) -> None:
+        """Add the prediction outputs (and their provenance key) to a sample's plan."""
+        paths = output_paths(self.writer, plan.subject, plan.session, self.bundle.name)
+        files = [paths[kind] for kind in TABLES]
+        if plan.sample is not None and self.bundle.model.image_encoder is not None:
+            files.append(paths["statmap"])
+        plan.prediction = OutputGroup(plan.name, files, None)
+        self.key(plan)
+
+    def key(self, plan: SamplePlan) -> None:
+        """The prediction's key: the model, and the keys of the ROI derivatives and genotypes it reads."""
+        if plan.imaging is not None and plan.imaging.key is None:
+            plan.prediction.key = None  # the FreeSurfer subject is not there yet
+            return
+        plan.prediction.key = make_key(
+            "prediction", model=self.hash, rois=plan.imaging.key if plan.imaging is not None else None,
+            genotypes=plan.genotypes.key if plan.genotypes is not None else None)
+
+    def refuse_other_outputs(self, plans: list[SamplePlan]) -> None:
+        """Predictions of another bundle (same model name) or from other inputs are never replaced silently."""
+        config, bundle = self.config, self.bundle
+        other = [p for p in plans if p.prediction.state() == OTHER]
+        if not other or config.overwrite:
+            return
+        lines = []
+        for plan in other:
+            sidecar = sidecar_path(plan.prediction.files[0])
+            recorded = read_sidecar(sidecar).get("ModelHash")
+            why = (f"made by another bundle named {bundle.name} (ModelHash {str(recorded)[:12]}..., this one "
+                   f"{self.hash[:12]}...)" if isinstance(recorded, str) and recorded != self.hash
+                   else "made from other inputs or options, or by another rgenima version")
+            lines.append(f"{plan.name}: {sidecar.relative_to(config.output_dir)} {why}")
+        more = f"\n  ... and {len(lines) - 10} more" if len(lines) > 10 else ""
+        raise OutputNotWritableError(
+            f"OUTPUT_DIR {config.output_dir} holds predictions of model {bundle.name} that this run would replace "
+            f"({len(other)} sample(s)):\n  " + "\n  ".join(lines[:10]) + more,
+            hint="rerun with --overwrite to recompute and replace them, or write to another OUTPUT_DIR")
+
+    def predict(self, items: list[PredictionInput], plans: dict[str, SamplePlan], guard: SampleGuard) -> set[str]:
+        """Predict in batches and write each sample's outputs; returns the participants predicted."""
+        batch_size = 4 if self.device.type == "cuda" else 1
+        done: set[str] = set()
+        for start in tqdm(range(0, len(items), batch_size), desc="prediction", unit="batch", disable=None):
+            batch = items[start:start + batch_size]
+            names = ", ".join(i.name for i in batch)
+            outcome = guard(names, self._predict_batch, batch, plans, record=False) if len(batch) > 1 else None
+            if outcome is None:  # one at a time: a failing sample does not take its batch with it
+                outcome = [item for item in batch if guard(item.name, self._predict_batch, [item], plans)]
+            done |= {item.subject for item in outcome}
+        return done
+
+    def _predict_batch(self, batch: list[PredictionInput], plans: dict[str, SamplePlan]) -> list[PredictionInput]:
+        for prediction in predict(self.bundle, batch, batch_size=len(batch), progress=False):
+            plan = plans[prediction.input.name]
+            if plan.prediction.state() == OTHER and not self.config.overwrite:
+                self.refuse_other_outputs([plan])
+            plan.prediction.prepare()
+            write_prediction(self.writer, prediction, self.bundle, self.hash, self.config.genotypes,
+                             provenance=plan.prediction.key)
+            log.info("%s: %s (p=%.3f) from %s", prediction.input.name, prediction.label,
+                     prediction.probabilities.max(), " + ".join(prediction.modalities))
+        return batch
+
+    def write_reports(self, subjects: set[str], skipped: list[SamplePlan], failed: dict[str, list[str]],
+                      guard: SampleGuard) -> None:
+        """``sub-X.html`` of every participant predicted or failed now, and of skipped ones whose report is
+        missing or older than their predictions."""
+        stale = {p.subject for p in skipped if not self._report_is_current(p.subject)}
+        for subject in tqdm(sorted(subjects | set(failed) | stale), desc="reports", unit="participant", disable=None):
+            guard(f"sub-{subject} report", render_subject_report, self.writer, subject, self.bundle,
+                  failed.get(subject, []))
+
+    def _report_is_current(self, subject: str) -> bool:
+        """``sub-X.html`` exists, is of this model and is newer than the participant's predictions."""
+        model, report = self.bundle.name, self.writer.root / f"sub-{subject}.html"
+        try:
+            text, written = report.read_text(encoding="utf-8", errors="replace"), report.stat().st_mtime_ns
+        except OSError:
+            return False
+        predictions = list((self.writer.root / f"sub-{subject}").glob(
+            f"**/sub-{subject}*_desc-{model}_predictions.tsv"))
+        return (f"<title>rgenima report: sub-{subject} · {model}</title>" in text
+                and all(p.stat().st_mtime_ns <= written for p in predictions))
