@@ -22,7 +22,7 @@ DEFAULT_ROI_SIZE = 96
 
 @dataclass
 class RunConfig:
-    """All options of one ``rgenima`` run (DESIGN.md 3.1); paths are absolute once resolved."""
+    """All options of one ``rgenima`` run (docs/architecture.md, "Contracts"); paths are absolute once resolved."""
 
     bids_dir: Path
     output_dir: Path
