@@ -1,6 +1,6 @@
 """The ``rgenima`` command line (BIDS-Apps convention): parse, check, dispatch, map errors to exit codes.
 
-This is the only module that knows about click and exit codes (DESIGN.md 3.1).
+This is the only module that knows about click and exit codes (docs/architecture.md, "Command line and exit codes").
 """
 from __future__ import annotations
 

@@ -52,7 +52,7 @@ class Resources:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """All options of one ``rgenima`` run (docs/usage.md); paths are absolute once resolved."""
+    """All options of one ``rgenima`` run (docs/architecture.md, "Contracts"); paths are absolute once resolved."""
 
     bids_dir: Path
     output_dir: Path

@@ -1,7 +1,7 @@
 """Errors that rgenima reports to its user.
 
 Each class stands for one kind of failure; ``rgenima_app.cli`` maps the kinds to the exit codes of
-the BIDS-App contract (DESIGN.md 3.1). Every message names the file or option at fault, and ``hint``
+the BIDS-App contract (docs/architecture.md, "Contracts"). Every message names the file or option at fault, and ``hint``
 says what to do about it.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Regenerate rgenima_app/data/rois.tsv, the canonical 109-ROI table.
 
-The set is the one present in every real FreeSurfer 6/7 aparc+aseg (DESIGN.md section 1): the 68
+The set is the one present in every real FreeSurfer 6/7 aparc+aseg (docs/imaging.md, "The 109 canonical ROIs"): the 68
 Desikan-Killiany cortical labels (1001-1035, 2001-2035 without 1004/2004) and 41 non-cortical aseg
 labels. Names are FreeSurferColorLUT's; FreeSurfer 6 calls the thalamus "Thalamus-Proper".
 Order is ascending FreeSurfer label, fixed once and for all (index 1..109).

@@ -1,4 +1,4 @@
-"""The command-line contract (DESIGN.md 3.1), through the real console script."""
+"""The command-line contract (docs/architecture.md, "Command line and exit codes"), through the real console script."""
 from __future__ import annotations
 
 import json

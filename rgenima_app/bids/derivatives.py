@@ -1,7 +1,7 @@
 """The BIDS-Derivatives writer: dataset files, path building, atomic writes and sidecars.
 
 Every file rgenima writes into OUTPUT_DIR goes through this module, so that
-- paths follow the layout of DESIGN.md 3.3 (entities in BIDS order) and stay inside OUTPUT_DIR;
+- paths follow the layout of docs/outputs.md (entities in BIDS order) and stay inside OUTPUT_DIR;
 - writes are atomic (a temporary name in the same folder, then ``os.replace``): an interrupted run
   never leaves a file that looks complete, and the temporary files a killed run leaves (hidden, with the
   writer's PID in the name) are removed by the next run (``remove_stale_temporaries``);

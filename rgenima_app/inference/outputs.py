@@ -1,4 +1,4 @@
-"""The participant-level outputs of a prediction (DESIGN.md 3.3), written through the DerivativesWriter.
+"""The participant-level outputs of a prediction (docs/outputs.md, "Layout"), written through the DerivativesWriter.
 
 Per sample (``sub-X[_ses-Y]``, model label ``<model>``):
 

@@ -1,4 +1,4 @@
-"""Attention rollout (DESIGN.md 3.5), computed row by row from the head means of each layer.
+"""Attention rollout (docs/inference.md, "Attention rollout"), computed row by row from the head means of each layer.
 
 With Ā_l the head-mean attention of layer l (1..L), Ã_l = rownorm(0.5·Ā_l + 0.5·I) and
 R = Ã_L ⋯ Ã_1 (Abnar & Zuidema 2020):

@@ -7,5 +7,5 @@ Public entry points (see docs/models.md):
 - ``genetic.DosageMLP``, ``genetic.SnpBert`` — genetic encoders; ``fusion.FusionClassifier`` (†/‡)
 - ``llm.build_llm("tiny" | dir)`` — the LLM and tokenizer, offline; ``mllm.RGenIMA`` — the MLLM
 - ``finetune.set_finetune_mode`` — full / lora / frozen; ``attention.record_attention`` — head means
-- ``bundle.save_bundle`` / ``bundle.load_bundle`` — the model bundle (DESIGN.md 3.4)
+- ``bundle.save_bundle`` / ``bundle.load_bundle`` — the model bundle (docs/models.md, "Model bundle")
 """

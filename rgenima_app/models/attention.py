@@ -1,4 +1,4 @@
-"""Per-layer head-mean attention of the LLM, captured by hooks (for attention rollout, DESIGN.md 3.5).
+"""Per-layer head-mean attention of the LLM, captured by hooks (for attention rollout, docs/inference.md).
 
 ``record_attention`` switches the model to ``head_mean_attention`` (registered with transformers'
 attention interface as ``"rgenima_head_mean"``) for the duration of a ``with`` block and hooks every

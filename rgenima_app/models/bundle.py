@@ -1,4 +1,4 @@
-"""The model bundle (DESIGN.md 3.4): a directory that holds a trained R-GenIMA, safetensors only.
+"""The model bundle (docs/models.md, "Model bundle"): a directory that holds a trained R-GenIMA, safetensors only.
 
     rgenima.json          format version, app version, labels, ROI list and size, genome build, SNP text
                           format, prompt (template, chat format, image token, answer), LLM description,

@@ -1,4 +1,4 @@
-"""Stage-2 fine-tune modes: which parameters of R-GenIMA train (DESIGN.md 3.1 ``--finetune``).
+"""Stage-2 fine-tune modes: which parameters of R-GenIMA train (``--finetune``; docs/models.md, "Fine-tune modes").
 
 ``full``   connector + every LLM weight (the paper's setting);
 ``lora``   connector + LoRA adapters on the LLM's attention and MLP projections (peft);

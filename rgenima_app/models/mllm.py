@@ -51,7 +51,7 @@ class PromptLayout:
     ``image_span`` and ``genome_span`` are [start, stop) token ranges (None when absent);
     ``genome_offsets`` gives, for each SNP-text token, its [start, stop) character range within the
     genome text (so tokens can be assigned to gene blocks); ``query_position`` is the position whose
-    output predicts the first answer token (the rollout's query row, DESIGN.md 3.5).
+    output predicts the first answer token (the rollout's query row, docs/inference.md).
     """
 
     prompt_length: int

@@ -1,6 +1,6 @@
 """The paper's prompt, the answer text, and how a sample becomes prompt text.
 
-The template is the paper's, verbatim (DESIGN.md section 1). ``<Genetic Content>`` is replaced by the
+The template is the paper's, verbatim (docs/models.md, "R-GenIMA"). ``<Genetic Content>`` is replaced by the
 serialized SNP text; ``<Image Content>`` by one image placeholder token, which the multimodal model
 later expands to one embedding slot per image token (109 for RiT).
 

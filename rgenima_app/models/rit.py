@@ -1,4 +1,4 @@
-"""RiT: the ROI-wise vision transformer (DESIGN.md section 1; paper section 4.2.1).
+"""RiT: the ROI-wise vision transformer (docs/models.md, "RiT"; paper section 4.2.1).
 
 Each of the 109 canonical ROIs arrives as an S×S×S patch. A patch encoder shared across ROIs maps
 every patch to one D-dimensional token, a learned embedding marks the ROI's identity (the canonical

@@ -68,7 +68,7 @@ def dseg_image() -> nib.Nifti1Image:
 
 
 def write_participant(out, label, session, roi, pairs, genes, proba, held_out, model_hash="hash-a", model=MODEL):
-    """The participant level's files for one participant/session (DESIGN.md 3.3; formats fixed)."""
+    """The participant level's files for one participant/session (docs/outputs.md, "Layout"; formats fixed)."""
     name = f"sub-{label}" + (f"_ses-{session}" if session else "")
     folder = out / f"sub-{label}" / (f"ses-{session}" if session else "")
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Model bundle: bit-for-bit round trips and the refusals of DESIGN.md 3.4."""
+"""Model bundle: bit-for-bit round trips and the refusals in docs/models.md ("Model bundle")."""
 from __future__ import annotations
 
 import json
