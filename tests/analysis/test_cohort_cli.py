@@ -17,10 +17,9 @@ import pytest
 
 from helpers import requires_validator, run_rgenima
 from rgenima_app import STAGES
-from rgenima_app.analysis.simulate import fabricate_attention
 from rgenima_app.bids.derivatives import DerivativesWriter, write_json, write_tsv
 from rgenima_app.imaging.roi_table import load_roi_table
-from rgenima_app.synthetic_phantom import build_phantom
+from rgenima_app.synthetic import build_phantom, fabricate_attention
 from rgenima_app.training.metrics import classification_metrics
 
 MODEL = "tinycohort"
