@@ -8,7 +8,7 @@
    run: the paper's procedure written as loops (per pair, per iteration: draw N participants, average), and
    a per-pair loop vectorised over the iterations. The baselines are timed on a subset of pairs and
    extrapolated to all pairs (stated in the output).
-2. Recovery: fabricated attention (rgenima_app.analysis.simulate) with planted stage ROIs / genes at several
+2. Recovery: fabricated attention (rgenima_app.synthetic.attention) with planted stage ROIs / genes at several
    effect sizes (planted attention + effect x the mean background attention), recall among the
    stage-specific ROIs and stable genes, against attention with no planted signal.
 Writes JSON (default benchmarks/results/bootstrap.json) and prints it. ``--quick`` runs the same code on
@@ -31,8 +31,8 @@ import numpy as np
 from _common import output_path, provenance
 from rgenima_app.analysis.bootstrap import bootstrap
 from rgenima_app.analysis.genes import gene_ranking
-from rgenima_app.analysis.simulate import fabricate_attention
 from rgenima_app.analysis.stage_rois import stage_specific_rois
+from rgenima_app.synthetic import fabricate_attention
 
 
 def loop_baseline(flat: np.ndarray, pairs: int, n_boot: int, seed: int) -> float:

@@ -32,7 +32,7 @@ import torch
 
 from _common import REPO, output_path, provenance
 
-for _path in (REPO, REPO / "tests" / "inference"):  # rgenima_app and the tests' tiny-model fixtures
+for _path in (REPO, REPO / "tests" / "inference"):  # rgenima_app and the tests' tiny-model helpers
     if str(_path) not in sys.path:
         sys.path.insert(1, str(_path))
 
@@ -109,7 +109,7 @@ def main() -> None:
         args.device, args.layers, args.heads, args.kv_heads, args.head_dim = "cpu", 2, 4, 2, 4
         args.dtype, args.snps, args.direct_max_n = "float32", [30], 100_000
 
-    from inference_fixtures import IMAGE_DIM, image_sample
+    from inference_helpers import IMAGE_DIM, image_sample
     from rgenima_app.inference.rollout import rollout
     from rgenima_app.models.mllm import RGenIMA
     from rgenima_app.models.tiny_llm import TinyLLMConfig, build_tiny_llm, train_tiny_tokenizer

@@ -1,4 +1,5 @@
-"""Facts about where rgenima runs: container detection and package versions (recorded with every run)."""
+"""Facts about where rgenima runs: container detection, package versions (recorded with every run), writable
+caches and the compute device."""
 from __future__ import annotations
 
 import os
@@ -6,9 +7,14 @@ import platform
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rgenima_app import __version__
 from rgenima_app.confinement import check_write
+from rgenima_app.errors import UsageError
+
+if TYPE_CHECKING:
+    import torch
 
 #: Packages whose versions are recorded in each run's log (they decide the results).
 RECORDED_PACKAGES = (
@@ -90,3 +96,22 @@ def ensure_writable_caches(work_dir: Path) -> dict[str, str]:
         os.environ["MPLCONFIGDIR"] = str(fallback / "matplotlib")
         Path(os.environ["MPLCONFIGDIR"]).mkdir(parents=True, exist_ok=True)
     return changed
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """The torch device for ``--device`` (or a library caller's ``device`` argument).
+
+    ``None`` or ``"auto"``: the GPU when one is available, else the CPU. A ``torch.device`` is returned as
+    given. A CUDA device named by string (``"cuda"``, ``"cuda:1"``) while no CUDA GPU is visible is a
+    :class:`UsageError`, not a failure deep inside the first tensor copy.
+    """
+    import torch  # here, not at the top: the command line (``rgenima --help``, config) does not load torch
+
+    if isinstance(device, torch.device):
+        return device
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: no CUDA GPU is visible", hint="use --device cpu or auto")
+    return resolved

@@ -28,7 +28,7 @@ import pandas as pd
 import pytest
 
 from helpers import kill_on_replace_env, rgenima_command
-from inference.inference_fixtures import tiny_model
+from inference.inference_helpers import tiny_model
 from rgenima_app.genetics.extract import select_panel_snps
 from rgenima_app.genetics.panel import load_gene_panel, read_gene_panel
 from rgenima_app.models.bundle import save_bundle, training_summary

@@ -15,8 +15,8 @@ from rgenima_app import STAGES
 from rgenima_app.genetics.panel import load_gene_panel
 from rgenima_app.imaging.roi_table import load_roi_table
 from rgenima_app.synthetic import (DEFAULT_PLANTED_GENES, DEFAULT_PLANTED_ROIS, PRESETS, GeneratorParameters,
-                                   generate_cohort, image_likelihood, kept_counts)
-from rgenima_app.synthetic_phantom import build_phantom
+                                   build_phantom, generate_cohort)
+from rgenima_app.synthetic.cohort import image_likelihood, kept_counts
 
 
 def params(n=12, seed=0, sessions=1, **kw):

@@ -26,6 +26,7 @@ import pandas as pd
 import scipy.ndimage as ndi
 import torch
 
+from rgenima_app.environment import resolve_device  # also imported from here by inference.participant
 from rgenima_app.errors import ProcessingError
 from rgenima_app.imaging.resample import centred_positions, resample_box, stretch_positions
 from rgenima_app.imaging.roi_table import N_ROIS, load_roi_table, roi_fit_extents_mm
@@ -83,13 +84,6 @@ def _check_options(roi_size: int, mode: str, normalization: str) -> None:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if normalization not in NORMALIZATIONS:
         raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None``/``"auto"``: the GPU when one is available, else the CPU."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def roi_boxes(index: np.ndarray) -> list[Box | None]:

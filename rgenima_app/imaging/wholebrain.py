@@ -22,11 +22,12 @@ import scipy.ndimage as ndi
 import torch
 
 from rgenima_app.confinement import check_write
+from rgenima_app.environment import resolve_device
 from rgenima_app.errors import OutputNotWritableError
 from rgenima_app.imaging.freesurfer import FreeSurferSubject
 from rgenima_app.imaging.participant import cache_key
 from rgenima_app.imaging.resample import resample_box, stretch_positions
-from rgenima_app.imaging.rois import intensity_scale, resolve_device
+from rgenima_app.imaging.rois import intensity_scale
 from rgenima_app.imaging.volumes import ImageLike, load_roi_volumes
 
 log = logging.getLogger("rgenima")

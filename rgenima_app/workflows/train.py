@@ -31,6 +31,7 @@ from rgenima_app.bids.tsv import read_tsv, to_tsv
 from rgenima_app.bids.validation import validate_bids
 from rgenima_app.config import RunConfig
 from rgenima_app.confinement import check_write
+from rgenima_app.environment import resolve_device
 from rgenima_app.errors import OutputNotWritableError, UsageError
 from rgenima_app.imaging.roi_table import N_ROIS, load_roi_table
 from rgenima_app.models.bundle import model_label, save_bundle, training_summary
@@ -52,14 +53,6 @@ from rgenima_app.training.stage2 import Stage2Item, Stage2Trainer
 from rgenima_app.training.tokens import rit_tokens
 
 log = logging.getLogger("rgenima")
-
-
-def resolve_device(choice: str) -> torch.device:
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA GPU is visible", hint="use --device cpu or auto")
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(choice)
 
 
 def bundle_names(label: str, folds: int) -> list[str]:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from rgenima_app.analysis.group import AnalysisOptions
-from rgenima_app.analysis.simulate import fabricate_attention
+from rgenima_app.synthetic import fabricate_attention
 
 GENES = [f"GENE{i:02d}" for i in range(40)]
 PLANTED_GENES = ["GENE03", "GENE11", "GENE17", "GENE29", "GENE35"]

@@ -18,10 +18,9 @@ from helpers import requires_validator, run_rgenima
 
 from rgenima_app import STAGES
 from rgenima_app.analysis.metrics import classification_metrics
-from rgenima_app.analysis.simulate import fabricate_attention
 from rgenima_app.bids.derivatives import DerivativesWriter, write_json, write_tsv
 from rgenima_app.imaging.roi_table import load_roi_table
-from rgenima_app.synthetic_phantom import build_phantom
+from rgenima_app.synthetic import build_phantom, fabricate_attention
 
 MODEL = "tinycohort"
 GENES = ["APOE", "BIN1", "CLU", "PICALM", "CR1", "ABCA7", "SORL1", "TREM2", "CD33", "MS4A6A", "GENEA", "GENEB"]

@@ -14,7 +14,7 @@ import pytest
 from rgenima_app.analysis.group import write_group_tables
 from rgenima_app.imaging.roi_table import load_roi_table
 from rgenima_app.reports.group import confusion_from_predictions, metrics_rows, render_group_report
-from rgenima_app.synthetic_phantom import build_phantom
+from rgenima_app.synthetic import build_phantom
 
 from .planted import GWAS
 

@@ -7,7 +7,6 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-from imaging_fixtures import make_volumes, save_volumes, synthetic_pair  # noqa: F401 (fixtures)
 
 from rgenima_app.bids.derivatives import DerivativesWriter
 from rgenima_app.errors import MissingInputError

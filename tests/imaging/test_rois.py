@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import scipy.ndimage as ndi
 
-from imaging_fixtures import make_volumes, save_volumes, synthetic_pair  # noqa: F401 (fixtures)
 from rgenima_app.errors import MissingInputError, ProcessingError
 from rgenima_app.imaging.roi_table import N_ROIS, roi_labels
 from rgenima_app.imaging.rois import MORPH_COLUMNS, extract_rois, roi_index_image, roi_morphometry

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from inference_fixtures import genome_text, image_sample, tiny_model, tiny_tokenizer  # noqa: F401 (fixture)
+from inference_helpers import genome_text, image_sample, tiny_model
 from rgenima_app.imaging.roi_table import N_ROIS, roi_names
 from rgenima_app.inference.outputs import attention_map, gene_table, prediction_table, roi_gene_table, roi_table
 from rgenima_app.inference.predict import Prediction, PredictionInput

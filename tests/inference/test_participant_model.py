@@ -13,8 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from helpers import requires_validator, run_rgenima
-from inference_fixtures import tiny_model
-
+from inference_helpers import tiny_model
 from rgenima_app import STAGES
 from rgenima_app.genetics.extract import select_panel_snps
 from rgenima_app.genetics.panel import gene_panel

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from inference_fixtures import genome_text, image_sample, tiny_model, tiny_tokenizer  # noqa: F401 (fixture)
+from inference_helpers import genome_text, image_sample, tiny_model
 from rgenima_app.imaging.roi_table import N_ROIS
 from rgenima_app.inference.rollout import (
     CausalMap, direct_rollout_matrix, gene_block_spans, propagate_rows, rollout, token_genes,

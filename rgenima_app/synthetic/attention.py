@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..imaging.roi_table import roi_names as canonical_roi_names
+from rgenima_app.imaging.roi_table import roi_names as canonical_roi_names
 
 
 @dataclass

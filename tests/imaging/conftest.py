@@ -1,15 +1,15 @@
-"""Synthetic FreeSurfer-like volumes for the imaging tests (fixtures and builders).
+"""Fixtures of the imaging tests: synthetic FreeSurfer-like volumes (the builder, the writer, a saved pair).
 
-A plain module, not a conftest.py: several conftest modules in sibling folders clash on import
-(`from conftest import ...` in tests/ would pick up whichever was imported first).
+Tests receive these as fixtures only; nothing imports this module (``from conftest import ...`` is ambiguous
+between the test folders' conftest modules).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 import nibabel as nib
-import pytest
 import numpy as np
+import pytest
 
 # FreeSurfer's conformed orientation (LIA), 1 mm.
 AFFINE = np.array([[-1.0, 0, 0, 20], [0, 0, 1, -20], [0, -1, 0, 20], [0, 0, 0, 1]])

@@ -27,11 +27,20 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import click
+import nibabel as nib
 import numpy as np
 import pandas as pd
+from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, ornt_transform
 from scipy.special import ndtr
+from scipy.stats import norm
+from tqdm import tqdm
 
 from rgenima_app import STAGES, __version__
+from rgenima_app.genetics.panel import load_gene_panel
+from rgenima_app.genetics.writers import write_plink
+from rgenima_app.imaging.roi_table import load_roi_table, resolve_roi_names
+from rgenima_app.synthetic.phantom import build_phantom
 
 PRESETS = {
     # grid edge and voxel size of the phantom, participants, SNPs per gene, default planted ROIs/genes
@@ -108,8 +117,6 @@ def draw_genotypes(snps: pd.DataFrame, n: int, missing_rate: float, rng: np.rand
 
 def stage_thresholds(betas: np.ndarray, freqs: np.ndarray) -> np.ndarray:
     """Liability thresholds (-inf, t1, t2, t3, inf) for the target stage proportions (normal approximation)."""
-    from scipy.stats import norm
-
     sd = math.sqrt(1.0 + float(np.sum(betas ** 2 * 2 * freqs * (1 - freqs))))
     inner = norm.ppf(np.cumsum(STAGE_PROPORTIONS)[:-1]) * sd
     return np.concatenate([[-np.inf], inner, [np.inf]])
@@ -180,8 +187,6 @@ def outermost_first(labels: np.ndarray, roi_labels: list[int]) -> dict[int, np.n
 # -- writing the cohort ---------------------------------------------------------------------------------------
 def _to_freesurfer_space(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """RAS voxel order -> FreeSurfer's conformed LIA order (same physical space)."""
-    from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, ornt_transform
-
     transform = ornt_transform(axcodes2ornt("RAS"), axcodes2ornt("LIA"))
     return apply_orientation(data, transform), affine @ inv_ornt_aff(transform, data.shape)
 
@@ -203,8 +208,6 @@ def intensity_image(phantom, labels: np.ndarray, rng: np.random.Generator) -> np
 
 def aseg_stats_text(labels: np.ndarray, intensity: np.ndarray, voxel_mm: float, subject: str) -> str:
     """``stats/aseg.stats`` in FreeSurfer's layout: NVoxels of each non-cortical ROI (not cerebral WM)."""
-    from rgenima_app.imaging.roi_table import load_roi_table
-
     table = load_roi_table()
     rows = table[(table["kind"] != "cortical") & ~table["label"].isin([2, 41])]
     counts = np.bincount(labels.ravel(), minlength=int(labels.max()) + 1)
@@ -230,8 +233,6 @@ def write_freesurfer_subject(root: Path, name: str, phantom, labels: np.ndarray,
     """The volumes rgenima reads from a FreeSurfer subject, and (given the ``t1w`` NIfTI image) recon-all's
     unresampled copies of its input, ``mri/orig/001.mgz`` and ``mri/rawavg.mgz`` (one input: the same image),
     so that reusing the subject checks that it was made from the participant's T1w."""
-    import nibabel as nib
-
     mri, stats = root / name / "mri", root / name / "stats"
     mri.mkdir(parents=True, exist_ok=True)
     if t1w is not None:
@@ -282,14 +283,6 @@ def write_bids_dataset_files(bids: Path, params: GeneratorParameters, participan
 
 def generate_cohort(out: Path, params: GeneratorParameters, progress: bool = True) -> dict:
     """Write the cohort folder (bids/, freesurfer/, genotypes/, ground_truth.json/.tsv); return the truth."""
-    import nibabel as nib
-    from tqdm import tqdm
-
-    from rgenima_app.genetics.panel import load_gene_panel
-    from rgenima_app.genetics.writers import write_plink
-    from rgenima_app.imaging.roi_table import load_roi_table, resolve_roi_names
-    from rgenima_app.synthetic_phantom import build_phantom
-
     rng = np.random.default_rng(params.seed)
     table = load_roi_table()
     params.planted_rois = resolve_roi_names(params.planted_rois)
@@ -415,8 +408,7 @@ def write_ground_truth(out: Path, params, snps, causal, betas, thresholds, prior
 
 
 def main(argv: list[str] | None = None) -> None:
-    import click
-
+    """The command line ``python -m rgenima_app.synthetic`` (see rgenima_app/synthetic/__main__.py)."""
     @click.command(help=__doc__.split("\n\n")[0] + "\n\nWrites OUT/bids, OUT/freesurfer, OUT/genotypes and OUT/ground_truth.*")
     @click.argument("out", type=click.Path(path_type=Path))
     @click.option("--preset", type=click.Choice(list(PRESETS)), default="tiny", show_default=True)
@@ -427,8 +419,6 @@ def main(argv: list[str] | None = None) -> None:
     @click.option("--sessions", type=click.IntRange(1, 2), default=1, show_default=True)
     @click.option("--overwrite", is_flag=True, help="Replace an existing cohort folder.")
     def command(out, preset, seed, n_participants, planted_rois, planted_genes, sessions, overwrite):
-        import shutil
-
         if out.exists() and any(out.iterdir()):
             if not overwrite:
                 raise click.UsageError(f"{out} exists and is not empty; choose another folder or pass --overwrite")
@@ -447,7 +437,3 @@ def main(argv: list[str] | None = None) -> None:
                    f"Bayes-optimal accuracy {truth['bayes_optimal_accuracy']:.3f}")
 
     command.main(args=argv, prog_name="python -m rgenima_app.synthetic")
-
-
-if __name__ == "__main__":
-    main()

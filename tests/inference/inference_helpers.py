@@ -1,21 +1,20 @@
-"""Tiny R-GenIMA models and bundles for the inference tests (a plain module, not a conftest.py).
+"""Tiny R-GenIMA models and inputs for the inference tests (plain helpers; the fixtures are in conftest.py).
 
-The bundles are untrained (random weights): the inference code must not care whether a model is good,
-and building one takes seconds. ``tiny_tokenizer`` is trained once per session; models of other sizes
-reuse it.
+The models are untrained (random weights): the inference code must not care whether a model is good,
+and building one takes seconds. The ``tiny_tokenizer`` fixture (conftest.py) is trained once per session;
+models of every size reuse it. Imported by tests/test_reliability.py and benchmarks/bench_rollout.py too.
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
 import torch
 
 from rgenima_app.genetics.serialize import serialize_genotypes
 from rgenima_app.imaging.roi_table import N_ROIS
 from rgenima_app.models.mllm import MLLMSample, RGenIMA
 from rgenima_app.models.rit import RiT, RiTConfig
-from rgenima_app.models.tiny_llm import TinyLLMConfig, build_tiny_llm, train_tiny_tokenizer
+from rgenima_app.models.tiny_llm import TinyLLMConfig, build_tiny_llm
 
 ROI_SIZE, IMAGE_DIM = 8, 32
 VOCAB = 1024
@@ -49,8 +48,3 @@ def genome_text(n_genes: int = 8, snps: int = 3, seed: int = 0, fmt: str = "comp
 def image_sample(seed: int = 0, genome: str | None = None) -> MLLMSample:
     gen = torch.Generator().manual_seed(seed)
     return MLLMSample(genome, torch.randn(N_ROIS, IMAGE_DIM, generator=gen))
-
-
-@pytest.fixture(scope="session")
-def tiny_tokenizer():
-    return train_tiny_tokenizer(VOCAB, 0)
