@@ -69,8 +69,9 @@ def screen_snps(tables: Mapping[str, pd.DataFrame], labels: Mapping[str, str], t
     with np.errstate(divide="ignore", invalid="ignore"):
         f_stat, p_value = stats.f_oneway(*groups, axis=0) if len(groups) > 1 else \
             (np.zeros(x.shape[1]), np.ones(x.shape[1]))
-    f_stat = np.nan_to_num(np.asarray(f_stat, float), nan=0.0)  # a constant SNP carries no evidence
-    p_value = np.nan_to_num(np.asarray(p_value, float), nan=1.0)
+    # a constant SNP carries no evidence; with one participant per stage scipy returns a single NaN for all
+    f_stat = np.broadcast_to(np.nan_to_num(np.asarray(f_stat, float), nan=0.0), (x.shape[1],)).copy()
+    p_value = np.broadcast_to(np.nan_to_num(np.asarray(p_value, float), nan=1.0), (x.shape[1],)).copy()
     order = np.lexsort((np.arange(len(f_stat)), -f_stat))  # largest F first, then panel (genome) order
     rank = np.empty(len(order), int)
     rank[order] = np.arange(1, len(order) + 1)

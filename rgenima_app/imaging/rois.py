@@ -26,7 +26,7 @@ import pandas as pd
 import scipy.ndimage as ndi
 import torch
 
-from rgenima_app.environment import resolve_device  # also imported from here by inference.participant
+from rgenima_app.environment import resolve_device
 from rgenima_app.errors import ProcessingError
 from rgenima_app.imaging.resample import centred_positions, resample_box, stretch_positions
 from rgenima_app.imaging.roi_table import N_ROIS, load_roi_table, roi_fit_extents_mm

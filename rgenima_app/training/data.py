@@ -25,7 +25,13 @@ from rgenima_app.genetics.participant import GenotypeInput
 from rgenima_app.genetics.readers import open_genotypes
 from rgenima_app.genetics.samples import match_samples
 from rgenima_app.genetics.screening import Screening, screen_snps
-from rgenima_app.imaging.freesurfer import INTENSITY_CANDIDATES, FreeSurferOptions, FreeSurferSubject
+from rgenima_app.imaging.freesurfer import (
+    INTENSITY_CANDIDATES,
+    FreeSurferOptions,
+    FreeSurferSubject,
+    fs_subject_name,
+    run_recon_all_batch,
+)
 from rgenima_app.imaging.participant import process_participant_imaging
 from rgenima_app.imaging.wholebrain import cached_wholebrain_volume
 from rgenima_app.training.settings import TrainSettings
@@ -87,9 +93,15 @@ def prepare_imaging(t1w: list[T1wSample], samples: list[CohortSample], settings:
                     freesurfer: FreeSurferOptions, work_dir: Path, roi_size: int, device: str) -> None:
     """FreeSurfer (reuse or recon-all) and ROI patches of every sample; fills ``patches``/``volumes``."""
     by_name = {s.name: s for s in t1w}
-    failed = []
+    batch = run_recon_all_batch([(by_name[s.name].subject, by_name[s.name].session, [by_name[s.name].t1w])
+                                 for s in samples], freesurfer, Path(work_dir) / "freesurfer")
+    if batch and freesurfer.stop_on_first_crash:
+        raise ProcessingError(f"recon-all failed: {next(iter(batch.values()))}")
+    failed = [f"{name}: {why}" for name, why in batch.items()]
     for sample in tqdm(samples, desc="ROI extraction", unit="sample", disable=None):
         source = by_name[sample.name]
+        if fs_subject_name(source.subject, source.session) in batch:
+            continue
         try:
             imaging = process_participant_imaging(
                 source.subject, source.session, source.t1w, freesurfer, work_dir, roi_size=roi_size,

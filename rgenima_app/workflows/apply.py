@@ -22,8 +22,8 @@ from tqdm import tqdm
 from rgenima_app.bids.derivatives import DerivativesWriter, sidecar_path
 from rgenima_app.bids.inputs import T1wSample
 from rgenima_app.config import RunConfig
+from rgenima_app.environment import resolve_device
 from rgenima_app.errors import OutputNotWritableError, UsageError
-from rgenima_app.imaging.rois import resolve_device
 from rgenima_app.inference.outputs import TABLES, output_paths, write_prediction
 from rgenima_app.inference.predict import PredictionInput, bundle_hash, predict
 from rgenima_app.models.bundle import load_bundle, read_bundle_metadata

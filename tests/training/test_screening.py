@@ -47,6 +47,16 @@ def test_screening_ranks_the_associated_snps_first_and_reads_only_the_labelled_p
     assert not screen_snps(_tables(dosage, participants), train, top=4).table.equals(result.table)
 
 
+def test_screening_of_one_participant_per_stage_keeps_the_panel_order():
+    """With one training participant per stage there is no within-stage variance: no SNP has evidence, every
+    F is 0 and the first SNPs of the panel are kept (scipy then returns a single NaN, not one per SNP)."""
+    dosage = np.array([[0, 1, 2, 1, 0], [1, 1, 0, 2, 2], [2, 0, 1, 0, 1], [0, 2, 2, 1, 0]], dtype=float)
+    participants = ["a", "b", "c", "d"]
+    result = screen_snps(_tables(dosage, participants), dict(zip(participants, STAGES)), top=2)
+    assert result.table["f_stat"].tolist() == [0.0] * 5 and result.table["p_value"].tolist() == [1.0] * 5
+    assert result.selected == ["snp0", "snp1"]
+
+
 def test_screening_settings_are_checked():
     with pytest.raises(Exception, match="snp_selection"):
         train_settings({"genetics": {"snp_selection": "lasso"}})
