@@ -54,6 +54,7 @@ PROVENANCE = {
 }
 
 COMMANDS = {
+    "participant_parallel.json": "python benchmarks/bench_participant_parallel.py",
     "bench_genetics.json": "PYTHONPATH=. python benchmarks/bench_genetics.py --shared ../shared/data",
     "bootstrap.json": "PYTHONPATH=. python benchmarks/bench_bootstrap.py",
     "roi_extraction.json": "python benchmarks/bench_roi_extraction.py --repeats 7",
@@ -637,6 +638,27 @@ def screening(r: Results) -> list[dict]:
     return out
 
 
+def participant_parallel(r: Results) -> list[dict]:
+    d, section = r.data, "Participant level in parallel"
+    runs = {run["configuration"]: run for run in d["runs"]}
+    base_run = base("--nprocs 1 recon-all stage", runs["nprocs1"]["recon_all_stage_s"], "s")
+    note = (f"{d['participants']} participants, recon-all stand-in of {d['seconds_per_recon_all']} s each "
+            "(rgenima_app/synthetic/recon_all.py); nipype, MultiProc, ROI extraction and outputs real")
+    out = [r.fig("participant_parallel.recon_all_stage_speedup", section, "recon-all stage, --nprocs 1 / --nprocs 2",
+                 d["recon_all_stage_speedup_nprocs2"], "x", "recon_all_stage_speedup_nprocs2", note=note),
+           r.fig("participant_parallel.whole_run_speedup", section, "whole participant-level command, --nprocs 1 / "
+                 "--nprocs 2", d["whole_run_speedup_nprocs2"], "x", "whole_run_speedup_nprocs2", note=note)]
+    for name, run in runs.items():
+        out.append(r.fig(f"participant_parallel.{name}.most_at_once", section,
+                         f"most recon-all runs at once, --nprocs {run['nprocs']} --mem {run['mem']}",
+                         run["most_at_once"], "runs", f"runs[{name}].most_at_once"))
+        out.append(r.fig(f"participant_parallel.{name}.recon_all_stage", section,
+                         f"recon-all stage wall time, --nprocs {run['nprocs']} --mem {run['mem']}",
+                         run["recon_all_stage_s"], "s", f"runs[{name}].recon_all_stage_s",
+                         baseline=base_run if name != "nprocs1" else None))
+    return out
+
+
 def pretrained_llm(r: Results) -> list[dict]:
     """bench_pretrained_llm.py: SmolLM2 conversion, load, stage-2 step times and SNP-text tokens per tokenizer."""
     S = "Pretrained LLM"
@@ -677,7 +699,7 @@ READERS = [("roi_extraction.json", roi_extraction), ("bootstrap.json", bootstrap
            ("interpretability.json", interpretability), ("interpretability_fit.json", interpretability),
            ("interpretability_1000.json", interpretability),
            ("roi_modes.json", roi_modes), ("science_*.json", science), ("screening.json", screening),
-           ("pretrained_llm*.json", pretrained_llm)]
+           ("pretrained_llm*.json", pretrained_llm), ("participant_parallel.json", participant_parallel)]
 
 
 # ----------------------------------------------------------------------------- hand-kept figures

@@ -49,6 +49,8 @@ QUICK = [  # longest first: two run at a time
     Quick("bench_pretrained_llm.py", "--json", frozenset({"conversion_seconds", "load_seconds", "steps", "tokens",
                                                          "provenance"}), ("smollm2",)),
     Quick("bench_bootstrap.py", "--out", frozenset({"machine", "speed", "recovery", "provenance"})),
+    Quick("bench_participant_parallel.py", "--json", frozenset({"runs", "recon_all_stage_speedup_nprocs2",
+                                                                "whole_run_speedup_nprocs2", "provenance"})),
     Quick("bench_token_cache.py", "--json", frozenset({"runs", "settings", "provenance"})),
     Quick("bench_screening.py", "--json", frozenset({"sizes", "planted_snps", "majority_test_accuracy",
                                                     "bayes_optimal_gene_only_test_accuracy", "provenance"})),

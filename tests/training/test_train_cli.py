@@ -18,7 +18,7 @@ import pytest
 from helpers import kill_on_replace_env, rgenima_command, run_rgenima
 from rgenima_app import STAGES
 from rgenima_app.models.bundle import load_bundle
-from rgenima_app.training.baselines import BASELINES
+from rgenima_app.training.settings import BASELINES
 from rgenima_app.training.classical import NAME as CLASSICAL
 from training.conftest import bundle_test_probabilities, train_args, write_train_config
 
