@@ -25,8 +25,7 @@ from rgenima_app.environment import package_versions
 from rgenima_app.errors import MissingInputError, UsageError
 from rgenima_app.genetics.participant import GenotypeInput
 from rgenima_app.imaging.freesurfer import FreeSurferOptions
-from rgenima_app.training.settings import TrainSettings, train_settings
-from rgenima_app.training.distributed import DEEPSPEED_PRESETS
+from rgenima_app.training.settings import DEEPSPEED_PRESETS, TrainSettings, train_settings
 
 __all__ = ["DEEPSPEED_PRESETS", "DEVICES", "FINETUNE_MODES", "Resources", "RunConfig", "parse_memory", "read_train_config"]
 

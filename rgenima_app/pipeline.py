@@ -122,7 +122,7 @@ def check_arguments(config: RunConfig) -> RunConfig:
         raise UsageError("the group level needs --train (to train a model) or --model (to analyse a cohort)")
     _refuse_stages_not_built(config)
     if config.model is not None and config.analysis_level == "participant":
-        from rgenima_app.workflows.apply import check_model  # see the module docstring
+        from rgenima_app.workflows.checks import check_model  # see the module docstring
 
         check_model(config)
     return config

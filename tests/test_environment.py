@@ -44,10 +44,10 @@ def test_a_torch_device_passes_through(cuda):
 
 
 def test_every_caller_uses_the_same_function():
-    from rgenima_app.imaging import rois, wholebrain
-    from rgenima_app.training import group
+    from rgenima_app.imaging import wholebrain
+    from rgenima_app.workflows import apply, train
 
-    assert rois.resolve_device is wholebrain.resolve_device is group.resolve_device is resolve_device
+    assert wholebrain.resolve_device is apply.resolve_device is train.resolve_device is resolve_device
 
 
 def test_the_command_line_does_not_load_torch_through_the_environment_module():

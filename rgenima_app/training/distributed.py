@@ -22,10 +22,7 @@ from pathlib import Path
 import torch
 
 from rgenima_app.errors import MissingInputError, UsageError
-from rgenima_app.training.settings import Stage2Settings
-
-#: --deepspeed presets, shipped as rgenima_app/data/deepspeed/<name>.json
-DEEPSPEED_PRESETS = ("zero2", "zero3", "zero3-offload")
+from rgenima_app.training.settings import DEEPSPEED_PRESETS, Stage2Settings
 
 
 def load_deepspeed_config(spec: str, stage2: Stage2Settings) -> dict:

@@ -25,7 +25,13 @@ from pathlib import Path
 from rgenima_app.errors import UsageError
 from rgenima_app.genetics.screening import SELECTIONS
 from rgenima_app.models.finetune import LoraSettings
-from rgenima_app.models.wholebrain import DEPTHS
+
+#: --deepspeed presets, shipped as rgenima_app/data/deepspeed/<name>.json
+DEEPSPEED_PRESETS = ("zero2", "zero3", "zero3-offload")
+
+#: MedicalNet's ResNet depths (``models/wholebrain.py`` DEPTHS builds them; a test keeps the two equal). Kept
+#: here, not imported, so that reading the settings (the CLI's configuration) does not load torch.
+WHOLEBRAIN_DEPTHS = (10, 18, 34, 50)
 
 #: The paper's baselines that ``[baselines] run`` may name (trained by ``training/baselines.py``).
 BASELINES = ("snp_mlp", "bert_rit_concat", "bert_rit_cross", "llm_wholebrain")
@@ -201,8 +207,8 @@ def check_settings(s: TrainSettings, source: Path | str) -> None:
     if b.wholebrain_size < 16:  # smaller volumes leave the ResNet's last stages a single voxel
         raise UsageError(f"{source}: baselines.wholebrain_size = {b.wholebrain_size}",
                          hint="at least 16 voxels per side (the paper's Med3D input is far larger; default 64)")
-    if b.wholebrain_depth not in DEPTHS:
+    if b.wholebrain_depth not in WHOLEBRAIN_DEPTHS:
         raise UsageError(f"{source}: baselines.wholebrain_depth = {b.wholebrain_depth}",
-                         hint=f"one of MedicalNet's depths {', '.join(map(str, DEPTHS))}")
+                         hint=f"one of MedicalNet's depths {', '.join(map(str, WHOLEBRAIN_DEPTHS))}")
     if b.wholebrain_width < 1 or b.wholebrain_dim < 1:
         raise UsageError(f"{source}: baselines.wholebrain_width and wholebrain_dim must be at least 1")

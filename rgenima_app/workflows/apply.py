@@ -23,32 +23,15 @@ from rgenima_app.bids.derivatives import DerivativesWriter, sidecar_path
 from rgenima_app.bids.inputs import T1wSample
 from rgenima_app.config import RunConfig
 from rgenima_app.environment import resolve_device
-from rgenima_app.errors import OutputNotWritableError, UsageError
+from rgenima_app.errors import OutputNotWritableError
 from rgenima_app.inference.outputs import TABLES, output_paths, write_prediction
 from rgenima_app.inference.predict import PredictionInput, bundle_hash, predict
-from rgenima_app.models.bundle import load_bundle, read_bundle_metadata
+from rgenima_app.models.bundle import load_bundle
 from rgenima_app.provenance import OTHER, OutputGroup, make_key, read_sidecar
 from rgenima_app.reports.subject import render_subject_report
 from rgenima_app.workflows.samples import SampleGuard, SamplePlan
 
 log = logging.getLogger("rgenima")
-
-
-def check_model(config: RunConfig) -> dict:
-    """Refuse, before any work, a bundle that cannot serve this run (exit 2 / 66); returns its metadata."""
-    try:
-        metadata = read_bundle_metadata(config.model, expected_roi_size=config.roi_size)
-    except UsageError as exc:
-        size = read_bundle_metadata(config.model).get("rois", {}).get("size")
-        raise UsageError(f"--roi-size {config.roi_size} differs from the ROI size {size} that the model "
-                         f"--model {config.model} was trained with",
-                         f"run with --roi-size {size} (patches must be extracted as in training)") from exc
-    encoder = (metadata.get("image_encoder") or {}).get("kind")
-    if encoder not in (None, "rit"):
-        raise UsageError(f"--model {config.model} is a {encoder} baseline bundle; participant prediction and "
-                         "attention need an R-GenIMA bundle with the ROI encoder (RiT)",
-                         "give the bundle of the R-GenIMA model (models/<name>), not a baseline's")
-    return metadata
 
 
 class PredictionStage:

@@ -61,3 +61,11 @@ def test_missing_wholebrain_volume_is_a_clear_error(train_cohort, tmp_path):
         prepare_wholebrain(samples, train_settings(None), config.work_dir, config.device)
     assert str(subject_dir / "mri" / "T1.mgz") in str(error.value) and "sub-002" in str(error.value)
     assert "llm_wholebrain out of [baselines] run" in error.value.hint
+
+
+def test_the_settings_know_the_depths_the_model_builds():
+    """training/settings.py keeps its own copy of the depths (so that reading settings loads no torch)."""
+    from rgenima_app.models.wholebrain import DEPTHS
+    from rgenima_app.training.settings import WHOLEBRAIN_DEPTHS
+
+    assert tuple(sorted(DEPTHS)) == WHOLEBRAIN_DEPTHS
