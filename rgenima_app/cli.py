@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from rgenima_app import __version__, errors
-from rgenima_app.config import DEEPSPEED_PRESETS, DEVICES, FINETUNE_MODES, RunConfig, parse_memory
+from rgenima_app.config import DEEPSPEED_PRESETS, DEVICES, FINETUNE_MODES, GROUPINGS, RunConfig, parse_memory
 from rgenima_app.pipeline import run
 
 EXIT_CODES = {
@@ -125,6 +125,10 @@ ANALYSIS_LEVEL
 @click.option("--roi-size", type=click.IntRange(min=4, max=256), default=None,
               help="Edge of the cubic ROI patch (voxels). Default: the --model's ROI size, else 96.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (runs are deterministic given it).")
+@click.option("--group-by", type=click.Choice(GROUPINGS), default=None,
+              help="group --model: the groups of the stability analysis: the diagnoses of participants.tsv, the "
+                   "model's predicted stage, or 'auto' (diagnoses where there are any, else predicted; the "
+                   "default, unless the [analysis] table of --train-config sets group_by).")
 @click.option("--reports-only", is_flag=True, help="Only (re)write the HTML reports from existing outputs.")
 @click.option("--overwrite", is_flag=True,
               help="Participant level: recompute the selected participants and replace their outputs. Without "

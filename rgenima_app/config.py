@@ -19,7 +19,7 @@ from pathlib import Path
 
 import tomli_w
 
-from rgenima_app.analysis.settings import CohortSettings, analysis_settings
+from rgenima_app.analysis.settings import GROUPINGS, CohortSettings, analysis_settings
 from rgenima_app.bids.derivatives import write_text
 from rgenima_app.environment import package_versions
 from rgenima_app.errors import MissingInputError, UsageError
@@ -27,7 +27,7 @@ from rgenima_app.genetics.participant import GenotypeInput
 from rgenima_app.imaging.freesurfer import FreeSurferOptions
 from rgenima_app.training.settings import DEEPSPEED_PRESETS, TrainSettings, train_settings
 
-__all__ = ["DEEPSPEED_PRESETS", "DEVICES", "FINETUNE_MODES", "Resources", "RunConfig", "parse_memory", "read_train_config"]
+__all__ = ["DEEPSPEED_PRESETS", "DEVICES", "FINETUNE_MODES", "GROUPINGS", "Resources", "RunConfig", "parse_memory", "read_train_config"]
 
 FINETUNE_MODES = ("full", "lora", "frozen")
 DEVICES = ("auto", "cpu", "cuda")
@@ -84,6 +84,7 @@ class RunConfig:
     seed: int = 0
     reports_only: bool = False
     overwrite: bool = False
+    group_by: str | None = None  # group --model: None = the [analysis] table's, else "auto"
 
     def resolve(self) -> "RunConfig":
         """A copy with absolute paths and the defaults that depend on other options filled in."""
@@ -148,7 +149,8 @@ class RunConfig:
     def analysis(self) -> CohortSettings:
         """``--train-config``'s ``[analysis]`` table (defaults without it), checked."""
         document = self._train_config_document or {}
-        return analysis_settings(document.get("analysis"), self.train_config, default_seed=self.seed)
+        return analysis_settings(document.get("analysis"), self.train_config, default_seed=self.seed,
+                                 group_by=self.group_by)
 
     def to_dict(self) -> dict:
         """TOML-ready: paths as strings, unset (None) options left out."""

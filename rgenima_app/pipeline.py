@@ -120,6 +120,9 @@ def check_arguments(config: RunConfig) -> RunConfig:
                               "overwritten (remove models/<name> to train it again)")
     if config.analysis_level == "group" and not (config.train or config.model):
         raise UsageError("the group level needs --train (to train a model) or --model (to analyse a cohort)")
+    if config.group_by is not None and not (config.analysis_level == "group" and config.model and not config.train):
+        raise UsageError(f"--group-by {config.group_by} applies to the group analysis only",
+                         hint="use it with 'group --model BUNDLE'")
     _refuse_stages_not_built(config)
     if config.model is not None and config.analysis_level == "participant":
         from rgenima_app.workflows.checks import check_model  # see the module docstring

@@ -32,7 +32,7 @@ class AnalysisOptions:
     gene_top: int = DEFAULT_TOP_GENES
     gene_threshold: float = DEFAULT_GENE_THRESHOLD
     stages: tuple[str, ...] = DISEASE_STAGES
-    group_by: str = "diagnosis"          # or "predicted": which label defines the groups (recorded only)
+    group_by: str = "auto"               # "diagnosis" or "predicted" (or "auto" until resolved): recorded only
 
 
 @dataclass

@@ -10,6 +10,9 @@ from pathlib import Path
 from rgenima_app.analysis.group import AnalysisOptions
 from rgenima_app.errors import UsageError
 
+# Which label defines the groups of the stability analysis; "auto" resolves per run (workflows/analyse.py).
+GROUPINGS = ("auto", "diagnosis", "predicted")
+
 ANALYSIS_KEYS = {
     "n_boot": "bootstrap resamples for stability, stage ROIs, gene ranking and metric CIs (1000)",
     "seed": "seed of every resample (default: --seed)",
@@ -18,7 +21,8 @@ ANALYSIS_KEYS = {
     "roi_threshold": "top-set frequency above which an ROI is stage-specific (0.5)",
     "gene_top": "top-set size of stable genes (45)",
     "gene_threshold": "top-set frequency above which a gene is stable (0.5)",
-    "group_by": "'diagnosis' (participants.tsv, default) or 'predicted' (the model's label)",
+    "group_by": "'auto' (default: diagnosis where participants.tsv has any, else predicted), 'diagnosis' "
+                "(participants.tsv) or 'predicted' (the model's label); --group-by overrides it",
     "diagnosis_column": "participants.tsv column with the diagnoses ('diagnosis')",
     "ci": "confidence level of the metric intervals (0.95)",
 }
@@ -33,8 +37,10 @@ class CohortSettings:
     ci: float = 0.95
 
 
-def analysis_settings(table: dict | None, source: Path | None, default_seed: int = 0) -> CohortSettings:
-    """Defaults, overridden by the ``[analysis]`` table of ``--train-config`` (``source``; unknown keys refused)."""
+def analysis_settings(table: dict | None, source: Path | None, default_seed: int = 0,
+                      group_by: str | None = None) -> CohortSettings:
+    """Defaults, overridden by the ``[analysis]`` table of ``--train-config`` (``source``; unknown keys refused),
+    and ``group_by`` (``--group-by``) over both."""
     table = {} if table is None else table
     if not isinstance(table, dict):
         raise UsageError(f"--train-config {source}: 'analysis' must be a table ([analysis])")
@@ -57,8 +63,10 @@ def analysis_settings(table: dict | None, source: Path | None, default_seed: int
         if key in values and (isinstance(values[key], bool) or not isinstance(values[key], (int, float))
                               or not 0 <= values[key] < 1):
             raise UsageError(f"{where}: {key} = {values[key]!r} must be a number in [0, 1)")
-    if values.get("group_by", "diagnosis") not in ("diagnosis", "predicted"):
-        raise UsageError(f"{where}: group_by = {values['group_by']!r}", hint="'diagnosis' or 'predicted'")
+    if values.get("group_by", "auto") not in GROUPINGS:
+        raise UsageError(f"{where}: group_by = {values['group_by']!r}", hint=" or ".join(map(repr, GROUPINGS)))
+    if group_by is not None:
+        values["group_by"] = group_by
     if isinstance(ci, bool) or not isinstance(ci, (int, float)) or not 0 < ci < 1:
         raise UsageError(f"{where}: ci = {ci!r} must be a number between 0 and 1, e.g. 0.95")
     if not isinstance(diagnosis_column, str) or not diagnosis_column:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -196,6 +196,7 @@ def analyse_group(config, writer, run_id: str) -> dict[str, Path]:
     participants = _read_diagnoses(config.bids_dir, settings.diagnosis_column)
     predictions.insert(2, "diagnosis", predictions["participant_id"].str.removeprefix("sub-").map(participants))
     predictions["held_out"] = _held_out(predictions, metadata)
+    settings = _resolve_grouping(settings, predictions)
     paths = {"predictions": _write_predictions(writer, predictions, model)}
 
     evaluated = predictions[predictions["held_out"] & predictions["diagnosis"].notna()]
@@ -221,9 +222,23 @@ def analyse_group(config, writer, run_id: str) -> dict[str, Path]:
 def _read_diagnoses(bids_dir: Path, column: str) -> dict:
     table = read_participants(bids_dir, column)
     if table["diagnosis"].isna().all():
-        log.warning("%s has no diagnoses (column '%s'): no metrics, and groups only with group_by = 'predicted'",
+        log.warning("%s has no diagnoses (column '%s'): no held-out metrics can be computed",
                     Path(bids_dir) / "participants.tsv", column)
     return table["diagnosis"].dropna().to_dict()
+
+
+def _resolve_grouping(settings: CohortSettings, predictions: pd.DataFrame) -> CohortSettings:
+    """``auto``: the diagnoses when any analysed participant has one, else the predicted stage, said loudly."""
+    if settings.options.group_by != "auto":
+        return settings
+    if predictions["diagnosis"].notna().any():
+        group_by = "diagnosis"
+    else:
+        group_by = "predicted"
+        log.warning("no analysed participant has a diagnosis (participants.tsv column '%s'): the stability analysis "
+                    "groups participants by the model's predicted stage (--group-by predicted), so its stage-specific "
+                    "ROIs and genes describe what the model predicts, not a diagnosis", settings.diagnosis_column)
+    return replace(settings, options=replace(settings.options, group_by=group_by))
 
 
 def _write_predictions(writer, predictions: pd.DataFrame, model: str) -> Path:
@@ -308,7 +323,7 @@ def _analyse(outputs: CohortOutputs, predictions: pd.DataFrame, settings: Cohort
             f"no diagnostic group ({opts.group_by}) has 2 or more participants with outputs of the model "
             f"(groups: {', '.join(f'{g}: {n}' for g, n in sizes.items()) or 'none'})",
             hint="run the participant level on more participants, check participants.tsv diagnoses, "
-                 "or set group_by = 'predicted' in the [analysis] table of --train-config")
+                 "or group by the model's predicted stage with --group-by predicted")
     log.info("stability analysis of %d participants in %d group(s), B = %d", int(keep.sum()),
              len(set(groups[keep])), opts.n_boot)
     if gene_importance is None:

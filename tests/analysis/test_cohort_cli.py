@@ -292,3 +292,49 @@ def test_unknown_analysis_key_is_refused(group_run, bundle, tmp_path):
     result = run_rgenima(bids, tmp_path / "out", "group", "--model", bundle, "--train-config", config)
     assert result.returncode == 2
     assert "n_bot" in result.stderr and "n_boot" in result.stderr and str(config) in result.stderr
+
+
+def _no_diagnoses(root):
+    bids, out, _ = build_cohort(root, {p: "n/a" for p in labels() + [NO_IMAGE]})
+    return bids, out
+
+
+def test_unlabelled_cohort_groups_by_predicted_stage_by_default(bundle, tmp_path):
+    bids, out = _no_diagnoses(tmp_path)
+    result = run_rgenima(bids, out, "group", "--model", bundle)
+    assert result.returncode == 0, result.stderr
+    assert "groups participants by the model's predicted stage" in result.stderr
+    predictions = pd.read_csv(out / f"desc-{MODEL}_predictions.tsv", sep="\t")
+    assert predictions["diagnosis"].isna().all()
+    stability = pd.read_csv(out / f"desc-{MODEL}_roistability.tsv", sep="\t")
+    predicted_groups = predictions.groupby("participant_id")["label"].first().value_counts()
+    assert set(stability["group"]) == set(predicted_groups[predicted_groups >= 2].index)
+    assert not (out / f"desc-{MODEL}_metrics.tsv").exists()
+    assert "groups by predicted" in (out / "group.html").read_text()
+
+
+def test_group_by_diagnosis_on_an_unlabelled_cohort_names_the_option(bundle, tmp_path):
+    bids, out = _no_diagnoses(tmp_path)
+    result = run_rgenima(bids, out, "group", "--model", bundle, "--group-by", "diagnosis")
+    assert result.returncode == 18, result.stderr
+    assert "--group-by predicted" in result.stderr
+
+
+def test_group_by_option_overrides_the_analysis_table(group_run, bundle, tmp_path):
+    bids, _, _, _ = group_run
+    config = tmp_path / "analysis.toml"
+    config.write_text(ANALYSIS_TOML + 'group_by = "diagnosis"\n')
+    out = tmp_path / "out"
+    shutil.copytree(group_run[1], out)
+    result = run_rgenima(bids, out, "group", "--model", bundle, "--train-config", config, "--group-by", "predicted")
+    assert result.returncode == 0, result.stderr
+    assert "groups by predicted" in (out / "group.html").read_text()
+    # the diagnoses still give the held-out metrics
+    assert (out / f"desc-{MODEL}_metrics.tsv").is_file()
+
+
+def test_group_by_outside_the_group_analysis_is_refused(group_run, bundle, tmp_path):
+    bids, _, _, _ = group_run
+    result = run_rgenima(bids, tmp_path / "out", "participant", "--group-by", "predicted")
+    assert result.returncode == 2
+    assert "--group-by predicted applies to the group analysis only" in result.stderr
