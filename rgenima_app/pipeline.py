@@ -19,6 +19,7 @@ from pathlib import Path
 from rgenima_app import __version__
 from rgenima_app.bids.derivatives import DerivativesWriter, disk_full, remove_stale_temporaries, write_error, write_text
 from rgenima_app.bids.inputs import collect_t1w, load_bids_filters, normalize_label, read_participants
+from rgenima_app.bids.spec import check_outputs
 from rgenima_app.bids.validation import validate_bids
 from rgenima_app.config import DEEPSPEED_PRESETS, RunConfig
 from rgenima_app.confinement import register_root
@@ -187,6 +188,7 @@ def run_participant_level(config: RunConfig, writer: DerivativesWriter, run_id: 
     from rgenima_app.workflows.participant import process_samples  # see the module docstring
 
     process_samples(config, writer, samples, participants)
+    check_written_outputs(config.output_dir, {s.subject for s in samples})
 
 
 # -- group level ------------------------------------------------------------------------------------
@@ -200,3 +202,26 @@ def run_group_level(config: RunConfig, writer: DerivativesWriter, run_id: str) -
         from rgenima_app.workflows.analyse import analyse_group
 
         analyse_group(config, writer, run_id)
+    if config.deepspeed is None or int(os.environ.get("RANK", 0)) == 0:  # the rank that wrote the outputs
+        check_written_outputs(config.output_dir)
+
+
+# -- the outputs, checked against bids_spec/derivatives.yaml ------------------------------------------
+def check_written_outputs(output_dir: Path, subjects: set[str] | None = None) -> None:
+    """The files the BIDS validator is told to skip (.bidsignore), and all others, checked against
+    bids_spec/derivatives.yaml at the end of a run (docs/outputs.md, "Self-validation"); a file that fails
+    fails the run (exit 1), after every output was written, so that no run passes with outputs that do not
+    match their description. ``subjects``: the participant level checks its own participants only."""
+    problems = check_outputs(output_dir, subjects)
+    if not problems:
+        log.info("output check: every file of %s matches bids_spec/derivatives.yaml", output_dir)
+        return
+    for problem in problems:
+        log.error("output check: %s", problem)
+    shown = "\n  ".join(map(str, problems[:10]))
+    more = f"\n  ... and {len(problems) - 10} more (all in the run's log)" if len(problems) > 10 else ""
+    raise ProcessingError(
+        f"{len(problems)} problem(s) in the outputs, checked against rgenima's description of them "
+        f"(bids_spec/derivatives.yaml):\n  {shown}{more}",
+        hint="the outputs were written and are kept; a file rgenima did not write (remove it from OUTPUT_DIR) or a "
+             "mismatch between rgenima and its specification (please report it)")

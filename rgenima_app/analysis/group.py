@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..bids.derivatives import write_json, write_tsv
+from ..bids.derivatives import DerivativesWriter
 from .bootstrap import DEFAULT_N_BOOT, roi_gene_stability_table, roi_stability_table
 from .genes import DEFAULT_GENE_THRESHOLD, DEFAULT_TOP_GENES, gene_enrichment, gene_ranking
 from .stage_rois import DEFAULT_THRESHOLD, DEFAULT_TOP_K, DISEASE_STAGES, sharing_pattern, stage_specific_rois
@@ -83,24 +83,13 @@ def analyse_cohort(roi_importance: np.ndarray, roi_gene: np.ndarray, groups: Seq
                          enrichment=enrichment, options=opts)
 
 
-_COMMON_COLUMNS = {
-    "group": "Diagnostic group whose participants were resampled ('all': every participant)",
-    "n": "Participants in the group",
-    "roi": "ROI (FreeSurfer name, canonical order of desc-rois_dseg.tsv)",
-    "gene": "Gene of the panel",
-    "mean": "Bootstrap mean of the group-mean attention (paper eq. 16)",
-    "ci_low": "2.5th percentile of the bootstrap means",
-    "ci_high": "97.5th percentile of the bootstrap means",
-    "stability": "mean / (ci_high - ci_low) (paper eq. 17); n/a when the interval has zero width",
-}
-
-
 def _sidecar(table: pd.DataFrame, description: str, options: AnalysisOptions, extra: dict) -> dict:
-    columns = {**_COMMON_COLUMNS, **extra}
+    """The caller's entries are those that name the run's settings; DerivativesWriter.write_tsv adds the other
+    columns' entries from bids_spec/derivatives.yaml."""
     return {
         "Description": description,
         "Settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(options).items()},
-        **{c: {"Description": columns[c]} for c in table.columns if c in columns},
+        **{c: {"Description": extra[c]} for c in table.columns if c in extra},
     }
 
 
@@ -110,6 +99,7 @@ def write_group_tables(analysis: GroupAnalysis, output_dir: Path | str, model: s
     Files: ``desc-<model>_roistability``, ``_roigenestability``, ``_generanking``, ``_geneenrichment``.
     """
     out = Path(output_dir)
+    writer = DerivativesWriter(out)  # the sidecars' column entries come from bids_spec/derivatives.yaml
     opts = analysis.options
     specs = {
         "roistability": (analysis.roi_stability, "Bootstrap stability of ROI importance per diagnostic group", {
@@ -118,21 +108,13 @@ def write_group_tables(analysis: GroupAnalysis, output_dir: Path | str, model: s
         "roigenestability": (analysis.roi_gene_stability,
                              "Bootstrap stability of ROI-gene attention per diagnostic group", {}),
         "generanking": (analysis.gene_ranking, "Genes ranked by bootstrap frequency in the top set, then mean", {
-            "rank": "Rank within the group (1 = most often in the top set)",
             "frequency": f"Fraction of bootstrap iterations with the gene in the top {opts.gene_top}",
             "stable": f"frequency > {opts.gene_threshold}: a stable high-attention gene"}),
         "geneenrichment": (analysis.enrichment,
-                           "One-sided Fisher exact test of stable genes vs GWAS-supported AD genes in the panel", {
-            "stable_gwas": "a: stable genes that are GWAS-supported",
-            "stable_not_gwas": "b: stable genes that are not",
-            "other_gwas": "c: other panel genes that are GWAS-supported",
-            "other_not_gwas": "d: other panel genes that are not",
-            "odds_ratio": "Sample odds ratio a*d/(b*c) (scipy.stats.fisher_exact)",
-            "p_value": "One-sided (greater) Fisher exact p-value"}),
+                           "One-sided Fisher exact test of stable genes vs GWAS-supported AD genes in the panel", {}),
     }
     paths = {}
     for suffix, (table, description, extra) in specs.items():
         path = out / f"desc-{model}_{suffix}.tsv"
-        write_json(path.with_suffix(".json"), _sidecar(table, description, opts, extra))
-        paths[suffix] = write_tsv(path, table)
+        paths[suffix] = writer.write_tsv(path, table, _sidecar(table, description, opts, extra))
     return paths

@@ -7,7 +7,9 @@ Every file rgenima writes into OUTPUT_DIR goes through this module, so that
   writer's PID in the name) are removed by the next run (``remove_stale_temporaries``);
 - files shared by concurrent participant jobs (dataset_description.json, .bidsignore,
   desc-rois_dseg.tsv) are created once, atomically, whoever comes first.
-Every pattern written here is listed in ``bids_spec/derivatives.yaml``.
+Every pattern written here is listed in ``bids_spec/derivatives.yaml``; every TSV gets a JSON sidecar whose
+column entries come from there (``DerivativesWriter.write_tsv``), and ``bids.spec.check_outputs`` checks the
+files against it at the end of each run.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from typing import Iterator
 import pandas as pd
 
 from rgenima_app import __version__
+from rgenima_app.bids.spec import column_entries
 from rgenima_app.bids.tsv import to_tsv
 from rgenima_app.confinement import check_write, register_root
 from rgenima_app.environment import container
@@ -38,44 +41,46 @@ BIDS_VERSION = "1.10.0"
 #: Entity order of the BIDS specification (the subset rgenima uses), then ``stat`` for statmaps.
 ENTITY_ORDER = ("sub", "ses", "task", "acq", "ce", "rec", "run", "space", "res", "den", "label", "desc", "stat")
 
-#: Non-BIDS files of the derivatives dataset, hidden from the validator. (bids-validator-deno 3 hides a folder
-#: only for a pattern without the trailing slash: "models", not "models/".)
+#: The outputs that have no BIDS convention (BIDS 1.10/1.11 has no suffix for predictions, attention tables or
+#: maps, genotype, morphometry or group tables, and no "genotype" datatype), hidden from the BIDS validator;
+#: ``bids.spec.check_outputs`` checks them against bids_spec/derivatives.yaml instead (docs/outputs.md). What
+#: the validator accepts (dataset_description.json, the desc-rois_dseg images and lookup table) is not here.
+#: (bids-validator-deno 3 hides a folder only for a pattern without the trailing slash: "models", not "models/".)
 BIDSIGNORE = """\
 logs/
 models
 figures
 sub-*/figures/
+*.html
 sub-*/genotype
-**/genotype/
 *_statmap.nii.gz
 *_statmap.json
-*.html
+*_morph.tsv
+*_morph.json
 *_predictions.tsv
 *_predictions.json
 *_roiattention.tsv
-*_roigeneattention.tsv
+*_roiattention.json
 *_geneattention.tsv
+*_geneattention.json
+*_roigeneattention.tsv
+*_roigeneattention.json
 *_roistability.tsv
+*_roistability.json
 *_roigenestability.tsv
-*_geneenrichment.tsv
-*_geneenrichment.json
+*_roigenestability.json
 *_generanking.tsv
 *_generanking.json
-*_roistability.json
-*_roigenestability.json
-*_split.tsv
-*_morph.tsv
-*_morph.json
-*_roiattention.json
-*_roigeneattention.json
-*_geneattention.json
+*_geneenrichment.tsv
+*_geneenrichment.json
 *_metrics.tsv
 *_metrics.json
+*_split.tsv
+*_split.json
 *_evaluation.tsv
 *_evaluation.json
 *_testpredictions.tsv
 *_testpredictions.json
-*_split.json
 """
 
 _LABEL = re.compile(r"^[A-Za-z0-9]+$")
@@ -389,6 +394,10 @@ class DerivativesWriter:
         create_once(self.root / ".bidsignore", BIDSIGNORE)
         if roi_table is not None:
             columns = ["index", "name", "label", "name_fs6", "hemisphere", "kind"]
+            # the sidecar first: a lookup table never appears without its column descriptions
+            sidecar = column_entries("desc-rois_dseg.tsv", columns, {
+                "Description": "The 109 canonical rgenima ROIs: the lookup table of every desc-rois_dseg image"})
+            create_once(self.root / "desc-rois_dseg.json", json.dumps(sidecar, indent=2) + "\n")
             create_once(self.root / "desc-rois_dseg.tsv",
                         roi_table[columns].to_csv(sep="\t", index=False, lineterminator="\n"))
 
@@ -436,10 +445,17 @@ class DerivativesWriter:
 
     # -- files with sidecars -----------------------------------------------------------------
     def write_tsv(self, path: Path, table: pd.DataFrame, sidecar: dict | None = None) -> Path:
-        """Write a TSV and its JSON sidecar as one output set (neither appears without the other)."""
+        """Write a TSV and its JSON sidecar as one output set (neither appears without the other).
+
+        The sidecar is ``sidecar`` (the caller's keys, and column entries that name the run's settings)
+        completed with bids_spec/derivatives.yaml's entry of every other column, so a column is described
+        once, there; a TSV always gets a sidecar.
+        """
+        path = Path(path)
+        relative = path.resolve().relative_to(self.root).as_posix() if path.resolve().is_relative_to(self.root) \
+            else path.name
         with self.output_set():
-            if sidecar is not None:
-                write_json(sidecar_path(path), sidecar)
+            write_json(sidecar_path(path), column_entries(relative, table.columns, sidecar))
             return write_tsv(path, table)
 
     def write_json(self, path: Path, obj: dict) -> Path:

@@ -67,8 +67,7 @@ def write_participant_genotypes(writer, subject: str, table: pd.DataFrame, genot
         "Sources": [writer.source_uri(genotypes)],
         "DosageOf": "the A1 allele of the panel (PLINK A1 / VCF ALT), 0-2; imputed calls are fractional",
         "GenomeBuild": genome_build,
-        "imputed": "true where the call was missing or the SNP absent: dosage = 2 x A1 frequency",
-    }
+    }  # the columns are described in bids_spec/derivatives.yaml
     if provenance is not None:
         sidecar["ProvenanceKey"] = provenance
     return writer.write_tsv(path, table, sidecar=sidecar)

@@ -120,10 +120,7 @@ def write_prediction(writer: DerivativesWriter, prediction: Prediction, bundle: 
         "AbsentROIs": prediction.absent_rois,
         "SNPTextFormat": bundle.metadata.get("snp_text_format"),
         "SoftwareVersion": __version__,
-        "label": {"Description": "predicted stage", "Levels": {s: s for s in STAGES}},
-        **{f"p_{s}": {"Description": f"probability of {s}: softmax over the four answers' log-likelihoods"}
-           for s in STAGES},
-    }
+    }  # the columns are described in bids_spec/derivatives.yaml
     with writer.output_set():  # the prediction and its attention outputs: all or none
         written = {"predictions": writer.write_tsv(paths["predictions"], prediction_table(prediction), pred_sidecar)}
         attention_sources = [writer.source_uri(paths["predictions"])]
@@ -131,16 +128,13 @@ def write_prediction(writer: DerivativesWriter, prediction: Prediction, bundle: 
                            "Modalities": prediction.modalities}
         written["roiattention"] = writer.write_tsv(paths["roiattention"], roi_table(prediction), dict(
             rollout_sidecar, Description="ROI importance: rolled-out attention of the answer position to each ROI "
-                                         "token, normalised over the 109 ROIs (n/a without an image)",
-            importance={"Description": "R[q, roi] / sum over ROIs of R[q, roi]"}))
+                                         "token, normalised over the 109 ROIs (n/a without an image)"))
         written["geneattention"] = writer.write_tsv(paths["geneattention"], gene_table(prediction), dict(
             rollout_sidecar, Description="Gene importance: rolled-out attention of the answer position summed over "
-                                         "the gene's SNP-text tokens (empty without genotypes)",
-            importance={"Description": "sum over the gene's tokens t of R[q, t]"}))
+                                         "the gene's SNP-text tokens (empty without genotypes)"))
         written["roigeneattention"] = writer.write_tsv(paths["roigeneattention"], roi_gene_table(prediction), dict(
             rollout_sidecar, Description="ROI x gene attention: rolled-out attention of each ROI token summed over "
-                                         "the gene's SNP-text tokens (empty without image or genotypes)",
-            attention={"Description": "sum over the gene's tokens t of R[roi, t]"}))
+                                         "the gene's SNP-text tokens (empty without image or genotypes)"))
         image = attention_map(prediction)
         if image is not None:
             written["statmap"] = writer.write_nifti(paths["statmap"], image, sidecar={

@@ -20,7 +20,6 @@ from rgenima_app.analysis.group import AnalysisOptions, GroupAnalysis, analyse_c
 from rgenima_app.analysis.metrics import classification_metrics
 from rgenima_app.analysis.settings import CohortSettings
 from rgenima_app.analysis.stage_rois import sharing_pattern
-from rgenima_app.bids.derivatives import write_json, write_tsv
 from rgenima_app.bids.inputs import read_participants
 from rgenima_app.bids.tsv import read_tsv
 from rgenima_app.errors import MissingInputError, NoDataError, ProcessingError
@@ -202,7 +201,7 @@ def analyse_group(config, writer, run_id: str) -> dict[str, Path]:
     evaluated = predictions[predictions["held_out"] & predictions["diagnosis"].notna()]
     report = None
     if len(evaluated):
-        report = _write_metrics(out, model, evaluated, settings, paths)
+        report = _write_metrics(writer, model, evaluated, settings, paths)
     else:
         log.warning("no labelled held-out participant among %d: no metrics (participants.tsv column '%s')",
                     len(predictions), settings.diagnosis_column)
@@ -253,12 +252,12 @@ def _write_predictions(writer, predictions: pd.DataFrame, model: str) -> Path:
     return writer.write_tsv(path, table, sidecar=sidecar)
 
 
-def _write_metrics(out: Path, model: str, evaluated: pd.DataFrame, settings: CohortSettings, paths: dict):
+def _write_metrics(writer, model: str, evaluated: pd.DataFrame, settings: CohortSettings, paths: dict):
     opts = settings.options
     proba = evaluated[[f"p_{s}" for s in STAGES]].to_numpy(float)
     report = classification_metrics(list(evaluated["diagnosis"]), proba, STAGES, n_boot=opts.n_boot,
                                     seed=opts.seed, ci=settings.ci, groups=list(evaluated["participant_id"]))
-    path = out / f"desc-{model}_metrics.tsv"
+    path = Path(writer.root) / f"desc-{model}_metrics.tsv"
     sidecar = {
         "Description": f"Classification metrics of model '{model}' on held-out labelled participants only "
                        "(group analysis of the participant-level predictions)",
@@ -277,8 +276,7 @@ def _write_metrics(out: Path, model: str, evaluated: pd.DataFrame, settings: Coh
         "ci_high": {"Description": f"Upper bound of the {settings.ci:.0%} bootstrap interval"},
     }
 
-    write_json(path.with_suffix(".json"), sidecar)
-    paths["metrics"] = write_tsv(path, report.table)
+    paths["metrics"] = writer.write_tsv(path, report.table, sidecar)
     t = report.table.set_index("metric")["value"]
     log.info("held-out metrics (%d samples): accuracy %.3f, macro-F1 %.3f, balanced accuracy %.3f, macro AUC %.3f",
              report.n, t["accuracy"], t["macro_f1"], t["balanced_accuracy"], t["macro_auc"])

@@ -25,7 +25,7 @@ import torch
 
 from rgenima_app import __version__
 from rgenima_app.analysis.metrics import MetricsReport, summarize_folds
-from rgenima_app.bids.derivatives import DerivativesWriter, write_json, write_tsv
+from rgenima_app.bids.derivatives import DerivativesWriter
 from rgenima_app.bids.inputs import collect_t1w, load_bids_filters, read_participants
 from rgenima_app.bids.tsv import read_tsv, to_tsv
 from rgenima_app.bids.validation import validate_bids
@@ -92,8 +92,7 @@ def train_group(config: RunConfig, writer: DerivativesWriter, run_id: str) -> No
         writer.initialize(load_roi_table())
         config.save(config.output_dir / "logs", run_id)
         table = split_table(cohort.table(), folds)
-        write_json(writer.path(None, desc=label, suffix="split", extension=".json"), SPLIT_SIDECAR)
-        write_tsv(writer.path(None, desc=label, suffix="split", extension=".tsv"), table)
+        writer.write_tsv(writer.path(None, desc=label, suffix="split", extension=".tsv"), table, SPLIT_SIDECAR)
     log.info("training %s on %d samples of %d participants (%s), %d fold(s), device %s", label,
              len(cohort.samples), len(labels), settings.data, len(folds), device)
 
@@ -110,12 +109,7 @@ def train_group(config: RunConfig, writer: DerivativesWriter, run_id: str) -> No
 
 SPLIT_SIDECAR = {
     "Description": "Participant-disjoint split of the training run (all sessions of a participant on one side)",
-    "fold": {"Description": "fold index (0 for a single train/validation/test split)"},
-    "role": {"Description": "train, validation (early stopping) or test (held-out evaluation only)",
-             "Levels": {"train": "training", "validation": "early stopping / model selection",
-                        "test": "held-out evaluation", "excluded": "not used in this fold"}},
-    "diagnosis": {"Description": "stage from participants.tsv (NC, SMC, MCI, AD)"},
-}
+}  # the columns are described in bids_spec/derivatives.yaml
 
 
 def _select_samples(cohort: cohort_data.Cohort, settings: TrainSettings) -> None:
@@ -353,14 +347,7 @@ def model_card_notes(settings: TrainSettings, report, n_test: int, reference=Non
 EVALUATION_SIDECAR = {
     "Description": "Held-out (test-set) metrics of the training run, with participant-bootstrap 95% CIs; "
                    "one row per model (R-GenIMA and any baselines), fold and metric",
-    "model": {"Description": "the model: the R-GenIMA bundle name or a baseline"},
-    "fold": {"Description": "fold index; 'mean' rows summarise k-fold (value = mean, ci_low/ci_high = mean -/+ sd)"},
-    "metric": {"Description": "accuracy, macro_f1, balanced_accuracy, macro_auc and per-class precision, recall, "
-                              "f1, specificity, auc"},
-    "value": {"Description": "metric on the test participants"},
-    "ci_low": {"Description": "2.5th percentile of 1000 participant-bootstrap resamples"},
-    "ci_high": {"Description": "97.5th percentile of 1000 participant-bootstrap resamples"},
-}
+}  # the columns are described in bids_spec/derivatives.yaml
 
 
 def write_evaluation(writer: DerivativesWriter, label: str, settings: TrainSettings, results: list[dict]) -> None:
@@ -375,9 +362,7 @@ def write_evaluation(writer: DerivativesWriter, label: str, settings: TrainSetti
             "model": label, "data": settings.data, "fold": "mean", "metric": summary["metric"],
             "value": summary["mean"], "ci_low": summary["mean"] - summary["sd"],
             "ci_high": summary["mean"] + summary["sd"]})], ignore_index=True)
-    write_json(writer.path(None, desc=label, suffix="evaluation", extension=".json"), EVALUATION_SIDECAR)
-    write_tsv(writer.path(None, desc=label, suffix="evaluation", extension=".tsv"), table)
+    writer.write_tsv(writer.path(None, desc=label, suffix="evaluation", extension=".tsv"), table, EVALUATION_SIDECAR)
     predictions = pd.concat([r["predictions"] for r in results], ignore_index=True)
-    write_json(writer.path(None, desc=label, suffix="testpredictions", extension=".json"), {
+    writer.write_tsv(writer.path(None, desc=label, suffix="testpredictions", extension=".tsv"), predictions, {
         "Description": "Class probabilities of the held-out test samples of each fold (training-time evaluation)"})
-    write_tsv(writer.path(None, desc=label, suffix="testpredictions", extension=".tsv"), predictions)

@@ -74,3 +74,20 @@ def test_flow_output_validates(flow):
     report = json.loads(subprocess.run(["bids-validator-deno", "--format", "json", str(out)],
                                        capture_output=True, text=True).stdout)
     assert [i for i in report["issues"]["issues"] if i["severity"] == "error"] == []
+
+
+def test_every_tsv_has_a_sidecar_and_the_run_checked_its_outputs(flow):
+    from rgenima_app.bids.spec import check_outputs
+
+    _, out, group = flow
+    tsvs = [p for p in out.rglob("*.tsv") if ".work" not in p.relative_to(out).parts]
+    kinds = {p.name.split("_")[-1] for p in tsvs}
+    # participant level (morph, genotypes, predictions, attention) and group level (cohort tables)
+    assert {"morph.tsv", "genotypes.tsv", "roiattention.tsv", "predictions.tsv", "metrics.tsv",
+            "roistability.tsv", "geneenrichment.tsv"} <= kinds
+    for tsv in tsvs:
+        sidecar = json.loads(tsv.with_suffix(".json").read_text())
+        header = tsv.read_text().split("\n", 1)[0].split("\t")
+        assert all(sidecar[c]["Description"] for c in header), tsv
+    assert check_outputs(out) == []
+    assert "output check: every file" in "".join(p.read_text() for p in (out / "logs").glob("rgenima-group-*.log"))

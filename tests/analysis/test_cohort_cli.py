@@ -6,6 +6,7 @@ participants mark half of the cohort as training data.
 """
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import subprocess
@@ -18,7 +19,7 @@ from helpers import requires_validator, run_rgenima
 
 from rgenima_app import STAGES
 from rgenima_app.analysis.metrics import classification_metrics
-from rgenima_app.bids.derivatives import DerivativesWriter, write_json, write_tsv
+from rgenima_app.bids.derivatives import DerivativesWriter, write_json
 from rgenima_app.imaging.roi_table import load_roi_table
 from rgenima_app.synthetic import build_phantom, fabricate_attention
 
@@ -66,17 +67,24 @@ def dseg_image() -> nib.Nifti1Image:
     return nib.Nifti1Image(lut[phantom.labels], phantom.affine)
 
 
+def _write_with_sidecar(writer, sidecar, path, table):
+    return writer.write_tsv(path, table, sidecar)
+
+
 def write_participant(out, label, session, roi, pairs, genes, proba, held_out, model_hash="hash-a", model=MODEL):
     """The participant level's files for one participant/session (docs/outputs.md, "Layout"; formats fixed)."""
     name = f"sub-{label}" + (f"_ses-{session}" if session else "")
     folder = out / f"sub-{label}" / (f"ses-{session}" if session else "")
     folder.mkdir(parents=True, exist_ok=True)
     stem = folder / f"{name}_desc-{model}"
-    table = pd.DataFrame([{"label": STAGES[int(np.argmax(proba))], **{f"p_{s}": p for s, p in zip(STAGES, proba)}}])
-    write_json(stem.with_name(stem.name + "_predictions.json"),
-               {"Model": model, "ModelHash": model_hash, "HeldOut": held_out, "ImputedSNPs": 0,
-                "Modalities": ["T1w", "genotype"], "Sources": []})
-    write_tsv(stem.with_name(stem.name + "_predictions.tsv"), table)
+    table = pd.DataFrame([{"participant_id": f"sub-{label}", **({"session_id": f"ses-{session}"} if session else {}),
+                           "label": STAGES[int(np.argmax(proba))], **{f"p_{s}": p for s, p in zip(STAGES, proba)}}])
+    writer = DerivativesWriter(out)  # sidecars as the participant level writes them (checked by the group run)
+    writer.write_tsv(stem.with_name(stem.name + "_predictions.tsv"), table,
+                     {"Description": "fabricated", "Model": model, "ModelHash": model_hash, "HeldOut": held_out,
+                      "ImputedSNPs": 0, "Modalities": ["T1w", "genotype"], "Sources": []})
+    rollout = {"Description": "fabricated", "Sources": [], "Definition": "fabricated"}
+    write_tsv = functools.partial(_write_with_sidecar, writer, rollout)
     rois = load_roi_table()
     write_tsv(stem.with_name(stem.name + "_roiattention.tsv"),
               pd.DataFrame({"index": rois["index"], "roi": rois["name"], "importance": roi}))
