@@ -93,10 +93,20 @@ def _sidecar(table: pd.DataFrame, description: str, options: AnalysisOptions, ex
     }
 
 
-def write_group_tables(analysis: GroupAnalysis, output_dir: Path | str, model: str) -> dict[str, Path]:
+#: The group tables whose findings (stage-specific ROIs, stable genes, enrichment) depend on the model
+#: having learned something: they carry the ``interpretable`` column and sidecar key.
+INTERPRETED_TABLES = ("roistability", "generanking", "geneenrichment")
+
+
+def write_group_tables(analysis: GroupAnalysis, output_dir: Path | str, model: str,
+                       chance: dict | None = None) -> dict[str, Path]:
     """Write the group tables (TSV + JSON sidecar, atomically) into ``output_dir``; returns their paths.
 
     Files: ``desc-<model>_roistability``, ``_roigenestability``, ``_generanking``, ``_geneenrichment``.
+    ``chance`` (``{"interpretable": True | False | None, ...}``, the model's chance checks): the tables of
+    ``INTERPRETED_TABLES`` get a column ``interpretable`` (true, false, or n/a when unknown) and the
+    sidecar keys ``Interpretable`` and ``ChanceCheck``: findings of a model that does not beat chance are
+    still computed, and labelled as not interpretable.
     """
     out = Path(output_dir)
     writer = DerivativesWriter(out)  # the sidecars' column entries come from bids_spec/derivatives.yaml
@@ -116,5 +126,10 @@ def write_group_tables(analysis: GroupAnalysis, output_dir: Path | str, model: s
     paths = {}
     for suffix, (table, description, extra) in specs.items():
         path = out / f"desc-{model}_{suffix}.tsv"
-        paths[suffix] = writer.write_tsv(path, table, _sidecar(table, description, opts, extra))
+        sidecar = _sidecar(table, description, opts, extra)
+        if chance is not None and suffix in INTERPRETED_TABLES:
+            flag = chance.get("interpretable")
+            table = table.assign(interpretable={True: "true", False: "false"}.get(flag, "n/a"))
+            sidecar.update({"Interpretable": flag, "ChanceCheck": chance})
+        paths[suffix] = writer.write_tsv(path, table, sidecar)
     return paths

@@ -25,11 +25,26 @@ is given, groups -- participants with several sessions -- are resampled whole), 
 on every resample at once from weighted counts (no Python loop over resamples), and the
 ``(1-ci)/2`` and ``(1+ci)/2`` percentiles of the resampled values that are defined (NaN in a resample
 that lacks a class is left out). No scikit-learn.
+
+Chance check (``chance_check``): does the model beat what a classifier that learned nothing would
+reach on the same held-out participants? Two conditions, both required:
+
+- its accuracy is above the **majority-class rate** (the accuracy of always answering the most
+  frequent true stage of the held-out participants), and
+- a **label-permutation test** rejects "predictions independent of the true stage": the true labels
+  are permuted ``n_permutations`` times (seeded; whole participants when ``groups`` is given and every
+  participant has one label), the **balanced accuracy** of the fixed predictions is computed for each,
+  and p = (1 + #{permuted >= observed}) / (1 + n_permutations) must be <= ``alpha``.
+
+Balanced accuracy is the permutation statistic because it is not inflated by class imbalance: any
+prediction independent of the labels has expected balanced accuracy 1/K, and a model that answers one
+stage for everyone gets exactly the same value under every permutation (p = 1), however common that
+stage is. The majority-rate condition covers what the user reads first, the accuracy.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -227,3 +242,84 @@ def summarize_folds(reports: Sequence[MetricsReport]) -> pd.DataFrame:
                          "mean": values.mean(axis=1, skipna=True).to_numpy(),
                          "sd": values.std(axis=1, ddof=1, skipna=True).where(counts >= 2).to_numpy(),
                          "n_folds": counts.to_numpy()})
+
+
+@dataclass
+class ChanceCheck:
+    """The chance check of one model on its held-out samples (module docstring, "Chance check")."""
+
+    beats_chance: bool
+    accuracy: float
+    majority_rate: float
+    majority_class: str
+    statistic: str              # the permutation statistic ("balanced_accuracy")
+    observed: float             # its value on the true labels
+    null_mean: float            # its mean over the permutations
+    p_value: float
+    n_permutations: int
+    alpha: float
+    seed: int
+    n: int
+    unit: str                   # what was permuted: "participant" or "sample"
+
+    def to_dict(self) -> dict:
+        """JSON-ready (NaN as None), as stored in the bundle's ``metrics.chance``."""
+        return {k: (_json_float(v) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+#: The statistic of the permutation test (see the module docstring for why).
+CHANCE_STATISTIC = "balanced_accuracy"
+
+
+def chance_check(y_true: Sequence[str], proba: np.ndarray, labels: Sequence[str] = STAGES,
+                 n_permutations: int = 1000, alpha: float = 0.05, seed: int = 0,
+                 groups: Sequence[str] | None = None) -> ChanceCheck:
+    """Whether argmax predictions of ``proba`` beat chance on these samples (module docstring)."""
+    labels = tuple(labels)
+    truth, proba = _check(y_true, proba, labels)
+    if n_permutations < 1:
+        raise ProcessingError(f"chance check: {n_permutations} permutations; at least 1 is needed")
+    if not 0 < alpha < 1:
+        raise ProcessingError(f"chance check: significance level {alpha} is not between 0 and 1")
+    n, k = proba.shape
+    pred = proba.argmax(axis=1)
+    counts = np.bincount(truth, minlength=k)
+    accuracy = float((pred == truth).mean())
+    majority = int(counts.argmax())  # ties: the first label in ``labels`` order
+    rng = np.random.default_rng(seed)
+    unit_rows, unit_labels, unit = _permutation_units(truth, groups)
+    draws = np.argsort(rng.random((n_permutations, len(unit_labels))), axis=1)
+    permuted = np.empty((n_permutations, n), dtype=int)
+    for u, rows in enumerate(unit_rows):  # unit u takes the label of unit draws[:, u]
+        permuted[:, rows] = unit_labels[draws[:, u]][:, None]
+    observed = float(_balanced_accuracy(truth[None, :], pred, k)[0])
+    null = _balanced_accuracy(permuted, pred, k)
+    p_value = float((1 + np.sum(null >= observed - 1e-12)) / (1 + n_permutations))
+    return ChanceCheck(beats_chance=bool(accuracy > counts[majority] / n and p_value <= alpha),
+                       accuracy=accuracy, majority_rate=float(counts[majority] / n), majority_class=labels[majority],
+                       statistic=CHANCE_STATISTIC, observed=observed, null_mean=float(null.mean()),
+                       p_value=p_value, n_permutations=int(n_permutations), alpha=float(alpha), seed=int(seed),
+                       n=int(n), unit=unit)
+
+
+def _permutation_units(truth: np.ndarray, groups: Sequence[str] | None) -> tuple[list[np.ndarray], np.ndarray, str]:
+    """Rows of each exchangeable unit and its label: participants (sessions keep their participant's
+    label together) when every participant has one label, else single samples."""
+    n = len(truth)
+    if groups is not None:
+        if len(groups) != n:
+            raise ProcessingError(f"chance check: {len(groups)} group ids for {n} samples")
+        _, unit_of_row = np.unique(np.asarray([str(g) for g in groups]), return_inverse=True)
+        rows = [np.flatnonzero(unit_of_row == u) for u in range(int(unit_of_row.max()) + 1)]
+        if all(len(set(truth[r])) == 1 for r in rows):
+            return rows, np.array([truth[r[0]] for r in rows]), "participant"
+    return [np.array([i]) for i in range(n)], truth.copy(), "sample"
+
+
+def _balanced_accuracy(truth: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
+    """Balanced accuracy (mean recall over the classes present) of one prediction against each row of
+    ``truth`` (B, n) -> (B,). Permutations keep the class counts, so one set of counts serves all rows."""
+    counts = np.bincount(truth[0], minlength=k).astype(float)
+    hits = np.stack([((truth == c) & (pred == c)[None, :]).sum(axis=1) for c in range(k)], axis=1)
+    present = counts > 0
+    return (hits[:, present] / counts[present]).mean(axis=1)

@@ -3,6 +3,8 @@
     rgenima.json          format version, app version, labels, ROI list and size, genome build, SNP text
                           format, prompt (template, chat format, image token, answer), LLM description,
                           fine-tune mode, image encoder and connector configs, training summary, metrics
+                          (``metrics.chance``: the held-out chance check and its verdict; absent in
+                          bundles written before rgenima checked models against chance)
     snp_panel.tsv         the SNP panel (when given)
     rit.safetensors       the frozen RiT (or wholebrain.safetensors for the whole-brain baseline)
     connector.safetensors
@@ -67,6 +69,11 @@ class LoadedBundle:
         return self.metadata.get("name") or model_label(self.path.name)
 
     @property
+    def chance(self) -> dict:
+        """The chance check of the bundle (``chance_status``)."""
+        return chance_status(self.metadata)
+
+    @property
     def roi_extraction(self) -> dict:
         """ROI extraction settings of training: ``{"mode": ..., "normalization": ...}``."""
         rois = self.metadata["rois"]
@@ -77,6 +84,33 @@ class LoadedBundle:
         training = self.metadata.get("training") or {}
         hashed = set(training.get("participants_sha256") or [])
         return hash_participant_id(participant_id, training.get("participant_salt", "")) in hashed
+
+
+def chance_status(metadata: dict) -> dict:
+    """What the bundle says about its held-out chance check (``analysis.metrics.chance_check``, stored
+    as ``metrics.chance`` by training): ``{"state", "message", "check"}``, ``state`` one of "beats",
+    "fails" (the model did not beat chance: its outputs are not evidence of anything learned) or
+    "unknown" (a bundle written before the check existed, or by hand without it)."""
+    check = ((metadata or {}).get("metrics") or {}).get("chance")
+    if not isinstance(check, dict) or not isinstance(check.get("beats_chance"), bool):
+        return {"state": "unknown", "check": None,
+                "message": "Chance check unknown: this bundle records no held-out chance check (it was written "
+                           "before rgenima checked models against chance, or without a held-out evaluation), so "
+                           "whether the model learned anything is not known."}
+    numbers = (f"held-out accuracy {_fmt(check.get('accuracy'))} vs majority-class rate "
+               f"{_fmt(check.get('majority_rate'))} ({check.get('majority_class')}); label-permutation p = "
+               f"{_fmt(check.get('p_value'))} for {str(check.get('statistic', '')).replace('_', ' ')} "
+               f"{_fmt(check.get('observed'))} ({check.get('n_permutations')} permutations, alpha "
+               f"{_fmt(check.get('alpha'))}, {check.get('n')} held-out samples)")
+    if check["beats_chance"]:
+        return {"state": "beats", "check": check, "message": f"The model beats chance: {numbers}."}
+    return {"state": "fails", "check": check,
+            "message": f"THE MODEL DOES NOT BEAT CHANCE: {numbers}. Its predictions, attention maps and anything "
+                       "derived from them are not evidence of anything the model learned."}
+
+
+def _fmt(value) -> str:
+    return f"{value:.3g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "n/a"
 
 
 def hash_participant_id(participant_id: str, salt: str) -> str:
@@ -210,8 +244,11 @@ def model_card(metadata: dict, notes: str = "") -> str:
     """MODEL_CARD.md text from the bundle metadata."""
     llm = metadata["llm"]
     enc = metadata.get("image_encoder") or {}
-    lines = [
-        "# rgenima model bundle", "",
+    chance = chance_status(metadata)
+    lines = ["# rgenima model bundle", ""]
+    if chance["state"] == "fails":  # said first: nothing below means much for a model that learned nothing
+        lines += [f"> **WARNING: {chance['message']}**", ""]
+    lines += [
         "R-GenIMA: a multimodal LLM that classifies Alzheimer's disease stage "
         f"({', '.join(metadata['labels'])}) from 109 FreeSurfer ROI tokens and SNP genotypes as text.", "",
         "## Model",
@@ -223,6 +260,7 @@ def model_card(metadata: dict, notes: str = "") -> str:
         f"- Genome build: {metadata.get('genome_build')}; SNP text format: {metadata.get('snp_text_format')}"
         f" (dosage separator {metadata['prompt'].get('dosage_separator', '')!r})",
         f"- Prompt layout: {metadata['prompt']['chat_format']}", "",
+        "## Chance check", chance["message"], "",
         "## Training", "```json", json.dumps({k: v for k, v in (metadata.get('training') or {}).items()
                                                if k not in ('participants_sha256', 'participant_salt')},
                                               indent=2, default=str), "```", "",

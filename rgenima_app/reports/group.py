@@ -149,21 +149,40 @@ def _gene_section(analysis: GroupAnalysis, gwas: set[str]) -> dict:
     }
 
 
-def _headline(analysis: GroupAnalysis, metrics: list[dict], n_participants: int) -> list[dict]:
+def chance_banner(chance: Mapping | None) -> dict:
+    """The report's chance-check banner: ``{"state": "fails" | "unknown" | "beats", "messages": [...]}``.
+    ``chance`` is the group analysis's verdict (``workflows.analyse.chance_verdict``; None: tables or a
+    caller without one, i.e. unknown)."""
+    if not chance:
+        return {"state": "unknown", "interpretable": None,
+                "messages": ["Chance check unknown: these results record no held-out chance check of the model, so "
+                             "whether the stage-specific ROIs, stable genes and enrichment are interpretable is "
+                             "unknown."]}
+    flag = chance.get("interpretable")
+    state = "beats" if flag is True else "fails" if flag is False else "unknown"
+    return {"state": state, "interpretable": flag, "messages": list(chance.get("messages") or [])}
+
+
+def _headline(analysis: GroupAnalysis, metrics: list[dict], n_participants: int,
+              interpretable: bool | None = True) -> list[dict]:
     tiles = [{"value": str(n_participants), "label": "participants"}]
     accuracy = next((m for m in metrics if m["metric"].lower() in ("accuracy", "balanced accuracy")), None)
     if accuracy:
         tiles.append({"value": f"{accuracy['value']:.1%}", "label": f"{accuracy['metric']} (held out)"})
+    # a finding of a model that does not beat chance is shown, never headlined as one
+    caveat = {False: " — NOT INTERPRETABLE (model at chance)", None: " (chance check unknown)"}.get(interpretable, "")
     selected = analysis.stage_rois[analysis.stage_rois["selected"]].groupby("group")["roi"].count()
     for stage in analysis.options.stages:
         if stage in set(analysis.stage_rois["group"]):
-            tiles.append({"value": str(int(selected.get(stage, 0))), "label": f"{stage}-specific ROIs",
-                          "color": figures.stage_color(stage)})
+            tiles.append({"value": str(int(selected.get(stage, 0))), "label": f"{stage}-specific ROIs{caveat}",
+                          "color": "#b00020" if interpretable is False else figures.stage_color(stage)})
     enrich = analysis.enrichment
     if len(enrich):
         row = enrich.iloc[0]
-        tiles.append({"value": f"{int(row['n_stable'])}", "label": f"stable genes ({row['group']})"})
-        tiles.append({"value": f"{row['p_value']:.3g}", "label": "GWAS enrichment p"})
+        warn = "#b00020" if interpretable is False else None
+        tiles.append({"value": f"{int(row['n_stable'])}", "label": f"stable genes ({row['group']}){caveat}",
+                      "color": warn})
+        tiles.append({"value": f"{row['p_value']:.3g}", "label": f"GWAS enrichment p{caveat}", "color": warn})
     return tiles
 
 
@@ -171,7 +190,7 @@ def render_group_report(analysis: GroupAnalysis, out_path: Path | str, model: st
                         predictions: pd.DataFrame | None = None, metrics=None,
                         confusion: pd.DataFrame | None = None, dseg=None, dseg_source: str | None = None,
                         dseg_values: str = "index", gwas_genes: Sequence[str] = (),
-                        app_version: str | None = None) -> Path:
+                        app_version: str | None = None, chance: Mapping | None = None) -> Path:
     """Render ``group.html`` (atomically) and return its path.
 
     ``predictions``: one row per participant/session with ``label`` (predicted), ``p_<label>`` columns and,
@@ -179,7 +198,9 @@ def render_group_report(analysis: GroupAnalysis, out_path: Path | str, model: st
     counts (index true, columns predicted); computed from ``predictions`` when omitted. ``dseg``: a nibabel
     ROI image of a representative participant for the brain figures (named by ``dseg_source`` in the
     page) whose voxels hold the canonical ROI index 1..109 (``dseg_values="index"``, the BIDS dseg
-    convention of ``desc-rois_dseg``) or FreeSurfer labels (``"freesurfer"``).
+    convention of ``desc-rois_dseg``) or FreeSurfer labels (``"freesurfer"``). ``chance``: the model's
+    chance verdict (see :func:`chance_banner`); the page opens with a banner unless the model beats chance,
+    and marks the stage-specific ROIs, stable genes and enrichment as not interpretable when it does not.
     """
 
     roi_table = load_roi_table()
@@ -193,11 +214,13 @@ def render_group_report(analysis: GroupAnalysis, out_path: Path | str, model: st
         confusion = confusion_from_predictions(predictions)
     counts = _cohort_counts(predictions, analysis)
     n_participants = int(len(predictions)) if predictions is not None else int(counts.to_numpy().sum())
+    banner = chance_banner(chance)
     context = {
+        "chance": banner,
         "model": model,
         "version": app_version or _app_version(),
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "tiles": _headline(analysis, metric_list, n_participants),
+        "tiles": _headline(analysis, metric_list, n_participants, banner["interpretable"]),
         "cohort_figure": figures.cohort_figure(counts),
         "cohort_table": counts.reset_index().rename(columns={counts.index.name or "index": "group"}).to_dict("records"),
         "cohort_columns": ["group", *map(str, counts.columns)],

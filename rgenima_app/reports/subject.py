@@ -3,7 +3,8 @@
 Built from what the participant level wrote for the model (so it can be re-rendered from the outputs
 alone): for each session, the predicted stage and the class probabilities beside the model's test-set
 metrics, the attention map as orthogonal slices, the top ROIs and genes, the ROI × gene heat map of the
-top pairs, QC facts (absent ROIs, imputed SNPs, modalities, held-out status), warnings, the errors of
+top pairs, QC facts (absent ROIs, imputed SNPs, modalities, held-out status), warnings (first of all a
+banner when the model does not beat chance, or records no chance check), the errors of
 this run's steps for the participant (details in OUTPUT_DIR/logs), and the methods with citations and
 software versions. Figures are inline SVG or data-URI PNG; nothing is
 fetched from elsewhere.
@@ -24,6 +25,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from rgenima_app import STAGES, __version__
 from rgenima_app.bids.derivatives import DerivativesWriter, write_text
 from rgenima_app.bids.tsv import read_tsv
+from rgenima_app.models.bundle import chance_status
 from rgenima_app.reports import figures
 
 N_TOP_ROIS, N_TOP_GENES, N_HEAT = 15, 15, 10
@@ -199,6 +201,7 @@ def render_subject_report(writer: DerivativesWriter, subject: str, bundle, error
         "roi_mode": rois_meta.get("mode", "stretch"), "snp_format": bundle.metadata.get("snp_text_format"),
         "genome_build": bundle.metadata.get("genome_build"),
         "n_training": (bundle.metadata.get("training") or {}).get("n_participants"),
+        "chance": chance_status(bundle.metadata),
         "citations": CITATIONS, "versions": _versions(), "stages": STAGES,
     }
     env = Environment(loader=PackageLoader("rgenima_app.reports", "templates"),

@@ -9,9 +9,28 @@ from rgenima_app.reports.figures import _new_figure, to_svg
 PANELS = (("stage1", "Stage 1: RiT"), ("stage2", "Stage 2: connector + LLM"))
 
 
-def write_training_figure(path: Path, curves: dict[str, dict]) -> Path:
-    """Loss per epoch of both stages (training solid, validation dashed), one line colour per fold."""
+def chance_caption(chance: dict[str, dict]) -> str | None:
+    """The figure's banner when a model (fold) does not beat chance on its test participants, or records
+    no chance check; None when every one beats chance."""
+    failing = [name for name, check in chance.items() if check and check.get("beats_chance") is False]
+    unknown = [name for name, check in chance.items() if not check or not isinstance(check.get("beats_chance"), bool)]
+    parts = []
+    if failing:
+        parts.append(f"DOES NOT BEAT CHANCE on its test participants: {', '.join(failing)} "
+                     "(accuracy not above the majority-class rate, or label-permutation p above alpha)")
+    if unknown:
+        parts.append(f"chance check unknown: {', '.join(unknown)}")
+    return "; ".join(parts) or None
+
+
+def write_training_figure(path: Path, curves: dict[str, dict], chance: dict[str, dict] | None = None) -> Path:
+    """Loss per epoch of both stages (training solid, validation dashed), one line colour per fold;
+    ``chance`` (model name -> its chance check, ``ChanceCheck.to_dict()``) puts a banner above the
+    curves when a model does not beat chance: low losses then say nothing about held-out participants."""
     fig, axes = _new_figure(9, 3.2, ncols=2)
+    caption = chance_caption(chance) if chance is not None else None
+    if caption:
+        fig.suptitle(caption, color="#b00020", fontsize=8, fontweight="bold", wrap=True)
     for ax, (stage, title) in zip(axes, PANELS):
         for i, (name, stages) in enumerate(curves.items()):
             curve = stages.get(stage)

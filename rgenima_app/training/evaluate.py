@@ -7,7 +7,7 @@ import torch
 from tqdm import tqdm
 
 from rgenima_app import STAGES
-from rgenima_app.analysis.metrics import MetricsReport, classification_metrics
+from rgenima_app.analysis.metrics import ChanceCheck, MetricsReport, chance_check, classification_metrics
 from rgenima_app.models.mllm import RGenIMA
 from rgenima_app.training.stage2 import Stage2Item, evaluation_sample
 
@@ -41,3 +41,11 @@ def evaluate_probabilities(items: list[Stage2Item], proba: np.ndarray, n_boot: i
     """Metrics with participant-bootstrap CIs (sessions of one participant are resampled together)."""
     return classification_metrics([it.diagnosis for it in items], proba, n_boot=n_boot, seed=seed,
                                   groups=[it.participant for it in items])
+
+
+def evaluate_chance(items: list[Stage2Item], proba: np.ndarray, n_permutations: int, alpha: float,
+                    seed: int) -> ChanceCheck:
+    """The chance check on the test samples: majority-class rate and a label-permutation test whose unit
+    is the participant (sessions keep their participant's label together)."""
+    return chance_check([it.diagnosis for it in items], proba, n_permutations=n_permutations, alpha=alpha,
+                        seed=seed, groups=[it.participant for it in items])

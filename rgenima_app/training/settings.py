@@ -13,6 +13,7 @@ A train config has one table per part; every key is optional::
     [lora]    r = 16  alpha = 32  dropout = 0.05
     [baselines] run = ["snp_mlp", "bert_rit_concat", ...]  epochs = 60  lr = 1e-3
                 wholebrain_size = 64  wholebrain_depth = 10  wholebrain_width = 16  wholebrain_dim = 256
+    [evaluation] permutations = 1000  alpha = 0.05   (the chance check: analysis/metrics.py chance_check)
 
 Unknown tables or keys are refused with the list of known ones, so a typo never silently falls back
 to a default.
@@ -114,6 +115,14 @@ class BaselineSettings:
 
 
 @dataclass
+class EvaluationSettings:
+    """The held-out chance check (``analysis.metrics.chance_check``), seeded with ``--seed``."""
+
+    permutations: int = 1000   # label permutations: p-values resolve down to 1/1001
+    alpha: float = 0.05        # a model beats chance only with permutation p <= alpha
+
+
+@dataclass
 class TrainSettings:
     """Everything ``group --train`` needs besides the run configuration."""
 
@@ -127,6 +136,7 @@ class TrainSettings:
     stage2: Stage2Settings = field(default_factory=Stage2Settings)
     lora: LoraSettings = field(default_factory=LoraSettings)
     baselines: BaselineSettings = field(default_factory=BaselineSettings)
+    evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -134,7 +144,7 @@ class TrainSettings:
 
 _TABLES = {"split": SplitSettings, "genetics": GeneticsSettings, "imaging": ImagingSettings,
            "stage1": Stage1Settings, "stage2": Stage2Settings, "lora": LoraSettings,
-           "baselines": BaselineSettings}
+           "baselines": BaselineSettings, "evaluation": EvaluationSettings}
 
 
 def _fill(cls, values: dict, where: str):
@@ -203,6 +213,11 @@ def check_settings(s: TrainSettings, source: Path | str) -> None:
     unknown = sorted(set(s.baselines.run) - set(BASELINES))
     if unknown:
         raise UsageError(f"{source}: unknown baseline(s) {', '.join(unknown)}", hint=f"known: {', '.join(BASELINES)}")
+    if s.evaluation.permutations < 1 or not 0 < s.evaluation.alpha < 1:
+        raise UsageError(f"{source}: evaluation.permutations = {s.evaluation.permutations}, "
+                         f"evaluation.alpha = {s.evaluation.alpha}",
+                         hint="at least 1 permutation (1000 or more for a p-value that resolves 0.001) "
+                              "and a significance level between 0 and 1")
     b = s.baselines
     if b.wholebrain_size < 16:  # smaller volumes leave the ResNet's last stages a single voxel
         raise UsageError(f"{source}: baselines.wholebrain_size = {b.wholebrain_size}",

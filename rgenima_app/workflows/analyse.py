@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from rgenima_app import STAGES
 from rgenima_app.analysis.group import AnalysisOptions, GroupAnalysis, analyse_cohort, write_group_tables
-from rgenima_app.analysis.metrics import classification_metrics
+from rgenima_app.analysis.metrics import ChanceCheck, chance_check, classification_metrics
 from rgenima_app.analysis.settings import CohortSettings
 from rgenima_app.analysis.stage_rois import sharing_pattern
 from rgenima_app.bids.inputs import read_participants
@@ -25,7 +25,7 @@ from rgenima_app.bids.tsv import read_tsv
 from rgenima_app.errors import MissingInputError, NoDataError, ProcessingError
 from rgenima_app.genetics.panel import load_gwas_genes
 from rgenima_app.imaging.roi_table import load_roi_table, roi_names
-from rgenima_app.models.bundle import hash_participant_id, model_label, read_bundle_metadata
+from rgenima_app.models.bundle import chance_status, hash_participant_id, model_label, read_bundle_metadata
 from rgenima_app.reports.group import render_group_report
 
 log = logging.getLogger("rgenima")
@@ -199,23 +199,46 @@ def analyse_group(config, writer, run_id: str) -> dict[str, Path]:
     paths = {"predictions": _write_predictions(writer, predictions, model)}
 
     evaluated = predictions[predictions["held_out"] & predictions["diagnosis"].notna()]
-    report = None
+    report = cohort_check = None
     if len(evaluated):
-        report = _write_metrics(writer, model, evaluated, settings, paths)
+        report, cohort_check = _write_metrics(writer, model, evaluated, settings, paths, chance_status(metadata))
     else:
         log.warning("no labelled held-out participant among %d: no metrics (participants.tsv column '%s')",
                     len(predictions), settings.diagnosis_column)
+    chance = chance_verdict(chance_status(metadata), cohort_check)
+    if chance["interpretable"] is not True:
+        log.warning("group analysis of %s: %s", model, " ".join(chance["messages"]))
 
     analysis = _analyse(outputs, predictions, settings)
-    paths.update(write_group_tables(analysis, out, model))
+    paths.update(write_group_tables(analysis, out, model, chance=chance))
     dseg, dseg_source = _representative_dseg(out, predictions)
     paths["report"] = render_group_report(
         analysis, out / "group.html", model, predictions=predictions,
         metrics=report.table if report is not None else None,
         confusion=report.confusion if report is not None else None,
-        dseg=dseg, dseg_source=dseg_source, gwas_genes=_gwas_genes())
+        dseg=dseg, dseg_source=dseg_source, gwas_genes=_gwas_genes(), chance=chance)
     log.info("group report: %s", paths["report"])
     return paths
+
+
+def chance_verdict(model_status: dict, cohort: ChanceCheck | None) -> dict:
+    """Whether the cohort's findings (stage-specific ROIs, stable genes, enrichment) are interpretable:
+    False when the model failed a chance check, at training (``model_status``, from the bundle) or on
+    this cohort's labelled held-out participants (``cohort``); True when every check made passed; None
+    when none is known (a bundle without a chance check and no labelled held-out participant)."""
+    cohort_status = chance_status({"metrics": {"chance": cohort.to_dict()}}) if cohort is not None else None
+    states = [s["state"] for s in (model_status, cohort_status) if s is not None and s["state"] != "unknown"]
+    interpretable = None if not states else all(state == "beats" for state in states)
+    messages = [f"Model, at training: {model_status['message']}"]
+    if cohort_status is not None:
+        messages.append(f"This cohort's labelled held-out participants: {cohort_status['message']}")
+    if interpretable is False:
+        messages.append("The stage-specific ROIs, stable genes and GWAS enrichment below are computed but NOT "
+                        "INTERPRETABLE: they describe the attention of a model that did not beat chance.")
+    elif interpretable is None:
+        messages.append("Whether the stage-specific ROIs, stable genes and enrichment are interpretable is unknown.")
+    return {"interpretable": interpretable, "model": model_status["check"], "model_state": model_status["state"],
+            "cohort": cohort.to_dict() if cohort is not None else None, "messages": messages}
 
 
 def _read_diagnoses(bids_dir: Path, column: str) -> dict:
@@ -252,11 +275,17 @@ def _write_predictions(writer, predictions: pd.DataFrame, model: str) -> Path:
     return writer.write_tsv(path, table, sidecar=sidecar)
 
 
-def _write_metrics(writer, model: str, evaluated: pd.DataFrame, settings: CohortSettings, paths: dict):
+def _write_metrics(writer, model: str, evaluated: pd.DataFrame, settings: CohortSettings, paths: dict,
+                   model_chance: dict) -> tuple:
     opts = settings.options
     proba = evaluated[[f"p_{s}" for s in STAGES]].to_numpy(float)
     report = classification_metrics(list(evaluated["diagnosis"]), proba, STAGES, n_boot=opts.n_boot,
                                     seed=opts.seed, ci=settings.ci, groups=list(evaluated["participant_id"]))
+    trained = model_chance["check"] or {}  # the same test as at training: its permutations and alpha
+    cohort_check = chance_check(list(evaluated["diagnosis"]), proba, STAGES,
+                                n_permutations=int(trained.get("n_permutations") or 1000),
+                                alpha=float(trained.get("alpha") or 0.05), seed=opts.seed,
+                                groups=list(evaluated["participant_id"]))
     path = Path(writer.root) / f"desc-{model}_metrics.tsv"
     sidecar = {
         "Description": f"Classification metrics of model '{model}' on held-out labelled participants only "
@@ -270,6 +299,9 @@ def _write_metrics(writer, model: str, evaluated: pd.DataFrame, settings: Cohort
         "ConfusionMatrix": {"Rows": "true label", "Columns": "predicted label", "Labels": list(STAGES),
                             "Counts": report.confusion.to_numpy().tolist()},
         "Metrics": report.to_dict(),
+        "ChanceCheck": {**cohort_check.to_dict(),
+                        "Method": "beats_chance: accuracy > majority_rate and label-permutation p of the balanced "
+                                  "accuracy <= alpha (labels permuted between participants; docs/analysis.md)"},
         "metric": {"Description": "Metric name (rgenima_app.analysis.metrics; docs/analysis.md)"},
         "value": {"Description": "Value on the held-out participants"},
         "ci_low": {"Description": f"Lower bound of the {settings.ci:.0%} bootstrap interval"},
@@ -280,7 +312,10 @@ def _write_metrics(writer, model: str, evaluated: pd.DataFrame, settings: Cohort
     t = report.table.set_index("metric")["value"]
     log.info("held-out metrics (%d samples): accuracy %.3f, macro-F1 %.3f, balanced accuracy %.3f, macro AUC %.3f",
              report.n, t["accuracy"], t["macro_f1"], t["balanced_accuracy"], t["macro_auc"])
-    return report
+    log.info("chance check on these participants: majority-class rate %.3f, permutation p %.3g: %s",
+             cohort_check.majority_rate, cohort_check.p_value,
+             "beats chance" if cohort_check.beats_chance else "does NOT beat chance")
+    return report, cohort_check
 
 
 def _analyse(outputs: CohortOutputs, predictions: pd.DataFrame, settings: CohortSettings):
@@ -413,8 +448,13 @@ def rerender_group_report(output_dir: Path, model: str) -> Path:
                                      columns=pd.Index(matrix["Labels"], name="predicted"))
         except (OSError, ValueError, KeyError):
             confusion = None  # recomputed from the predictions' held-out rows
+    try:  # the verdict the tables were written with (absent in tables written before the chance check)
+        chance = _json.loads((out / f"desc-{model}_roistability.json").read_text()).get("ChanceCheck")
+    except (OSError, ValueError):
+        chance = None
     dseg, dseg_source = _representative_dseg(out, predictions)
     path = render_group_report(analysis, out / "group.html", model, predictions=predictions, metrics=metrics,
-                               confusion=confusion, dseg=dseg, dseg_source=dseg_source, gwas_genes=_gwas_genes())
+                               confusion=confusion, dseg=dseg, dseg_source=dseg_source, gwas_genes=_gwas_genes(),
+                               chance=chance)
     log.info("group report re-rendered from the tables: %s", path)
     return path

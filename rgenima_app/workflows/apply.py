@@ -44,6 +44,8 @@ class PredictionStage:
         self.hash = bundle_hash(self.bundle.path)
         log.info("model %s (%s) loaded from %s on %s", self.bundle.name,
                  self.bundle.metadata["llm"].get("model_type"), self.bundle.path, self.device)
+        chance = self.bundle.chance
+        (log.info if chance["state"] == "beats" else log.warning)("model %s: %s", self.bundle.name, chance["message"])
         if config.genotypes is None and self.bundle.snp_panel is not None:
             log.warning("the model %s reads genotypes but no --genotypes was given: every participant is "
                         "predicted from the T1w image only", self.bundle.name)

@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from rgenima_app import __version__
-from rgenima_app.analysis.metrics import MetricsReport, summarize_folds
+from rgenima_app.analysis.metrics import ChanceCheck, MetricsReport, summarize_folds
 from rgenima_app.bids.derivatives import DerivativesWriter
 from rgenima_app.bids.inputs import collect_t1w, load_bids_filters, read_participants
 from rgenima_app.bids.tsv import read_tsv, to_tsv
@@ -34,7 +34,7 @@ from rgenima_app.confinement import check_write
 from rgenima_app.environment import resolve_device
 from rgenima_app.errors import OutputNotWritableError, UsageError
 from rgenima_app.imaging.roi_table import N_ROIS, load_roi_table
-from rgenima_app.models.bundle import model_label, save_bundle, training_summary
+from rgenima_app.models.bundle import chance_status, model_label, save_bundle, training_summary
 from rgenima_app.models.finetune import set_finetune_mode, trainable_parameters
 from rgenima_app.models.llm import build_llm
 from rgenima_app.models.mllm import RGenIMA
@@ -45,7 +45,7 @@ from rgenima_app.training import distributed
 from rgenima_app.training.baselines import train_baseline, train_llm_wholebrain
 from rgenima_app.training.classical import NAME as CLASSICAL
 from rgenima_app.training.classical import train_classical
-from rgenima_app.training.evaluate import evaluate_probabilities, predict_items, prediction_table
+from rgenima_app.training.evaluate import evaluate_chance, evaluate_probabilities, predict_items, prediction_table
 from rgenima_app.training.settings import TrainSettings
 from rgenima_app.training.splits import Fold, make_folds, split_table
 from rgenima_app.training.stage1 import load_rit, rit_config, save_weights, train_stage1
@@ -103,7 +103,11 @@ def train_group(config: RunConfig, writer: DerivativesWriter, run_id: str) -> No
     write_evaluation(writer, label, settings, results)
 
     write_training_figure(config.output_dir / "figures" / f"desc-{label}_training.svg",
-                          {names[r["fold"]]: r["curves"] for r in results})
+                          {names[r["fold"]]: r["curves"] for r in results},
+                          chance={names[r["fold"]]: r["chance"][names[r["fold"]]].to_dict() for r in results})
+    for r in results:
+        status = chance_status({"metrics": {"chance": r["chance"][names[r["fold"]]].to_dict()}})
+        (log.info if status["state"] == "beats" else log.warning)("%s: %s", names[r["fold"]], status["message"])
     log.info("training finished: %s", ", ".join(str(config.output_dir / "models" / n) for n in names))
 
 
@@ -217,6 +221,9 @@ def train_fold(config: RunConfig, settings: TrainSettings, cohort: cohort_data.C
     proba = predict_items(model, test_items, settings.data, settings.genetics.snp_text_format,
                           settings.stage2.eval_batch_size)
     report = evaluate_probabilities(test_items, proba, n_boot=1000, seed=config.seed)
+    check = settings.evaluation
+    chance = lambda p: evaluate_chance(test_items, p, check.permutations, check.alpha, config.seed)  # noqa: E731
+    chances = {bundle_name: chance(proba)}
     predictions = prediction_table(test_items, proba, fold.index, bundle_name)
     training = training_summary(
         sorted(train_p | val_p), fold=fold.index, run_key=state_dir.name, data=settings.data, n_test=len(test_p),
@@ -226,11 +233,12 @@ def train_fold(config: RunConfig, settings: TrainSettings, cohort: cohort_data.C
             "snps_kept": int(len(snp_panel))},
         snp_selection=fold_genes.screening.to_dict() if fold_genes.screening else {"method": "all"})
     metrics = {"test": report.to_dict(), "n_test_samples": len(test_items),
-               "confusion": report.confusion.to_dict(orient="index")}
+               "confusion": report.confusion.to_dict(orient="index"), "chance": chances[bundle_name].to_dict()}
     classical = train_classical(in_role(train_p), in_role(val_p), in_role(test_p), fold_genes.qc_tables,
                                 with_images=settings.data != "gene", with_genes=settings.data != "image",
                                 seed=config.seed)
     baselines = [(CLASSICAL, evaluate_probabilities(test_items, classical.proba, n_boot=1000, seed=config.seed))]
+    chances[CLASSICAL] = chance(classical.proba)
     predictions = pd.concat([predictions, prediction_table(test_items, classical.proba, fold.index, CLASSICAL)],
                             ignore_index=True)
     log.info("fold %d: classical reference (%s) test accuracy %.3f", fold.index, CLASSICAL,
@@ -251,19 +259,21 @@ def train_fold(config: RunConfig, settings: TrainSettings, cohort: cohort_data.C
             proba = train_baseline(name, pick(train_p), pick(val_p), test_items, settings.baselines,
                                    settings.genetics.snp_text_format, model.tokenizer, config.seed)
         baselines.append((name, evaluate_probabilities(test_items, proba, n_boot=1000, seed=config.seed)))
+        chances[name] = chance(proba)
         predictions = pd.concat([predictions, prediction_table(test_items, proba, fold.index, name)], ignore_index=True)
         log.info("fold %d: baseline %s test accuracy %.3f", fold.index, name, baselines[-1][1].value("accuracy"))
     metrics["baselines"] = {name: r.to_dict() for name, r in baselines}
+    metrics["baselines_chance"] = {name: chances[name].to_dict() for name, _ in baselines}
     bundle = config.output_dir / "models" / bundle_name
     result = {"fold": fold.index, "report": report, "predictions": predictions, "curves": curves,
-              "bundle": bundle, "baselines": baselines}
+              "bundle": bundle, "baselines": baselines, "chance": chances}
     save_fold_result(state_dir / "result", result)  # before the bundle: a bundle always has its result
     save_bundle(bundle, model, genome_build=config.genome_build, snp_text_format=settings.genetics.snp_text_format,
                 training=training, metrics=metrics, name=bundle_name,
                 snp_panel=None if settings.data == "image" else snp_panel,  # an image-only model reads no SNPs
                 roi_mode=settings.imaging.mode, roi_normalization=settings.imaging.normalization,
                 model_card_notes=model_card_notes(settings, report, len(test_items), baselines[0][1],
-                                                  fold_genes.screening))
+                                                  fold_genes.screening, chances[bundle_name], chances[CLASSICAL]))
     log.info("fold %d: test accuracy %.3f (%d samples); bundle %s", fold.index,
              report.table.set_index("metric").loc["accuracy", "value"], len(test_items), bundle)
     for checkpoint in [state_dir / "stage2" / "checkpoint", *(state_dir / "baselines").glob("*/checkpoint")]:
@@ -280,7 +290,7 @@ def save_fold_result(directory: Path, result: dict) -> None:
     to_tsv(result["predictions"], directory / "testpredictions.tsv")
     (directory / "result.json").write_text(json.dumps(
         {"fold": result["fold"], "reports": reports, "order": [n for n, _ in result["baselines"]],
-         "curves": result["curves"]}, default=str))
+         "curves": result["curves"], "chance": {n: c.to_dict() for n, c in result["chance"].items()}}, default=str))
 
 
 def load_fold_result(directory: Path, bundle: Path) -> dict:
@@ -292,7 +302,9 @@ def load_fold_result(directory: Path, bundle: Path) -> dict:
 
     return {"fold": saved["fold"], "report": report(saved["reports"]["model"]), "bundle": bundle,
             "predictions": read_tsv(directory / "testpredictions.tsv"), "curves": saved["curves"],
-            "baselines": [(name, report(saved["reports"][name])) for name in saved["order"]]}
+            "baselines": [(name, report(saved["reports"][name])) for name in saved["order"]],
+            "chance": {name: ChanceCheck(**{k: (float("nan") if v is None else v) for k, v in entry.items()})
+                       for name, entry in saved["chance"].items()}}
 
 
 def _finished_folds(config: RunConfig, names: list[str], keys: list[str]) -> dict[int, dict]:
@@ -326,7 +338,8 @@ def deepspeed_config(config: RunConfig, settings: TrainSettings) -> dict | None:
     return distributed.load_deepspeed_config(config.deepspeed, settings.stage2)
 
 
-def model_card_notes(settings: TrainSettings, report, n_test: int, reference=None, screening=None) -> str:
+def model_card_notes(settings: TrainSettings, report, n_test: int, reference=None, screening=None,
+                     chance: ChanceCheck | None = None, reference_chance: ChanceCheck | None = None) -> str:
     """The model card's held-out figures, beside the classical reference's on the same participants."""
     rows = report.table.set_index("metric")
     ref = reference.table.set_index("metric") if reference is not None else None
@@ -337,6 +350,14 @@ def model_card_notes(settings: TrainSettings, report, n_test: int, reference=Non
         r = rows.loc[metric]
         other = f"{ref.loc[metric, 'value']:.3f}" if ref is not None else "n/a"
         lines.append(f"| {metric} | {r['value']:.3f} | {r['ci_low']:.3f} – {r['ci_high']:.3f} | {other} |")
+    if chance is not None:
+        ref = reference_chance
+        for what, mine, theirs in (
+                ("majority-class rate", f"{chance.majority_rate:.3f}", ref and f"{ref.majority_rate:.3f}"),
+                (f"permutation p ({chance.statistic})", f"{chance.p_value:.3g}", ref and f"{ref.p_value:.3g}"),
+                ("beats chance", "yes" if chance.beats_chance else "NO",
+                 ref and ("yes" if ref.beats_chance else "no"))):
+            lines.append(f"| {what} | {mine} | — | {theirs or 'n/a'} |")
     g = settings.genetics
     selection = (f"the {g.screen_top} QC'd SNPs most associated with stage in the training participants "
                  f"(ANOVA F; {screening.n_participants} participants)" if screening is not None else "every QC'd SNP")
@@ -354,14 +375,22 @@ def write_evaluation(writer: DerivativesWriter, label: str, settings: TrainSetti
     rows = []
     for r in results:
         for name, report in [(r["bundle"].name, r["report"]), *r["baselines"]]:
-            rows.append(report.table.assign(model=name, fold=r["fold"], data=settings.data))
-    table = pd.concat(rows, ignore_index=True)[["model", "data", "fold", "metric", "value", "ci_low", "ci_high"]]
+            check = r["chance"][name]
+            rows.append(report.table.assign(model=name, fold=r["fold"], data=settings.data,
+                                            majority_rate=check.majority_rate, permutation_p=check.p_value,
+                                            beats_chance=check.beats_chance))
+    table = pd.concat(rows, ignore_index=True)[["model", "data", "fold", "metric", "value", "ci_low", "ci_high",
+                                                "majority_rate", "permutation_p", "beats_chance"]]
     if len(results) > 1:
         summary = summarize_folds([r["report"] for r in results])
+        checks = [r["chance"][r["bundle"].name] for r in results]
         table = pd.concat([table, pd.DataFrame({
             "model": label, "data": settings.data, "fold": "mean", "metric": summary["metric"],
             "value": summary["mean"], "ci_low": summary["mean"] - summary["sd"],
-            "ci_high": summary["mean"] + summary["sd"]})], ignore_index=True)
+            "ci_high": summary["mean"] + summary["sd"],
+            "majority_rate": sum(c.majority_rate for c in checks) / len(checks), "permutation_p": float("nan"),
+            "beats_chance": all(c.beats_chance for c in checks)})], ignore_index=True)
+    table["beats_chance"] = table["beats_chance"].map({True: "true", False: "false"})
     writer.write_tsv(writer.path(None, desc=label, suffix="evaluation", extension=".tsv"), table, EVALUATION_SIDECAR)
     predictions = pd.concat([r["predictions"] for r in results], ignore_index=True)
     writer.write_tsv(writer.path(None, desc=label, suffix="testpredictions", extension=".tsv"), predictions, {

@@ -68,6 +68,23 @@ def test_group_run_on_participant_outputs(flow):
     assert "data:image/png;base64" in (out / "group.html").read_text()  # brain slices from a participant's dseg
 
 
+
+def test_bundle_without_a_chance_check_is_reported_as_unknown(flow):
+    """The flow's bundle records no chance check (as bundles written before it): it loads, every subject
+    report and the group report say the check is unknown; the group verdict rests on this cohort's check."""
+    cohort, out, group = flow
+    for report in sorted(out.glob("sub-*.html")):
+        text = report.read_text()
+        assert 'class="chance unknown"' in text and "Chance check unknown" in text, report.name
+    sidecar = json.loads((out / f"desc-{MODEL}_roistability.json").read_text())
+    chance = sidecar["ChanceCheck"]
+    assert chance["model_state"] == "unknown" and chance["model"] is None
+    cohort_check = json.loads((out / f"desc-{MODEL}_metrics.json").read_text())["ChanceCheck"]
+    assert chance["cohort"]["beats_chance"] == cohort_check["beats_chance"]
+    assert sidecar["Interpretable"] is cohort_check["beats_chance"]  # the only check known
+    assert "Model, at training: Chance check unknown" in (out / "group.html").read_text()
+
+
 @requires_validator
 def test_flow_output_validates(flow):
     _, out, _ = flow

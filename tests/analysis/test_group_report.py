@@ -95,6 +95,45 @@ def test_report_makes_no_external_reference(report):
     assert leftovers <= {"http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink"}, leftovers
 
 
+def _verdict(interpretable):
+    """A group chance verdict as ``workflows.analyse.chance_verdict`` makes it (from real checks)."""
+    from rgenima_app.analysis.metrics import chance_check
+    from rgenima_app.models.bundle import chance_status
+    from rgenima_app.workflows.analyse import chance_verdict
+
+    y = ["NC", "SMC", "MCI", "AD"] * 6
+    proba = np.eye(4)[[0, 1, 2, 3] * 6] if interpretable else np.tile([0.1, 0.1, 0.1, 0.7], (24, 1))
+    check = chance_check(y, proba, n_permutations=200)
+    return chance_verdict(chance_status({"metrics": {"chance": check.to_dict()}}), None)
+
+
+@pytest.mark.parametrize("state", ["fails", "unknown", "beats"])
+def test_tables_and_report_say_when_findings_are_not_interpretable(planted_analysis, tmp_path, state):
+    chance = {"fails": _verdict(False), "beats": _verdict(True), "unknown": None}[state]
+    assert chance is None or chance["interpretable"] is (state == "beats")
+    paths = write_group_tables(planted_analysis, tmp_path, "tiny", chance=chance)
+    for suffix in ("roistability", "generanking", "geneenrichment"):
+        table = pd.read_csv(paths[suffix], sep="\t", dtype={"interpretable": str})
+        sidecar = json.loads(paths[suffix].with_suffix(".json").read_text())
+        if chance is None:  # a caller without a verdict: the tables are as before
+            assert "interpretable" not in table and "Interpretable" not in sidecar
+        else:
+            assert set(table["interpretable"]) == {"true" if state == "beats" else "false"}
+            assert sidecar["Interpretable"] is (state == "beats") and sidecar["ChanceCheck"] == chance
+    assert "interpretable" not in pd.read_csv(paths["roigenestability"], sep="\t")
+    text = render_group_report(planted_analysis, tmp_path / "group.html", "tiny", metrics=METRICS,
+                               gwas_genes=GWAS, chance=chance).read_text()
+    banner = "This model does not beat chance: the findings below are not interpretable."
+    assert (banner in text) == (state == "fails")
+    assert text.count('class="not-interpretable"') == (3 if state == "fails" else 0)  # ROIs, ROI-gene, genes
+    assert ("NOT INTERPRETABLE (model at chance)" in text) == (state == "fails")  # on the headline tiles
+    assert ("Chance check unknown" in text) == (state == "unknown")
+    assert text.count('id="chance-check"') == (0 if state == "beats" else 1)
+    if state == "fails":
+        assert text.index(banner) < text.index('<div class="tiles">')  # before any headline number
+        assert "DOES NOT BEAT CHANCE" in text  # the numbers of the check are in the banner
+
+
 def test_metrics_and_confusion_helpers():
     rows = metrics_rows(pd.DataFrame({"metric": ["macro_f1"], "value": [0.5], "ci_low": [np.nan], "ci_high": [0.6]}))
     assert rows == [{"metric": "macro f1", "value": 0.5, "ci": "—"}]

@@ -12,6 +12,7 @@ from rgenima_app import STAGES
 from rgenima_app.analysis.metrics import (
     _bootstrap,
     _weighted_auc,
+    chance_check,
     classification_metrics,
     metric_names,
     summarize_folds,
@@ -224,3 +225,61 @@ def test_bootstrap_speed_shape_500_participants():
     assert t["ci_low"].notna().all()
     assert (t["ci_low"] <= t["ci_high"]).all()
     assert 0.4 < t.loc["macro_auc", "value"] < 0.6  # random scores
+
+
+# -- chance check ------------------------------------------------------------------------------------------
+def _imbalanced_labels() -> list[str]:
+    return ["AD"] * 10 + ["MCI"] * 6 + ["SMC"] * 4 + ["NC"] * 4
+
+
+def test_constant_prediction_of_the_majority_class_does_not_beat_chance():
+    """Always answering the most common stage reaches the majority rate, never more; the permutation
+    statistic (balanced accuracy) is the same under every permutation, so p = 1."""
+    y = _imbalanced_labels()
+    proba = np.tile([0.1, 0.1, 0.2, 0.6], (len(y), 1))  # always AD
+    check = chance_check(y, proba, n_permutations=500, seed=3)
+    assert check.accuracy == pytest.approx(10 / 24) and check.majority_rate == pytest.approx(10 / 24)
+    assert check.majority_class == "AD"
+    assert check.observed == pytest.approx(0.25) and check.p_value == pytest.approx(1.0)
+    assert check.beats_chance is False
+
+
+def test_random_probabilities_do_not_beat_chance_and_perfect_ones_do():
+    y = _imbalanced_labels()
+    truth = np.array([STAGES.index(v) for v in y])
+    perfect = chance_check(y, np.eye(4)[truth] * 0.7 + 0.075, n_permutations=999, seed=0)
+    assert perfect.accuracy == 1.0 and perfect.beats_chance
+    assert perfect.p_value == pytest.approx(1 / 1000)  # no permutation of 24 labels reaches 1.0 here
+    rng = np.random.default_rng(11)
+    at_chance = [chance_check(y, rng.dirichlet(np.ones(4), len(y)), n_permutations=300, seed=k) for k in range(20)]
+    assert sum(c.beats_chance for c in at_chance) <= 3  # alpha 0.05: about 1 in 20 by luck
+    assert np.mean([c.null_mean for c in at_chance]) == pytest.approx(0.25, abs=0.02)  # E[balanced acc.] = 1/K
+
+
+def test_accuracy_above_the_majority_rate_is_needed_even_when_significant():
+    """Labels 20 AD / 4 NC; a model that gets every NC right but calls 6 of 20 AD 'NC' has balanced
+    accuracy 0.85 (significant) but accuracy 0.75 < majority rate 0.833: it does not beat chance."""
+    y = ["AD"] * 20 + ["NC"] * 4
+    predicted = ["AD"] * 14 + ["NC"] * 6 + ["NC"] * 4
+    proba = np.eye(4)[[STAGES.index(v) for v in predicted]]
+    check = chance_check(y, proba, n_permutations=999, seed=1)
+    assert check.observed == pytest.approx(0.85) and check.p_value <= 0.05
+    assert check.accuracy == pytest.approx(0.75) and check.majority_rate == pytest.approx(20 / 24)
+    assert not check.beats_chance
+
+
+def test_chance_check_is_seeded_and_permutes_whole_participants():
+    y = ["NC", "NC", "AD", "AD", "MCI", "MCI", "SMC", "SMC"] * 2
+    groups = [f"p{i // 2}" for i in range(len(y))]  # two sessions per participant, one label each
+    proba = np.random.default_rng(2).dirichlet(np.ones(4), len(y))
+    a = chance_check(y, proba, n_permutations=200, seed=5, groups=groups)
+    b = chance_check(y, proba, n_permutations=200, seed=5, groups=groups)
+    assert a == b and a.unit == "participant"
+    assert chance_check(y, proba, n_permutations=200, seed=5).unit == "sample"
+    # a participant whose sessions have different labels cannot be permuted whole: samples are
+    assert chance_check(y, proba, n_permutations=50, groups=["p0"] * len(y)).unit == "sample"
+    assert json.loads(json.dumps(a.to_dict()))["beats_chance"] == a.beats_chance
+    with pytest.raises(ProcessingError, match="permutations"):
+        chance_check(y, proba, n_permutations=0)
+    with pytest.raises(ProcessingError, match="significance"):
+        chance_check(y, proba, alpha=1.5)

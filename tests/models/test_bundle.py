@@ -77,6 +77,37 @@ def test_metadata_and_card(bundle):
     assert not list(path.parent.glob(".m.*"))  # no temporary directory left behind
 
 
+def test_bundle_without_a_chance_check_loads_and_says_unknown(bundle):
+    """Bundles written before the chance check (metrics without ``chance``) load; the check is unknown."""
+    _, path = bundle
+    assert "chance" not in json.loads((path / "rgenima.json").read_text())["metrics"]
+    loaded = load_bundle(path)
+    assert loaded.chance["state"] == "unknown" and loaded.chance["check"] is None
+    card = (path / "MODEL_CARD.md").read_text()
+    assert "## Chance check\nChance check unknown" in card and "WARNING" not in card
+
+
+@pytest.mark.parametrize("perfect", [False, True])
+def test_chance_verdict_is_stored_and_a_failing_model_gets_a_banner(fresh_tiny_llm, tmp_path, perfect):
+    import numpy as np
+
+    from rgenima_app.analysis.metrics import chance_check
+
+    y = ["NC", "SMC", "MCI", "AD"] * 5
+    proba = np.eye(4)[[0, 1, 2, 3] * 5] if perfect else np.tile([0.7, 0.1, 0.1, 0.1], (20, 1))
+    check = chance_check(y, proba, n_permutations=200)
+    path = save_bundle(tmp_path / "m", build(fresh_tiny_llm), metrics={"chance": check.to_dict()})
+    stored = json.loads((path / "rgenima.json").read_text())["metrics"]["chance"]
+    assert stored["beats_chance"] is perfect and stored["majority_rate"] == pytest.approx(0.25)
+    assert stored["p_value"] == pytest.approx(check.p_value) and stored["n_permutations"] == 200
+    assert load_bundle(path).chance["state"] == ("beats" if perfect else "fails")
+    card = (path / "MODEL_CARD.md").read_text()
+    banner = "> **WARNING: THE MODEL DOES NOT BEAT CHANCE"
+    assert (banner in card) is not perfect
+    if not perfect:  # the banner comes first, before anything a reader might take as a result
+        assert card.index(banner) < card.index("## Model")
+
+
 def edit_metadata(path, **changes):
     meta = json.loads((path / "rgenima.json").read_text())
     for key, value in changes.items():
