@@ -41,6 +41,11 @@ def _input(param: click.Parameter) -> dict:
         entry.update(type="Number", integer=True)
         if isinstance(param.type, click.IntRange) and param.type.min is not None:
             entry["minimum"] = param.type.min
+    elif isinstance(param.type, click.FloatRange) or param.type is click.FLOAT:
+        entry.update(type="Number", integer=False)
+        for bound in ("min", "max"):
+            if getattr(param.type, bound, None) is not None:
+                entry["minimum" if bound == "min" else "maximum"] = getattr(param.type, bound)
     elif name in FILE_OPTIONS:
         entry["type"] = "File"
     else:

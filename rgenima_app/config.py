@@ -74,6 +74,8 @@ class RunConfig:
     genome_build: str = "GRCh37"
     gene_panel: Path | None = None
     model: Path | None = None
+    min_panel_coverage: float = 0.5   # inference.predict.DEFAULT_MIN_PANEL_COVERAGE (not imported: no torch here)
+    allow_unvalidated_inputs: bool = False
     train: bool = False
     train_config: Path | None = None
     llm: str = "tiny"

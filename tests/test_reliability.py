@@ -39,7 +39,7 @@ XSS = "<script>alert(1)</script>"
 XSS_GENE = "<script>alert(2)</script>"
 XSS_SAMPLE = "<script>alert(3)</script>"
 LABELS = ["002", "003", "004", "005"]   # two MCI with genotypes: a group for the analysis
-NO_GENOTYPES = "sub-003"       # its genetic_id is the injected one: predicted from the image only
+NO_GENOTYPES = "sub-003"       # its genetic_id is the injected one: predicted from the image only (allowed)
 
 SITECUSTOMIZE = '''
 import os, socket
@@ -152,6 +152,7 @@ def _run_twice(hostile, tmp_path_factory):
                                 "--genotypes", hostile["genotypes"], "--gene-panel", hostile["panel"],
                                 "--fs-subjects-dir", subjects, "--fs-no-reconall", "-w", work, "--roi-size", "8",
                                 "--skip-bids-validation", "--nprocs", "1", "--seed", "5", "--device", "cpu",
+                                "--allow-unvalidated-inputs",  # sub-003 has no genotypes: image only
                                 "--participant-label", *LABELS], env, dirs["cwd"])
         group = confined([hostile["bids"], out, "group", "--model", hostile["bundle"], "-w", work,
                           "--skip-bids-validation", "--seed", "5", "--device", "cpu"], env, dirs["cwd"])
@@ -477,7 +478,7 @@ def test_killed_participant_run_resumes_to_the_same_outputs(hostile, confined_ru
     args = [hostile["bids"], out, "participant", "--model", hostile["bundle"], "--genotypes", hostile["genotypes"],
             "--gene-panel", hostile["panel"], "--fs-subjects-dir", hostile["freesurfer"], "--fs-no-reconall",
             "-w", tmp_path / "work", "--roi-size", "8", "--skip-bids-validation", "--nprocs", "1", "--seed", "5",
-            "--device", "cpu", "--participant-label", *LABELS]
+            "--device", "cpu", "--allow-unvalidated-inputs", "--participant-label", *LABELS]
     for pattern, sig in (("dataset_description.json", signal.SIGTERM), ("sub-*/*_predictions.tsv", signal.SIGKILL)):
         code = _kill_when(args, out, pattern, sig)
         assert code != 0 or pattern.startswith("sub-"), f"the run ended before {pattern} appeared"

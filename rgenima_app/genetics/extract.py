@@ -4,7 +4,8 @@
   training participants, keep QC-passing SNPs inside panel genes; gives the model's ``snp_panel`` table
   (``snp, chrom, pos, a1, a2, gene, a1_freq``) and the cohort QC report.
 - :func:`panel_genotypes` (participant level): the dosages of a SNP panel for some samples, aligned to
-  the panel's A1 allele, missing calls imputed with the panel's training A1 frequency; one table
+  the panel's A1 allele (found by position or rsID, allele swaps and strand flips handled:
+  ``genetics/match.py``), missing calls imputed with the panel's training A1 frequency; one table
   ``snp, gene, chrom, pos, a1, a2, dosage, imputed`` per participant.
 """
 from __future__ import annotations
@@ -16,9 +17,11 @@ import numpy as np
 import pandas as pd
 
 from rgenima_app.errors import ProcessingError
+from rgenima_app.genetics.match import PanelMatch, id_position, match_panel, rsids
 from rgenima_app.genetics.panel import assign_genes, check_file_build, panel_regions
 from rgenima_app.genetics.qc import impute_missing, run_qc
-from rgenima_app.genetics.readers import GenotypeReader, open_genotypes
+from rgenima_app.genetics.readers import (GenotypeChunk, GenotypeReader, Region, VcfReader, normalize_chrom,
+                                         open_genotypes)
 
 SNP_PANEL_COLUMNS = ["snp", "chrom", "pos", "a1", "a2", "gene", "a1_freq"]
 PARTICIPANT_COLUMNS = ["snp", "gene", "chrom", "pos", "a1", "a2", "dosage", "imputed"]
@@ -66,10 +69,44 @@ def panel_genotypes(genotypes: str | os.PathLike | GenotypeReader, snp_panel: pd
 
     ``snp_panel``: the model's (or :func:`select_panel_snps`') table ``snp, chrom, pos, a1, a2, gene,
     a1_freq``. ``sample_ids``: participant_id -> genotype sample ID (e.g. ``match_samples(...).matched``),
-    or sample IDs used as keys. Variants are matched by chromosome, position and alleles; a file whose A1
-    is the panel's A2 is flipped (dosage = 2 - d). Panel SNPs absent from the file, with other alleles, or
-    with a missing call get ``2 * a1_freq`` and ``imputed = True``. Dosage = count of the panel's A1.
+    or sample IDs used as keys. Panel SNPs are found in the file by position or rsID, allele swaps and
+    strand flips handled (``genetics/match.py``); a swapped SNP's dosage is 2 - d. Panel SNPs absent from
+    the file, with other alleles, ambiguous, or with a missing call get ``2 * a1_freq`` and
+    ``imputed = True``. Dosage = count of the panel's A1.
     """
+    return matched_panel_genotypes(genotypes, snp_panel, sample_ids)[0]
+
+
+def _read_candidates(reader: GenotypeReader, panel: pd.DataFrame) -> GenotypeChunk:
+    """The file's variants that may be panel SNPs: those at the panel's positions (or the ones its IDs
+    spell) and, for panel SNPs not found there, those with the panel SNP's rsID anywhere in the file
+    (a PLINK .bim is in memory and a VCF without index was streamed whole anyway; an indexed VCF is
+    scanned whole, without genotypes, only when position matching found at most half of the panel: a
+    file of another build or with other positions)."""
+    spots = [(c, p) for c, p in zip(panel["chrom"], panel["pos"])]
+    spots += [p for p in map(id_position, panel["snp"]) if p is not None]
+    chunk = reader.read([Region(normalize_chrom(c), int(p), int(p)) for c, p in spots])
+    unmatched = match_panel(panel, chunk.variants).table["status"] != "matched"
+    wanted = {r for snp in panel.loc[unmatched.to_numpy(), "snp"] for r in rsids(snp)}
+    if not wanted or (isinstance(reader, VcfReader) and reader.indexed and unmatched.mean() <= 0.5):
+        return chunk
+    variants = reader.variants
+    names = variants["snp"].astype(str)
+    hit = names.str.lower().isin(wanted)   # vectorised: a genome-wide .bim has millions of rows
+    several = names.str.contains(";", regex=False) & ~hit   # a VCF ID field listing several IDs
+    hit[several] = names[several].map(lambda s: any(r in wanted for r in rsids(s)))
+    elsewhere = variants[hit.to_numpy(bool)]
+    if elsewhere.empty:
+        return chunk
+    extra = reader.read([Region(c, int(p), int(p)) for c, p in zip(elsewhere["chrom"], elsewhere["pos"])],
+                        snps=set(elsewhere["snp"]))
+    return GenotypeChunk(pd.concat([chunk.variants, extra.variants], ignore_index=True),
+                         np.concatenate([chunk.dosage, extra.dosage], axis=0))
+
+
+def matched_panel_genotypes(genotypes: str | os.PathLike | GenotypeReader, snp_panel: pd.DataFrame,
+                            sample_ids: Mapping[str, str] | Iterable[str]) -> tuple[dict[str, pd.DataFrame], PanelMatch]:
+    """:func:`panel_genotypes` and how each panel SNP was matched in the file (``PanelMatch``)."""
     reader = open_genotypes(genotypes)
     ids = dict(sample_ids) if isinstance(sample_ids, Mapping) else {s: s for s in sample_ids}
     index = {s: i for i, s in enumerate(reader.samples)}
@@ -78,24 +115,16 @@ def panel_genotypes(genotypes: str | os.PathLike | GenotypeReader, snp_panel: pd
         raise ProcessingError(f"sample(s) {', '.join(unknown[:5])} not in {reader.path}",
                               hint="match participants with rgenima_app.genetics.samples.match_samples")
     panel = snp_panel.reset_index(drop=True)
-    chunk = reader.read(panel_regions(panel.assign(start=panel["pos"], end=panel["pos"])))
-    found = chunk.variants.assign(row=np.arange(len(chunk.variants)))
-    key = ["chrom", "pos"]
-    merged = panel[key + ["a1", "a2"]].assign(order=np.arange(len(panel))).merge(
-        found[key + ["a1", "a2", "row"]], on=key, how="left", suffixes=("", "_file"))
-    same = (merged["a1"] == merged["a1_file"]) & (merged["a2"] == merged["a2_file"])
-    flipped = (merged["a1"] == merged["a2_file"]) & (merged["a2"] == merged["a1_file"])
-    merged = merged[same | flipped | merged["row"].isna()].assign(flip=flipped)
-    merged = merged.sort_values(["order", "flip"]).drop_duplicates("order").set_index("order")
-    merged = merged.reindex(range(len(panel)))
-    rows = merged["row"].to_numpy()
-    have = ~np.isnan(rows.astype(float))
+    chunk = _read_candidates(reader, panel)
+    match = match_panel(panel, chunk.variants)
+    rows, have = match.rows, match.rows >= 0
     columns = [index[s] for s in ids.values()]
     raw = np.full((len(panel), len(columns)), -1, dtype=np.int8)
-    raw[have] = chunk.dosage[rows[have].astype(int)][:, columns]
-    flip = merged["flip"].fillna(False).to_numpy(bool)
+    raw[have] = chunk.dosage[rows[have]][:, columns]
+    flip = match.flip
     raw[flip] = np.where(raw[flip] >= 0, 2 - raw[flip], -1)
     dosage, imputed = impute_missing(raw, panel["a1_freq"].to_numpy(float))
     base = panel[["snp", "gene", "chrom", "pos", "a1", "a2"]]
-    return {pid: base.assign(dosage=dosage[:, j], imputed=imputed[:, j])[PARTICIPANT_COLUMNS]
-            for j, pid in enumerate(ids)}
+    tables = {pid: base.assign(dosage=dosage[:, j], imputed=imputed[:, j])[PARTICIPANT_COLUMNS]
+              for j, pid in enumerate(ids)}
+    return tables, match

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from rgenima_app.genetics.extract import panel_genotypes, select_panel_snps
+from rgenima_app.genetics.extract import matched_panel_genotypes, select_panel_snps
 from rgenima_app.genetics.panel import gene_panel
 from rgenima_app.genetics.readers import open_genotypes
 from rgenima_app.genetics.samples import match_samples
@@ -39,6 +39,7 @@ def participant_genotypes(genotypes: str | os.PathLike, participants: pd.DataFra
     ``subjects``: the labels to process. Subjects without a genotype sample are logged and left out.
     """
     reader = open_genotypes(genotypes)
+    model_panel = snp_panel is not None
     if snp_panel is None:
         snp_panel, _ = select_panel_snps(reader, gene_panel(panel_path, genome_build), build=genome_build)
         log.info("%s: %d SNPs of the gene panel pass QC (all %d samples)", reader.path.name, len(snp_panel),
@@ -50,7 +51,21 @@ def participant_genotypes(genotypes: str | os.PathLike, participants: pd.DataFra
     match.log(log, source=reader.path.name)
     if not match.matched:
         return {}
-    return panel_genotypes(reader, snp_panel, match.matched)
+    tables, panel_match = matched_panel_genotypes(reader, snp_panel, match.matched)
+    if model_panel:
+        log_panel_match(panel_match.summary(), reader.path.name)
+    return tables
+
+
+def log_panel_match(summary: dict[str, int], source: str) -> None:
+    """How many of the model's panel SNPs the genotype file has, and how they were found (a warning
+    when under half: a file of another build, or one named and placed otherwise than the model's)."""
+    level = logging.WARNING if summary["matched"] <= summary["panel"] / 2 else logging.INFO
+    log.log(level, "%s: %d of the model's %d panel SNPs found (%d by position, %d by rsID; %d with the alleles "
+            "swapped, %d on the other strand); not found: %d absent, %d with other alleles, %d palindromic "
+            "(A/T, C/G) left out because the file has SNPs on the other strand", source, summary["matched"],
+            summary["panel"], summary["by_position"], summary["by_rsid"], summary["allele_swapped"],
+            summary["strand_flipped"], summary["absent"], summary["other_alleles"], summary["ambiguous_palindromic"])
 
 
 def participant_genotypes_path(writer, subject: str) -> Path:

@@ -400,6 +400,11 @@ class VcfReader(GenotypeReader):
         return self._variants
 
     @property
+    def indexed(self) -> bool:
+        """Whether region queries use an index (.csi/.tbi) instead of streaming the file."""
+        return self._indexed
+
+    @property
     def skipped(self) -> pd.DataFrame:
         frame = pd.DataFrame(self._skipped, columns=["snp", "chrom", "pos", "reason"])
         return frame.drop_duplicates(ignore_index=True)

@@ -2,7 +2,9 @@
 
 Per sample (``sub-X[_ses-Y]``, model label ``<model>``):
 
-* ``sub-X[_ses-Y]_desc-<model>_predictions.tsv`` (+ .json): ``label``, ``p_NC``, ``p_SMC``, ``p_MCI``, ``p_AD``
+* ``sub-X[_ses-Y]_desc-<model>_predictions.tsv`` (+ .json): ``label``, ``p_NC``, ``p_SMC``, ``p_MCI``, ``p_AD``,
+  then the inputs (``INPUT_COLUMNS``): ``modalities``, ``inputs_validated``, ``panel_snps_observed``,
+  ``panel_snps_total``, ``panel_coverage_low``
 * ``..._roiattention.tsv`` (+ .json): ``index``, ``roi``, ``importance`` — 109 rows, canonical order
 * ``..._geneattention.tsv`` (+ .json): ``gene``, ``importance`` — one row per gene of the SNP text
 * ``..._roigeneattention.tsv`` (+ .json): ``roi``, ``gene``, ``attention`` — long format
@@ -50,7 +52,28 @@ def prediction_table(prediction: Prediction) -> pd.DataFrame:
         row["session_id"] = f"ses-{item.session}"
     row["label"] = prediction.label
     row.update({f"p_{s}": float(p) for s, p in zip(STAGES, prediction.probabilities)})
-    return pd.DataFrame([row])
+    row.update(input_columns(prediction))
+    table = pd.DataFrame([row])
+    for column in ("panel_snps_observed", "panel_snps_total"):
+        if column in table:
+            table[column] = table[column].astype("Int64")
+    return table
+
+
+#: What a prediction was made from (docs/inference.md, "Missing modalities"); the columns are described in
+#: bids_spec/derivatives.yaml.
+INPUT_COLUMNS = ("modalities", "inputs_validated", "panel_snps_observed", "panel_snps_total", "panel_coverage_low")
+
+
+def input_columns(prediction: Prediction) -> dict:
+    """The ``INPUT_COLUMNS`` of one prediction (None is written as n/a)."""
+    inputs = prediction.inputs
+    if inputs is None:
+        return {}
+    values = (inputs.configuration, inputs.is_validated, inputs.panel_observed, inputs.panel_total,
+              inputs.panel_coverage_low)
+    as_bids = {True: "true", False: "false"}  # the Levels of the boolean columns
+    return {c: (as_bids[v] if isinstance(v, bool) else v) for c, v in zip(INPUT_COLUMNS, values)}
 
 
 def roi_table(prediction: Prediction) -> pd.DataFrame:
@@ -120,6 +143,7 @@ def write_prediction(writer: DerivativesWriter, prediction: Prediction, bundle: 
         "AbsentROIs": prediction.absent_rois,
         "SNPTextFormat": bundle.metadata.get("snp_text_format"),
         "SoftwareVersion": __version__,
+        **(prediction.inputs.to_sidecar() if prediction.inputs is not None else {}),
     }  # the columns are described in bids_spec/derivatives.yaml
     with writer.output_set():  # the prediction and its attention outputs: all or none
         written = {"predictions": writer.write_tsv(paths["predictions"], prediction_table(prediction), pred_sidecar)}

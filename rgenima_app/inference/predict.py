@@ -6,6 +6,11 @@ into 109 tokens; the genotypes become the SNP text in the bundle's format; one p
 attention, head means kept per layer) gives the four class probabilities and the rollout rows
 (``rollout.py``). A sample with one modality is predicted with that one (the prompt drops the other,
 as in training's Mixture configuration) and says so.
+
+One rule for a missing modality (docs/inference.md, "Missing modalities"): the input configuration of a
+sample (``image+genes``, ``image``, ``genes``) is what it has that the model reads, genotypes counting as
+missing when fewer than ``min_panel_coverage`` of the model's panel SNPs were observed; a configuration
+the model was not validated on (``LoadedBundle.validated_inputs``) is refused unless allowed.
 """
 from __future__ import annotations
 
@@ -24,13 +29,15 @@ from rgenima_app.errors import ProcessingError, UsageError
 from rgenima_app.genetics.serialize import serialize_genotypes
 from rgenima_app.imaging.participant import ParticipantImaging
 from rgenima_app.inference.rollout import RolloutResult, rollout
-from rgenima_app.models.bundle import LoadedBundle
+from rgenima_app.models.bundle import GENES_ONLY, IMAGE_GENES, IMAGE_ONLY, LoadedBundle
 from rgenima_app.models.mllm import MLLMSample
 from rgenima_app.models.rit import RiT, log_volumes
 
 log = logging.getLogger("rgenima")
 
 MODALITY_IMAGE, MODALITY_GENOTYPES = "T1w", "genotypes"
+#: Below this share of the model's panel SNPs observed, a participant's genotypes count as missing.
+DEFAULT_MIN_PANEL_COVERAGE = 0.5
 
 
 @dataclass
@@ -60,6 +67,7 @@ class Prediction:
     n_snps: int | None
     held_out: bool
     warnings: list[str] = field(default_factory=list)
+    inputs: InputConfiguration | None = None
 
     @property
     def label(self) -> str:
@@ -119,19 +127,94 @@ def genome_text(bundle: LoadedBundle, table: pd.DataFrame) -> str:
                                sep=bundle.model.dosage_separator)
 
 
-def build_sample(bundle: LoadedBundle, item: PredictionInput) -> tuple[MLLMSample, list[str], list[str]]:
-    """The model input of one sample, its modalities, and warnings about what is missing."""
-    use_image = item.imaging is not None and bundle.model.image_encoder is not None
-    use_genome = item.genotypes is not None and bundle.snp_panel is not None
-    warnings = []
-    if item.imaging is None:
-        warnings.append(f"{item.name} has no T1w image: predicted from genotypes only")
+@dataclass
+class InputConfiguration:
+    """What a sample is predicted from, under the one rule for a missing modality (module docstring)."""
+
+    name: str                      # the sample
+    use_image: bool
+    use_genes: bool
+    validated: list[str]           # the model's validated input configurations
+    panel_observed: int | None     # panel SNPs with an observed call (None: no genotype sample or no panel)
+    panel_total: int | None
+    min_panel_coverage: float
+    warnings: list[str]
+
+    @property
+    def configuration(self) -> str | None:
+        """``image+genes``, ``image`` or ``genes`` (None: nothing usable)."""
+        return {(True, True): IMAGE_GENES, (True, False): IMAGE_ONLY, (False, True): GENES_ONLY}.get(
+            (self.use_image, self.use_genes))
+
+    @property
+    def is_validated(self) -> bool:
+        return self.configuration in self.validated
+
+    @property
+    def panel_coverage_low(self) -> bool | None:
+        """Whether the genotypes count as missing for too low a panel coverage (None without genotypes)."""
+        if self.panel_total is None:
+            return None
+        return self.panel_observed < self.min_panel_coverage * self.panel_total
+
+    def to_sidecar(self) -> dict:
+        return {"InputConfiguration": self.configuration, "ValidatedInputs": self.validated,
+                "InputsValidated": self.is_validated, "PanelSNPsObserved": self.panel_observed,
+                "PanelSNPsTotal": self.panel_total, "PanelCoverageLow": self.panel_coverage_low,
+                "MinPanelCoverage": self.min_panel_coverage}
+
+
+def input_configuration(bundle: LoadedBundle, name: str, has_image: bool, genotypes: pd.DataFrame | None,
+                        min_panel_coverage: float = DEFAULT_MIN_PANEL_COVERAGE) -> InputConfiguration:
+    """The input configuration of one sample (``has_image``: it has a T1w image; ``genotypes``: its table on
+    the model's SNP panel, with ``imputed`` true where no call was observed), and warnings on what is missing."""
+    use_image = has_image and bundle.model.image_encoder is not None
+    reads_genes = bundle.snp_panel is not None
+    observed = total = None
+    if genotypes is not None and reads_genes:
+        total = len(genotypes)
+        observed = int((~genotypes["imputed"].astype(bool)).sum())
+    inputs = InputConfiguration(name, use_image, genotypes is not None and reads_genes, bundle.validated_inputs,
+                                observed, total, min_panel_coverage, [])
+    warnings = inputs.warnings
+    if not has_image:
+        warnings.append(f"{name} has no T1w image: predicted from genotypes only")
     elif not use_image:
-        warnings.append(f"the model {bundle.name} has no image encoder: {item.name} predicted from genotypes only")
-    if item.genotypes is None:
-        warnings.append(f"{item.name} has no genotype sample: predicted from the T1w image only")
-    elif not use_genome:
-        warnings.append(f"the model {bundle.name} has no SNP panel: {item.name} predicted from the image only")
+        warnings.append(f"the model {bundle.name} has no image encoder: {name} predicted from genotypes only")
+    if genotypes is None:
+        warnings.append(f"{name} has no genotype sample: predicted from the T1w image only")
+    elif not reads_genes:
+        warnings.append(f"the model {bundle.name} has no SNP panel: {name} predicted from the image only")
+    elif inputs.panel_coverage_low:
+        inputs.use_genes = False
+        warnings.append(f"{name}: only {observed} of the model's {total} panel SNPs observed in the genotypes "
+                        f"({observed / max(total, 1):.0%} < --min-panel-coverage {min_panel_coverage:g}): the "
+                        "genotypes count as missing" + (", predicted from the T1w image only" if use_image else ""))
+    return inputs
+
+
+def refuse_unvalidated(bundle: LoadedBundle, inputs: list[InputConfiguration]) -> None:
+    """A usage error naming every sample whose input configuration the model was not validated on."""
+    refused = [i for i in inputs if i.configuration is not None and not i.is_validated]
+    if not refused:
+        return
+    lines = [f"{i.name}: {i.configuration}" + (f" ({i.warnings[-1].removeprefix(i.name).lstrip(': ')})"
+                                               if i.warnings else "") for i in refused[:10]]
+    more = f"\n  ... and {len(refused) - 10} more" if len(refused) > 10 else ""
+    raise UsageError(
+        f"the model {bundle.name} was validated on {' and '.join(bundle.validated_inputs)} inputs only; "
+        f"{len(refused)} sample(s) would be predicted from an input configuration it was not validated on:\n  "
+        + "\n  ".join(lines) + more,
+        hint="give the missing modality (e.g. --genotypes, or genotypes matching the model's SNP panel), leave "
+             "these participants out (--participant-label), or add --allow-unvalidated-inputs to predict them "
+             "anyway (recorded in the predictions' inputs_validated column)")
+
+
+def build_sample(bundle: LoadedBundle, item: PredictionInput,
+                 min_panel_coverage: float = DEFAULT_MIN_PANEL_COVERAGE) -> tuple[MLLMSample, list[str], list[str]]:
+    """The model input of one sample, its modalities, and warnings about what is missing."""
+    inputs = input_configuration(bundle, item.name, item.imaging is not None, item.genotypes, min_panel_coverage)
+    use_image, use_genome, warnings = inputs.use_image, inputs.use_genes, list(inputs.warnings)
     if not (use_image or use_genome):
         raise ProcessingError(f"{item.name}: nothing to predict from (no usable image and no usable genotypes)",
                               "give the T1w image (and FreeSurfer subject) or --genotypes with this participant")
@@ -147,17 +230,27 @@ def _normalized(p: torch.Tensor) -> np.ndarray:
     return values / values.sum()
 
 
-def predict(bundle: LoadedBundle, items: list[PredictionInput], *, batch_size: int = 1,
-            progress: bool = True) -> list[Prediction]:
-    """Probabilities and rollout of every item, ``batch_size`` prompts per forward pass."""
+def predict(bundle: LoadedBundle, items: list[PredictionInput], *, batch_size: int = 1, progress: bool = True,
+            min_panel_coverage: float = DEFAULT_MIN_PANEL_COVERAGE,
+            allow_unvalidated: bool = False) -> list[Prediction]:
+    """Probabilities and rollout of every item, ``batch_size`` prompts per forward pass; an item whose
+    input configuration the model was not validated on is refused (``UsageError``) unless allowed."""
+    configurations = {item.name: input_configuration(bundle, item.name, item.imaging is not None, item.genotypes,
+                                                     min_panel_coverage) for item in items}
+    if not allow_unvalidated:
+        refuse_unvalidated(bundle, list(configurations.values()))
     predictions: list[Prediction] = []
     bar = tqdm(total=len(items), desc="prediction", unit="sample", disable=None if progress else True)
     for start in range(0, len(items), batch_size):
         chunk = items[start:start + batch_size]
-        built = [build_sample(bundle, item) for item in chunk]
+        built = [build_sample(bundle, item, min_panel_coverage) for item in chunk]
         results, probabilities = rollout(bundle.model, [b[0] for b in built])
         for item, (sample, modalities, warnings), result, p in zip(chunk, built, results, probabilities):
             held_out = not bundle.was_trained_on(item.subject)
+            if not configurations[item.name].is_validated:
+                warnings.append(f"{item.name}: predicted from {configurations[item.name].configuration}, an input "
+                                f"configuration the model {bundle.name} was not validated on "
+                                f"({', '.join(bundle.validated_inputs)}); allowed by --allow-unvalidated-inputs")
             if not held_out:
                 warnings.append(f"sub-{item.subject} was in the training set of the model {bundle.name}: "
                                 "its prediction is not held out (HeldOut false)")
@@ -165,7 +258,8 @@ def predict(bundle: LoadedBundle, items: list[PredictionInput], *, batch_size: i
             predictions.append(Prediction(
                 input=item, probabilities=_normalized(p), rollout=result, genome_text=sample.genome_text,
                 modalities=modalities, imputed_snps=int(table["imputed"].sum()) if table is not None else None,
-                n_snps=len(table) if table is not None else None, held_out=held_out, warnings=warnings))
+                n_snps=len(table) if table is not None else None, held_out=held_out, warnings=warnings,
+                inputs=configurations[item.name]))
             for warning in warnings:
                 log.warning(warning)
         bar.update(len(chunk))

@@ -4,7 +4,8 @@
                           format, prompt (template, chat format, image token, answer), LLM description,
                           fine-tune mode, image encoder and connector configs, training summary, metrics
                           (``metrics.chance``: the held-out chance check and its verdict; absent in
-                          bundles written before rgenima checked models against chance)
+                          bundles written before rgenima checked models against chance), validated input
+                          configurations
     snp_panel.tsv         the SNP panel (when given)
     rit.safetensors       the frozen RiT (or wholebrain.safetensors for the whole-brain baseline)
     connector.safetensors
@@ -49,6 +50,32 @@ BUNDLE_FORMAT_VERSION = 1
 METADATA = "rgenima.json"
 _ENCODER_FILES = {"rit": "rit.safetensors", "wholebrain": "wholebrain.safetensors"}
 
+#: The input configurations a prediction can read (docs/inference.md, "Missing modalities").
+IMAGE_GENES, IMAGE_ONLY, GENES_ONLY = "image+genes", "image", "genes"
+#: What each training data mode (training/settings.py DATA_CONFIGS) trains the model on: mixture shows paired
+#: samples and, with probability mixture_fraction, the same samples without their image (never without genes).
+TRAINED_INPUTS = {"image_gene": [IMAGE_GENES], "mixture": [IMAGE_GENES, GENES_ONLY], "gene": [GENES_ONLY],
+                  "image": [IMAGE_ONLY]}
+
+
+def validated_inputs(metadata: dict, has_snp_panel: bool) -> list[str]:
+    """The input configurations the model was validated on: ``validated_inputs`` in rgenima.json; in a
+    bundle written before it existed, derived from the recorded training data mode; with no data mode
+    recorded, only the full configuration of the model's encoders (both modalities when it reads both)."""
+    recorded = metadata.get("validated_inputs")
+    if isinstance(recorded, list):
+        return [str(c) for c in recorded]
+    return trained_inputs((metadata.get("training") or {}).get("data"), bool(metadata.get("image_encoder")),
+                          has_snp_panel)
+
+
+def trained_inputs(data: str | None, has_image: bool, has_genes: bool) -> list[str]:
+    """The input configurations of training data mode ``data`` (see ``validated_inputs``)."""
+    if data in TRAINED_INPUTS:
+        return list(TRAINED_INPUTS[data])
+    full = IMAGE_GENES if has_image and has_genes else IMAGE_ONLY if has_image else GENES_ONLY
+    return [full]
+
 
 @dataclass
 class LoadedBundle:
@@ -78,6 +105,11 @@ class LoadedBundle:
         """ROI extraction settings of training: ``{"mode": ..., "normalization": ...}``."""
         rois = self.metadata["rois"]
         return {"mode": rois.get("mode", "stretch"), "normalization": rois.get("normalization", "wm")}
+
+    @property
+    def validated_inputs(self) -> list[str]:
+        """The input configurations (``IMAGE_GENES``, ``IMAGE_ONLY``, ``GENES_ONLY``) it was validated on."""
+        return validated_inputs(self.metadata, self.snp_panel is not None)
 
     def was_trained_on(self, participant_id: str) -> bool:
         """Whether ``participant_id`` (with or without ``sub-``) is among the hashed training participants."""
@@ -218,6 +250,7 @@ def _write_contents(root: Path, model: RGenIMA, genome_build, snp_text_format, t
         "connector": {"kind": model.connector_kind, "in_dim": model.image_dim, "out_dim": model.hidden_size},
         "training": training or {},
         "metrics": metrics or {},
+        "validated_inputs": trained_inputs((training or {}).get("data"), encoder is not None, snp_panel is not None),
     }
     if snp_panel is not None:
         to_tsv(snp_panel, root / "snp_panel.tsv")
@@ -259,7 +292,9 @@ def model_card(metadata: dict, notes: str = "") -> str:
         f"{metadata['rois']['n_image_tokens']} image tokens; connector {metadata['connector']['kind']}",
         f"- Genome build: {metadata.get('genome_build')}; SNP text format: {metadata.get('snp_text_format')}"
         f" (dosage separator {metadata['prompt'].get('dosage_separator', '')!r})",
-        f"- Prompt layout: {metadata['prompt']['chat_format']}", "",
+        f"- Prompt layout: {metadata['prompt']['chat_format']}",
+        f"- Validated input configurations: {', '.join(metadata.get('validated_inputs') or [])} (a prediction "
+        "from another one is refused unless --allow-unvalidated-inputs)", "",
         "## Chance check", chance["message"], "",
         "## Training", "```json", json.dumps({k: v for k, v in (metadata.get('training') or {}).items()
                                                if k not in ('participants_sha256', 'participant_salt')},

@@ -112,6 +112,23 @@ def _read_tsv(path: Path) -> pd.DataFrame:
     return read_tsv(path, na_values=["n/a"], keep_default_na=False)
 
 
+def input_banners(sidecar: dict) -> list[str]:
+    """Banners on what a prediction was made from: genotypes that count as missing for a low panel
+    coverage, and an input configuration the model was not validated on."""
+    banners = []
+    observed, total = sidecar.get("PanelSNPsObserved"), sidecar.get("PanelSNPsTotal")
+    if sidecar.get("PanelCoverageLow") and isinstance(total, int):
+        banners.append(f"Genotypes not used: only {observed} of the model's {total} panel SNPs were observed in "
+                       f"this participant's genotypes (under the minimum share {sidecar.get('MinPanelCoverage')}), "
+                       "so the genetic input counts as missing.")
+    if sidecar.get("InputsValidated") is False:
+        banners.append(f"Unvalidated input: predicted from {sidecar.get('InputConfiguration')}, an input "
+                       "configuration the model was not validated on (validated: "
+                       f"{', '.join(sidecar.get('ValidatedInputs') or [])}); allowed by --allow-unvalidated-inputs. "
+                       "Treat this prediction with caution.")
+    return banners
+
+
 def _session_section(prediction_file: Path, model: str) -> dict:
     stem = str(prediction_file)[: -len("_predictions.tsv")]
     table = _read_tsv(prediction_file)
@@ -130,7 +147,8 @@ def _session_section(prediction_file: Path, model: str) -> dict:
         "modalities": sidecar.get("Modalities", []), "held_out": sidecar.get("HeldOut", True),
         "imputed": sidecar.get("ImputedSNPs"), "panel_snps": sidecar.get("PanelSNPs"),
         "absent_rois": sidecar.get("AbsentROIs", []), "warnings": sidecar.get("Warnings", []),
-        "model_hash": sidecar.get("ModelHash", ""),
+        "model_hash": sidecar.get("ModelHash", ""), "input_banners": input_banners(sidecar),
+        "panel_observed": sidecar.get("PanelSNPsObserved"), "panel_total": sidecar.get("PanelSNPsTotal"),
         "brain": None, "importance_range": None, "roi_figure": None, "gene_figure": None, "heatmap": None,
         "top_rois": [], "top_genes": [], "top_pairs": [],
     }

@@ -6,7 +6,10 @@ The participant flow (``workflows/participant.py``) runs the imaging and genotyp
 model (ROI extraction with the bundle's ROI mode and normalisation; genotypes on the bundle's SNP panel,
 missing calls and absent SNPs imputed with the training A1 frequencies), then hands the inputs here.
 Selected participants with genotypes but no T1w image at all are predicted from genotypes only;
-participants without a genotype sample from the image only.
+participants without a genotype sample (or with fewer than ``--min-panel-coverage`` of the model's panel
+SNPs observed) from the image only. Before anything is computed, ``check_inputs`` applies the one rule for
+a missing modality (docs/inference.md): a sample whose input configuration the model was not validated on
+is refused, naming it, unless ``--allow-unvalidated-inputs``.
 
 A rerun skips the samples whose outputs are complete for this bundle and these inputs
 (``rgenima_app.provenance``); ``--overwrite`` recomputes them. Predictions made by another bundle of the
@@ -25,7 +28,7 @@ from rgenima_app.config import RunConfig
 from rgenima_app.environment import resolve_device
 from rgenima_app.errors import OutputNotWritableError
 from rgenima_app.inference.outputs import TABLES, output_paths, write_prediction
-from rgenima_app.inference.predict import PredictionInput, bundle_hash, predict
+from rgenima_app.inference.predict import PredictionInput, bundle_hash, input_configuration, predict, refuse_unvalidated
 from rgenima_app.models.bundle import load_bundle
 from rgenima_app.provenance import OTHER, OutputGroup, make_key, read_sidecar
 from rgenima_app.reports.subject import render_subject_report
@@ -46,9 +49,12 @@ class PredictionStage:
                  self.bundle.metadata["llm"].get("model_type"), self.bundle.path, self.device)
         chance = self.bundle.chance
         (log.info if chance["state"] == "beats" else log.warning)("model %s: %s", self.bundle.name, chance["message"])
+        log.info("model %s: validated input configurations %s%s", self.bundle.name,
+                 ", ".join(self.bundle.validated_inputs),
+                 "; others allowed by --allow-unvalidated-inputs" if config.allow_unvalidated_inputs else "")
         if config.genotypes is None and self.bundle.snp_panel is not None:
-            log.warning("the model %s reads genotypes but no --genotypes was given: every participant is "
-                        "predicted from the T1w image only", self.bundle.name)
+            log.warning("the model %s reads genotypes but no --genotypes was given: every participant's genotypes "
+                        "are missing", self.bundle.name)
         if config.genotypes is not None and self.bundle.snp_panel is None:
             log.warning("the model %s has no SNP panel: --genotypes %s is not used for prediction",
                         self.bundle.name, config.genotypes)
@@ -88,7 +94,23 @@ class PredictionStage:
             return
         plan.prediction.key = make_key(
             "prediction", model=self.hash, rois=plan.imaging.key if plan.imaging is not None else None,
-            genotypes=plan.genotypes.key if plan.genotypes is not None else None)
+            genotypes=plan.genotypes.key if plan.genotypes is not None else None,
+            min_panel_coverage=self.config.min_panel_coverage)
+
+    def check_inputs(self, plans: list[SamplePlan], genotypes) -> None:
+        """The one rule for a missing modality, for every sample to predict, before anything is computed:
+        refused (a usage error naming each sample and its input configuration) when the model was not
+        validated on it, unless --allow-unvalidated-inputs. ``genotypes``: ``table(subject)`` gives a
+        participant's table on the model's panel (None without a genotype sample)."""
+        inputs = [input_configuration(self.bundle, p.name, p.sample is not None, genotypes.table(p.subject),
+                                      self.config.min_panel_coverage) for p in plans]
+        for item in inputs:
+            if item.panel_coverage_low:
+                log.warning("%s: %d of the model's %d panel SNPs observed (under --min-panel-coverage %g): its "
+                            "genotypes count as missing", item.name, item.panel_observed, item.panel_total,
+                            self.config.min_panel_coverage)
+        if not self.config.allow_unvalidated_inputs:
+            refuse_unvalidated(self.bundle, inputs)
 
     def refuse_other_outputs(self, plans: list[SamplePlan]) -> None:
         """Predictions of another bundle (same model name) or from other inputs are never replaced silently."""
@@ -124,7 +146,9 @@ class PredictionStage:
         return done
 
     def _predict_batch(self, batch: list[PredictionInput], plans: dict[str, SamplePlan]) -> list[PredictionInput]:
-        for prediction in predict(self.bundle, batch, batch_size=len(batch), progress=False):
+        for prediction in predict(self.bundle, batch, batch_size=len(batch), progress=False,
+                                  min_panel_coverage=self.config.min_panel_coverage,
+                                  allow_unvalidated=self.config.allow_unvalidated_inputs):
             plan = plans[prediction.input.name]
             if plan.prediction.state() == OTHER and not self.config.overwrite:
                 self.refuse_other_outputs([plan])

@@ -46,6 +46,7 @@ def process_samples(config: RunConfig, writer: DerivativesWriter, samples: list[
     check_inputs(config, guard, [p.sample for p in todo if p.sample is not None])
     genotypes = GenotypeStage.read(config, participants, plans, todo, model)
     if model is not None:
+        model.check_inputs([p for p in todo if p.name not in set(guard.failed_samples())], genotypes)
         if guard.failed and not config.overwrite and any(p.prediction.state() == OTHER for p in plans):
             guard.finish()  # inputs that failed their checks are reported before any refusal of the outputs
         model.refuse_other_outputs(plans)

@@ -33,9 +33,10 @@ METRICS = {"test": {"accuracy": {"value": 0.6125, "ci_low": 0.41, "ci_high": 0.8
 def bundle(tiny_cohort, tmp_path_factory):
     panel, _ = select_panel_snps(tiny_cohort / "genotypes" / "cohort.bed", gene_panel(None, "GRCh37"))
     model = tiny_model(train_tiny_tokenizer(1024, 0))
+    # mixture training: validated on image+genes and genes (a participant without an image), not on image
     return save_bundle(tmp_path_factory.mktemp("models") / "tiny-model", model, genome_build="GRCh37",
-                       snp_text_format="compact", training=training_summary(TRAINED_ON), metrics=METRICS,
-                       snp_panel=panel, name=MODEL)
+                       snp_text_format="compact", training=training_summary(TRAINED_ON, data="mixture"),
+                       metrics=METRICS, snp_panel=panel, name=MODEL)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,7 @@ def run(tiny_cohort, bundle, tmp_path_factory):
     out = root / "out"
     result = run_rgenima(bids, out, "participant", "--model", bundle, "--genotypes",
                          tiny_cohort / "genotypes" / "cohort.bed", "--fs-subjects-dir", tiny_cohort / "freesurfer",
-                         "--roi-size", "8", "--skip-bids-validation", "-w", root / "work")
+                         "--roi-size", "8", "--skip-bids-validation", "-w", root / "work", "--allow-unvalidated-inputs")
     assert result.returncode == 0, result.stderr
     return out, result, sorted(table["participant_id"])
 
@@ -72,7 +73,12 @@ def test_every_output_for_every_participant(run):
         statmap = out / participant / "anat" / f"{participant}_desc-{MODEL}_stat-attention_statmap.nii.gz"
         assert statmap.is_file() == (participant != f"sub-{NO_IMAGE}")
         predictions = pd.read_csv(outputs_of(out, participant)["predictions"], sep="\t")
-        assert list(predictions.columns) == ["participant_id", "label", *[f"p_{s}" for s in STAGES]]
+        assert list(predictions.columns) == ["participant_id", "label", *[f"p_{s}" for s in STAGES], "modalities",
+                                             "inputs_validated", "panel_snps_observed", "panel_snps_total",
+                                             "panel_coverage_low"]
+        expected = {f"sub-{NO_GENOTYPES}": "image", f"sub-{NO_IMAGE}": "genes"}.get(participant, "image+genes")
+        assert predictions["modalities"].iloc[0] == expected
+        assert predictions["inputs_validated"].iloc[0] == (expected != "image")
         p = predictions[[f"p_{s}" for s in STAGES]].to_numpy()[0]
         assert abs(p.sum() - 1) < 1e-6 and (p > 0).all()
         assert predictions["label"].iloc[0] == STAGES[int(np.argmax(p))]
@@ -103,6 +109,11 @@ def test_both_modalities_tables(run, bundle):
     genotypes = pd.read_csv(out / "sub-004" / "genotype" / "sub-004_desc-panel_genotypes.tsv", sep="\t")
     assert list(genotypes["snp"]) == list(panel["snp"])  # the model's panel, not the file's own QC
     assert sidecar["ImputedSNPs"] == int(genotypes["imputed"].sum())
+    table = pd.read_csv(paths["predictions"], sep="\t")
+    assert table["panel_snps_total"].iloc[0] == len(panel) == sidecar["PanelSNPsTotal"]
+    assert table["panel_snps_observed"].iloc[0] == len(panel) - sidecar["ImputedSNPs"] == sidecar["PanelSNPsObserved"]
+    assert not table["panel_coverage_low"].iloc[0] and sidecar["InputConfiguration"] == "image+genes"
+    assert sidecar["ValidatedInputs"] == ["image+genes", "genes"] and sidecar["MinPanelCoverage"] == 0.5
     rollout = json.loads(paths["roigeneattention"].with_suffix(".json").read_text())
     assert "rownorm(0.5*A_l + 0.5*I)" in rollout["Definition"] and rollout["Sources"]
 
@@ -126,6 +137,9 @@ def test_missing_modalities_and_training_participants_are_said(run):
     out, result, _ = run
     image_only = json.loads(outputs_of(out, f"sub-{NO_GENOTYPES}")["predictions"].with_suffix(".json").read_text())
     assert image_only["Modalities"] == ["T1w"] and image_only["ImputedSNPs"] is None
+    assert image_only["InputsValidated"] is False and image_only["PanelSNPsObserved"] is None
+    assert any("not validated on" in w for w in image_only["Warnings"])
+    assert "Unvalidated input: predicted from image" in (out / f"sub-{NO_GENOTYPES}.html").read_text()
     assert any("no genotype sample" in w for w in image_only["Warnings"])
     assert pd.read_csv(outputs_of(out, f"sub-{NO_GENOTYPES}")["roigeneattention"], sep="\t").empty
     assert f"sub-{NO_GENOTYPES} has no genotype sample: predicted from the T1w image only" in result.stderr
@@ -218,10 +232,11 @@ def test_bundle_with_other_labels_is_refused(tiny_cohort, bundle, tmp_path):
     assert "labels" in result.stderr and "rgenima.json" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_without_genotypes_the_image_is_used_and_said(tiny_cohort, bundle, tmp_path):
+def test_without_genotypes_the_image_is_used_when_allowed(tiny_cohort, bundle, tmp_path):
     out = tmp_path / "out"
     result = run_rgenima(tiny_cohort / "bids", out, "participant", "--model", bundle, "--participant-label", "004",
-                         "--fs-subjects-dir", tiny_cohort / "freesurfer", "--roi-size", "8", "--skip-bids-validation")
+                         "--fs-subjects-dir", tiny_cohort / "freesurfer", "--roi-size", "8", "--skip-bids-validation",
+                         "--allow-unvalidated-inputs")
     assert result.returncode == 0, result.stderr
     assert "no --genotypes was given" in result.stderr
     sidecar = json.loads(outputs_of(out, "sub-004")["predictions"].with_suffix(".json").read_text())
@@ -245,3 +260,89 @@ def test_a_failing_participant_does_not_lose_the_others(tiny_cohort, bundle, tmp
     report = (out / "sub-006.html").read_text()   # says what failed
     assert '<section id="errors">' in report and "sub-006: " in report and "No prediction" in report
     assert '<section id="errors">' not in (out / "sub-005.html").read_text()
+
+
+# ------------------------------------------------------------------ one rule for a missing modality
+@pytest.mark.parametrize("situation", ["whole run", "one participant", "all participants"])
+def test_an_unvalidated_input_configuration_is_refused(tiny_cohort, bundle, tmp_path, situation):
+    """The model (mixture) is not validated on the image alone: a run without --genotypes, one participant
+    without a genotype sample, or all participants without one are refused alike, before any output."""
+    bids = tmp_path / "bids"
+    shutil.copytree(tiny_cohort / "bids", bids)
+    table = pd.read_csv(bids / "participants.tsv", sep="\t")
+    missing = {"whole run": [], "one participant": ["005"], "all participants": ["004", "005"]}[situation]
+    table.loc[table["participant_id"].isin([f"sub-{m}" for m in missing]), "genetic_id"] = "NOT-GENOTYPED"
+    table.to_csv(bids / "participants.tsv", sep="\t", index=False)
+    genotypes = [] if situation == "whole run" else ["--genotypes", tiny_cohort / "genotypes" / "cohort.bed"]
+    out = tmp_path / "out"
+    result = run_rgenima(bids, out, "participant", "--model", bundle, "--participant-label", "004", "005",
+                         *genotypes, "--fs-subjects-dir", tiny_cohort / "freesurfer", "--roi-size", "8",
+                         "--skip-bids-validation")
+    assert result.returncode == 2, result.stderr
+    refused = ["004", "005"] if situation != "one participant" else ["005"]
+    for label in ("004", "005"):
+        assert (f"sub-{label}: image" in result.stderr) == (label in refused), result.stderr
+    assert "validated on image+genes and genes inputs only" in result.stderr
+    assert "--allow-unvalidated-inputs" in result.stderr and "Traceback" not in result.stderr
+    assert not any(out.glob("sub-*"))
+
+
+@pytest.fixture(scope="module")
+def sparse_genotypes(tiny_cohort, bundle, tmp_path_factory):
+    """The cohort's genotypes with only a fifth of the model's panel SNPs left (plink1.9 --extract)."""
+    plink = shutil.which("plink1.9") or shutil.which("plink")
+    if plink is None:
+        pytest.skip("plink1.9 is not installed")
+    root = tmp_path_factory.mktemp("sparse")
+    panel = pd.read_csv(bundle / "snp_panel.tsv", sep="\t")
+    keep = panel["snp"].iloc[: len(panel) // 5]
+    (root / "keep.txt").write_text("\n".join(keep) + "\n")
+    subprocess.run([plink, "--bfile", str(tiny_cohort / "genotypes" / "cohort"), "--extract", str(root / "keep.txt"),
+                    "--make-bed", "--keep-allele-order", "--allow-no-sex", "--out", str(root / "sparse")],
+                   check=True, capture_output=True)
+    return root / "sparse.bed", len(keep), len(panel)
+
+
+def test_low_panel_coverage_counts_as_missing_genotypes(tiny_cohort, bundle, sparse_genotypes, tmp_path):
+    bed, kept, total = sparse_genotypes
+    common = ["--model", bundle, "--participant-label", "004", "--genotypes", bed, "--fs-subjects-dir",
+              tiny_cohort / "freesurfer", "--roi-size", "8", "--skip-bids-validation"]
+    refused = run_rgenima(tiny_cohort / "bids", tmp_path / "refused", "participant", *common)
+    assert refused.returncode == 2, refused.stderr
+    assert f"panel SNPs observed" in refused.stderr and "sub-004: image" in refused.stderr
+    assert "--min-panel-coverage 0.5" in refused.stderr
+
+    out = tmp_path / "out"
+    result = run_rgenima(tiny_cohort / "bids", out, "participant", *common, "--allow-unvalidated-inputs")
+    assert result.returncode == 0, result.stderr
+    predictions = pd.read_csv(outputs_of(out, "sub-004")["predictions"], sep="\t")
+    row = predictions.iloc[0]
+    assert row["modalities"] == "image" and bool(row["panel_coverage_low"]) and not bool(row["inputs_validated"])
+    assert row["panel_snps_total"] == total and 0 < row["panel_snps_observed"] <= kept
+    assert pd.read_csv(outputs_of(out, "sub-004")["geneattention"], sep="\t").empty   # the genes were not read
+    assert "genotypes count as missing" in result.stderr
+    report = (out / "sub-004.html").read_text()
+    assert "Genotypes not used: only" in report and f"of the model&#39;s {total} panel SNPs" in report
+
+    # a lower threshold (the setting) lets the same genotypes in
+    low = tmp_path / "low"
+    result = run_rgenima(tiny_cohort / "bids", low, "participant", *common, "--min-panel-coverage", "0.1")
+    assert result.returncode == 0, result.stderr
+    row = pd.read_csv(outputs_of(low, "sub-004")["predictions"], sep="\t").iloc[0]
+    assert row["modalities"] == "image+genes" and not bool(row["panel_coverage_low"]) and bool(row["inputs_validated"])
+    assert "Genotypes not used" not in (low / "sub-004.html").read_text()
+
+
+def test_validated_inputs_of_bundles(bundle, tmp_path):
+    from rgenima_app.models.bundle import read_bundle_metadata, trained_inputs, validated_inputs
+
+    meta = read_bundle_metadata(bundle)
+    assert meta["validated_inputs"] == ["image+genes", "genes"] and "image+genes, genes" in (
+        bundle / "MODEL_CARD.md").read_text()
+    old = {k: v for k, v in meta.items() if k != "validated_inputs"}   # a bundle written before the field
+    assert validated_inputs(old, True) == ["image+genes", "genes"]
+    old["training"] = {"data": "image_gene"}
+    assert validated_inputs(old, True) == ["image+genes"]
+    old["training"] = {}   # no data mode recorded: only the model's full configuration
+    assert validated_inputs(old, True) == ["image+genes"] and validated_inputs(old, False) == ["image"]
+    assert trained_inputs("gene", False, True) == ["genes"] and trained_inputs("image", True, False) == ["image"]
