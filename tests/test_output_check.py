@@ -26,10 +26,11 @@ def written(tmp_path):
     out = tmp_path / "out"
     writer = DerivativesWriter(out)
     writer.initialize(load_roi_table())
-    table = pd.DataFrame([{"participant_id": "sub-01", "label": "AD", **{f"p_{s}": 0.25 for s in STAGES}}])
+    table = pd.DataFrame([{"participant_id": "sub-01", "label": "AD", **{f"p_{s}": 0.25 for s in STAGES},
+                           "ood_score": "n/a", "ood_flag": "n/a"}])
     writer.write_tsv(out / f"{PREDICTIONS}.tsv", table, {
         "Description": "a prediction", "Sources": [], "Model": MODEL, "ModelHash": "h", "ImputedSNPs": 0,
-        "Modalities": ["T1w"], "HeldOut": True})
+        "Modalities": ["T1w"], "HeldOut": True, "OutOfDistribution": {"Available": False}})
     return out
 
 

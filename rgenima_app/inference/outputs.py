@@ -4,7 +4,8 @@ Per sample (``sub-X[_ses-Y]``, model label ``<model>``):
 
 * ``sub-X[_ses-Y]_desc-<model>_predictions.tsv`` (+ .json): ``label``, ``p_NC``, ``p_SMC``, ``p_MCI``, ``p_AD``,
   then the inputs (``INPUT_COLUMNS``): ``modalities``, ``inputs_validated``, ``panel_snps_observed``,
-  ``panel_snps_total``, ``panel_coverage_low``
+  ``panel_snps_total``, ``panel_coverage_low``; then ``ood_score``, ``ood_flag`` (n/a when the bundle stores
+  no training distribution; details in the sidecar's ``OutOfDistribution``)
 * ``..._roiattention.tsv`` (+ .json): ``index``, ``roi``, ``importance`` — 109 rows, canonical order
 * ``..._geneattention.tsv`` (+ .json): ``gene``, ``importance`` — one row per gene of the SNP text
 * ``..._roigeneattention.tsv`` (+ .json): ``roi``, ``gene``, ``attention`` — long format
@@ -53,6 +54,7 @@ def prediction_table(prediction: Prediction) -> pd.DataFrame:
     row["label"] = prediction.label
     row.update({f"p_{s}": float(p) for s, p in zip(STAGES, prediction.probabilities)})
     row.update(input_columns(prediction))
+    row.update(ood_columns(prediction))
     table = pd.DataFrame([row])
     for column in ("panel_snps_observed", "panel_snps_total"):
         if column in table:
@@ -74,6 +76,20 @@ def input_columns(prediction: Prediction) -> dict:
               inputs.panel_coverage_low)
     as_bids = {True: "true", False: "false"}  # the Levels of the boolean columns
     return {c: (as_bids[v] if isinstance(v, bool) else v) for c, v in zip(INPUT_COLUMNS, values)}
+
+
+def ood_columns(prediction: Prediction) -> dict:
+    """``ood_score`` and ``ood_flag`` of the predictions table (``n/a`` when unavailable)."""
+    ood = prediction.ood
+    if ood is None or not ood.available:
+        return {"ood_score": "n/a", "ood_flag": "n/a"}
+    return {"ood_score": round(float(ood.score), 6), "ood_flag": "true" if ood.flag else "false"}
+
+
+def ood_sidecar(prediction: Prediction) -> dict:
+    """The ``OutOfDistribution`` entry of the predictions sidecar: components, thresholds and reasons."""
+    ood = prediction.ood
+    return {"OutOfDistribution": ood.to_dict() if ood is not None else {"Available": False}}
 
 
 def roi_table(prediction: Prediction) -> pd.DataFrame:
@@ -144,6 +160,7 @@ def write_prediction(writer: DerivativesWriter, prediction: Prediction, bundle: 
         "SNPTextFormat": bundle.metadata.get("snp_text_format"),
         "SoftwareVersion": __version__,
         **(prediction.inputs.to_sidecar() if prediction.inputs is not None else {}),
+        **ood_sidecar(prediction),
     }  # the columns are described in bids_spec/derivatives.yaml
     with writer.output_set():  # the prediction and its attention outputs: all or none
         written = {"predictions": writer.write_tsv(paths["predictions"], prediction_table(prediction), pred_sidecar)}

@@ -30,6 +30,7 @@ from rgenima_app.genetics.serialize import serialize_genotypes
 from rgenima_app.imaging.participant import ParticipantImaging
 from rgenima_app.inference.rollout import RolloutResult, rollout
 from rgenima_app.models.bundle import GENES_ONLY, IMAGE_GENES, IMAGE_ONLY, LoadedBundle
+from rgenima_app.models.distribution import OODScore, missing_fraction, roi_features, score_sample
 from rgenima_app.models.mllm import MLLMSample
 from rgenima_app.models.rit import RiT, log_volumes
 
@@ -48,6 +49,7 @@ class PredictionInput:
     session: str | None = None
     imaging: ParticipantImaging | None = None
     genotypes: pd.DataFrame | None = None
+    age: float | None = None          # participants.tsv ``age`` (out-of-distribution score)
 
     @property
     def name(self) -> str:
@@ -68,6 +70,7 @@ class Prediction:
     held_out: bool
     warnings: list[str] = field(default_factory=list)
     inputs: InputConfiguration | None = None
+    ood: OODScore | None = None       # out-of-distribution score against the bundle's training distribution
 
     @property
     def label(self) -> str:
@@ -224,6 +227,16 @@ def build_sample(bundle: LoadedBundle, item: PredictionInput,
     return sample, modalities, warnings
 
 
+def ood_score(bundle: LoadedBundle, item: PredictionInput, modalities: list[str]) -> OODScore:
+    """The sample's out-of-distribution score on what the model reads (``models.distribution``)."""
+    distribution = bundle.distribution
+    image = (distribution or {}).get("image") or {}
+    normalization = image.get("normalization", bundle.roi_extraction["normalization"])
+    features = roi_features(item.imaging.morph, normalization) if MODALITY_IMAGE in modalities else None
+    missingness = missing_fraction(item.genotypes) if MODALITY_GENOTYPES in modalities else None
+    return score_sample(distribution, features=features, missingness=missingness, age=item.age)
+
+
 def _normalized(p: torch.Tensor) -> np.ndarray:
     """Probabilities in float64, summing to 1 to float64 precision (the model computes them in float32)."""
     values = p.double().cpu().numpy()
@@ -255,11 +268,15 @@ def predict(bundle: LoadedBundle, items: list[PredictionInput], *, batch_size: i
                 warnings.append(f"sub-{item.subject} was in the training set of the model {bundle.name}: "
                                 "its prediction is not held out (HeldOut false)")
             table = item.genotypes if MODALITY_GENOTYPES in modalities else None
+            ood = ood_score(bundle, item, modalities)
+            if ood.flag:
+                log.warning("%s is OUT OF DISTRIBUTION for the model %s (ood_score %.3g > 1): %s; its prediction "
+                            "is unreliable", item.name, bundle.name, ood.score, "; ".join(ood.reasons))
             predictions.append(Prediction(
                 input=item, probabilities=_normalized(p), rollout=result, genome_text=sample.genome_text,
                 modalities=modalities, imputed_snps=int(table["imputed"].sum()) if table is not None else None,
                 n_snps=len(table) if table is not None else None, held_out=held_out, warnings=warnings,
-                inputs=configurations[item.name]))
+                inputs=configurations[item.name], ood=ood))
             for warning in warnings:
                 log.warning(warning)
         bar.update(len(chunk))

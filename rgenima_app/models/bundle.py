@@ -111,6 +111,11 @@ class LoadedBundle:
         """The input configurations (``IMAGE_GENES``, ``IMAGE_ONLY``, ``GENES_ONLY``) it was validated on."""
         return validated_inputs(self.metadata, self.snp_panel is not None)
 
+    @property
+    def distribution(self) -> dict | None:
+        """The training distribution (None: a bundle written before rgenima stored one)."""
+        return self.metadata.get("distribution") or None
+
     def was_trained_on(self, participant_id: str) -> bool:
         """Whether ``participant_id`` (with or without ``sub-``) is among the hashed training participants."""
         training = self.metadata.get("training") or {}
@@ -163,12 +168,14 @@ def save_bundle(path: str | Path, model: RGenIMA, *, genome_build: str | None = 
                 snp_text_format: str | None = None, training: dict | None = None,
                 metrics: dict | None = None, snp_panel: pd.DataFrame | None = None,
                 model_card_notes: str = "", overwrite: bool = False, name: str | None = None,
-                roi_mode: str = "stretch", roi_normalization: str = "wm") -> Path:
+                roi_mode: str = "stretch", roi_normalization: str = "wm", distribution: dict | None = None) -> Path:
     """Write ``model`` as a bundle at ``path`` (atomically: built beside it, then renamed into place).
 
     ``name`` is the model label used in output file names (``desc-<name>``; letters and digits only;
     default: the directory name without other characters). ``roi_mode`` and ``roi_normalization`` are
     the ROI extraction settings the image encoder was trained with; prediction must use the same.
+    ``distribution`` (``models.distribution.fit_distribution``) is the training distribution that
+    prediction scores samples against (out-of-distribution score); stored under ``distribution``.
     """
     path = Path(path)
     if path.exists() and not overwrite:
@@ -182,6 +189,9 @@ def save_bundle(path: str | Path, model: RGenIMA, *, genome_build: str | None = 
         metadata = _write_contents(tmp, model, genome_build, snp_text_format, training, metrics, snp_panel,
                                    name=model_label(name or path.name),
                                    imaging={"mode": roi_mode, "normalization": roi_normalization})
+        if distribution is not None:
+            metadata["distribution"] = distribution
+            (tmp / METADATA).write_text(json.dumps(metadata, indent=2, default=str))
         (tmp / "MODEL_CARD.md").write_text(model_card(metadata, model_card_notes))
         _share_like_plain_files(tmp)
     return path
@@ -305,9 +315,25 @@ def model_card(metadata: dict, notes: str = "") -> str:
         "training cohort's scanners, ancestry and age range are unvalidated. Evaluation on participants "
         "that were in training is refused (hashed IDs in rgenima.json).",
     ]
+    lines += ["", distribution_card_line(metadata.get("distribution"))]
     if notes:
         lines += ["", "## Notes", notes]
     return "\n".join(lines) + "\n"
+
+
+def distribution_card_line(distribution: dict | None) -> str:
+    """The model card's sentence on the stored training distribution (out-of-distribution score)."""
+    if not distribution:
+        return "No training distribution is stored: predictions carry no out-of-distribution score."
+    parts = []
+    if "image" in distribution:
+        parts.append(f"ROI volumes and intensities (threshold {distribution['image']['threshold']:.3g})")
+    if "genotype_missingness" in distribution:
+        parts.append(f"genotype missingness (at most {distribution['genotype_missingness']['threshold']:.0%})")
+    if "age" in distribution:
+        parts.append(f"age {distribution['age']['min']:g}-{distribution['age']['max']:g}")
+    return (f"Out-of-distribution check against the {distribution.get('n_participants')} training participants: "
+            + (", ".join(parts) or "nothing recorded") + "; samples outside are flagged (ood_flag).")
 
 
 # ------------------------------------------------------------------------------------------ load

@@ -3,7 +3,8 @@
 Built from what the participant level wrote for the model (so it can be re-rendered from the outputs
 alone): for each session, the predicted stage and the class probabilities beside the model's test-set
 metrics, the attention map as orthogonal slices, the top ROIs and genes, the ROI × gene heat map of the
-top pairs, QC facts (absent ROIs, imputed SNPs, modalities, held-out status), warnings (first of all a
+top pairs, QC facts (absent ROIs, imputed SNPs, modalities, held-out status, out-of-distribution
+score, with a banner when the sample is out of the training distribution), warnings (first of all a
 banner when the model does not beat chance, or records no chance check), the errors of
 this run's steps for the participant (details in OUTPUT_DIR/logs), and the methods with citations and
 software versions. Figures are inline SVG or data-URI PNG; nothing is
@@ -129,6 +130,15 @@ def input_banners(sidecar: dict) -> list[str]:
     return banners
 
 
+def ood_facts(sidecar: Mapping) -> dict:
+    """The out-of-distribution banner's facts from a predictions sidecar (``OutOfDistribution``)."""
+    ood = sidecar.get("OutOfDistribution") or {}
+    available = bool(ood.get("Available")) and ood.get("Score") is not None
+    return {"available": available, "score": ood.get("Score"), "flagged": available and bool(ood.get("Flagged")),
+            "reasons": list(ood.get("Reasons") or []),
+            "note": ood.get("Note") or "the predictions were written without an out-of-distribution score"}
+
+
 def _session_section(prediction_file: Path, model: str) -> dict:
     stem = str(prediction_file)[: -len("_predictions.tsv")]
     table = _read_tsv(prediction_file)
@@ -149,6 +159,7 @@ def _session_section(prediction_file: Path, model: str) -> dict:
         "absent_rois": sidecar.get("AbsentROIs", []), "warnings": sidecar.get("Warnings", []),
         "model_hash": sidecar.get("ModelHash", ""), "input_banners": input_banners(sidecar),
         "panel_observed": sidecar.get("PanelSNPsObserved"), "panel_total": sidecar.get("PanelSNPsTotal"),
+        "ood": ood_facts(sidecar),
         "brain": None, "importance_range": None, "roi_figure": None, "gene_figure": None, "heatmap": None,
         "top_rois": [], "top_genes": [], "top_pairs": [],
     }

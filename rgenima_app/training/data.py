@@ -51,6 +51,7 @@ class CohortSample:
     volumes_mm3: np.ndarray | None = None
     freesurfer: FreeSurferSubject | None = None  # the subject the ROIs came from
     wholebrain: Path | None = None  # (S, S, S) float32 .npy in the work dir (llm_wholebrain baseline)
+    morph: pd.DataFrame | None = None  # ROI morphometry (the training distribution of the bundle)
 
 
 @dataclass
@@ -113,6 +114,7 @@ def prepare_imaging(t1w: list[T1wSample], samples: list[CohortSample], settings:
             continue
         sample.patches = imaging.patches_path
         sample.volumes_mm3 = imaging.morph["volume_mm3"].to_numpy(float)
+        sample.morph = imaging.morph
         sample.freesurfer = imaging.freesurfer
     if failed:
         raise ProcessingError(f"the imaging stage failed for {len(failed)} training sample(s):\n  " + "\n  ".join(failed),

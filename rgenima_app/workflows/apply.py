@@ -52,6 +52,9 @@ class PredictionStage:
         log.info("model %s: validated input configurations %s%s", self.bundle.name,
                  ", ".join(self.bundle.validated_inputs),
                  "; others allowed by --allow-unvalidated-inputs" if config.allow_unvalidated_inputs else "")
+        if self.bundle.distribution is None:
+            log.warning("the model %s stores no training distribution (a bundle written before rgenima recorded "
+                        "one): out-of-distribution scores are n/a (ood_score, ood_flag)", self.bundle.name)
         if config.genotypes is None and self.bundle.snp_panel is not None:
             log.warning("the model %s reads genotypes but no --genotypes was given: every participant's genotypes "
                         "are missing", self.bundle.name)

@@ -63,11 +63,13 @@ def process_samples(config: RunConfig, writer: DerivativesWriter, samples: list[
                      disable=None):
         imaging = guard(plan.name, imaging_stage, config, writer, plan, model)
         if imaging is not None and model is not None:
-            items[plan.name] = PredictionInput(plan.subject, plan.session, imaging, genotypes.table(plan.subject))
+            items[plan.name] = PredictionInput(plan.subject, plan.session, imaging, genotypes.table(plan.subject),
+                                               age=participant_age(participants, plan.subject))
     if model is not None:
         for plan in [p for p in todo if p.sample is None]:
             if genotypes.table(plan.subject) is not None:
-                items[plan.name] = PredictionInput(plan.subject, None, None, genotypes.table(plan.subject))
+                items[plan.name] = PredictionInput(plan.subject, None, None, genotypes.table(plan.subject),
+                                                   age=participant_age(participants, plan.subject))
             elif plan.subject in config.participant_label:
                 log.warning("sub-%s has neither a T1w image nor a genotype sample: nothing to predict", plan.subject)
         done = model.predict(list(items.values()), {p.name: p for p in plans}, guard)
@@ -77,6 +79,14 @@ def process_samples(config: RunConfig, writer: DerivativesWriter, samples: list[
         model.write_reports(done, skipped, failed, guard)
     guard.finish()
     log.info("participant level%s finished: %d sample(s)", " with --model" if model else "", len(samples))
+
+
+def participant_age(participants: pd.DataFrame, subject: str) -> float | None:
+    """participants.tsv ``age`` of a participant (None when absent): the out-of-distribution score's age."""
+    if "age" not in participants or subject not in participants.index:
+        return None
+    age = pd.to_numeric(participants.loc[subject, "age"], errors="coerce")
+    return float(age) if pd.notna(age) else None
 
 
 def plan_samples(config: RunConfig, writer: DerivativesWriter, samples: list[T1wSample], participants: pd.DataFrame,

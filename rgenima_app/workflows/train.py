@@ -20,6 +20,7 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -35,6 +36,7 @@ from rgenima_app.environment import resolve_device
 from rgenima_app.errors import OutputNotWritableError, UsageError
 from rgenima_app.imaging.roi_table import N_ROIS, load_roi_table
 from rgenima_app.models.bundle import chance_status, model_label, save_bundle, training_summary
+from rgenima_app.models.distribution import fit_distribution, missing_fraction, roi_features
 from rgenima_app.models.finetune import set_finetune_mode, trainable_parameters
 from rgenima_app.models.llm import build_llm
 from rgenima_app.models.mllm import RGenIMA
@@ -96,8 +98,9 @@ def train_group(config: RunConfig, writer: DerivativesWriter, run_id: str) -> No
     log.info("training %s on %d samples of %d participants (%s), %d fold(s), device %s", label,
              len(cohort.samples), len(labels), settings.data, len(folds), device)
 
+    ages = participant_ages(participants)
     results = [finished[fold.index] if fold.index in finished else
-               train_fold(config, settings, cohort, fold, names[fold.index], device, rank) for fold in folds]
+               train_fold(config, settings, cohort, fold, names[fold.index], device, rank, ages) for fold in folds]
     if rank != 0:  # rank 0 evaluates and writes the outputs
         return
     write_evaluation(writer, label, settings, results)
@@ -114,6 +117,34 @@ def train_group(config: RunConfig, writer: DerivativesWriter, run_id: str) -> No
 SPLIT_SIDECAR = {
     "Description": "Participant-disjoint split of the training run (all sessions of a participant on one side)",
 }  # the columns are described in bids_spec/derivatives.yaml
+
+
+def participant_ages(participants: pd.DataFrame) -> dict[str, float]:
+    """participants.tsv ``age`` by participant label (empty without the column)."""
+    if "age" not in participants:
+        return {}
+    ages = pd.to_numeric(participants["age"], errors="coerce")
+    return {str(p): float(a) for p, a in ages.items() if pd.notna(a)}
+
+
+def training_distribution(samples: list[cohort_data.CohortSample], genotypes: dict[str, pd.DataFrame],
+                          settings: TrainSettings, ages: dict[str, float], with_genotypes: bool) -> dict:
+    """The distribution of what the model saw in training (``models.distribution``), for its bundle."""
+    features = None
+    if settings.data != "gene" and all(s.morph is not None for s in samples):
+        features = np.vstack([roi_features(s.morph, settings.imaging.normalization) for s in samples])
+    missingness = np.array([missing_fraction(genotypes[s.participant]) for s in samples
+                            if s.participant in genotypes]) if with_genotypes else None
+    distribution = fit_distribution([s.participant for s in samples], features=features,
+                                    normalization=settings.imaging.normalization,
+                                    missingness=missingness if missingness is not None and len(missingness) else None,
+                                    ages=np.array([ages.get(s.participant, np.nan) for s in samples]))
+    if "image" in distribution:
+        image = distribution["image"]
+        log.info("training distribution of %d participants: ROI score threshold %.3g (leave-one-out scores "
+                 "median %.3g, max %.3g)", distribution["n_participants"], image["threshold"],
+                 image["training_score_median"], image["training_score_max"])
+    return distribution
 
 
 def _select_samples(cohort: cohort_data.Cohort, settings: TrainSettings) -> None:
@@ -169,7 +200,8 @@ def build_model(config: RunConfig, settings: TrainSettings, image_dim: int, n_im
 
 
 def train_fold(config: RunConfig, settings: TrainSettings, cohort: cohort_data.Cohort, fold: Fold,
-               bundle_name: str, device: torch.device, rank: int = 0) -> dict | None:
+               bundle_name: str, device: torch.device, rank: int = 0, ages: dict[str, float] | None = None
+               ) -> dict | None:
     """Everything of one fold; returns its test predictions, metrics and curves (None on ranks > 0)."""
     state_dir = check_write(config.work_dir / "training" / run_key(config, settings, cohort, fold))
     train_p, val_p, test_p = (set(fold.participants(r)) for r in ("train", "validation", "test"))
@@ -272,6 +304,8 @@ def train_fold(config: RunConfig, settings: TrainSettings, cohort: cohort_data.C
                 training=training, metrics=metrics, name=bundle_name,
                 snp_panel=None if settings.data == "image" else snp_panel,  # an image-only model reads no SNPs
                 roi_mode=settings.imaging.mode, roi_normalization=settings.imaging.normalization,
+                distribution=training_distribution(in_role(train_p | val_p), genotypes, settings, ages or {},
+                                                   with_genotypes=settings.data != "image"),
                 model_card_notes=model_card_notes(settings, report, len(test_items), baselines[0][1],
                                                   fold_genes.screening, chances[bundle_name], chances[CLASSICAL]))
     log.info("fold %d: test accuracy %.3f (%d samples); bundle %s", fold.index,

@@ -1,6 +1,8 @@
 """Output tables, the attention map and the report's metric rows, from a prediction made here."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import nibabel as nib
 import numpy as np
 import pandas as pd
@@ -11,6 +13,7 @@ from rgenima_app.imaging.roi_table import N_ROIS, roi_names
 from rgenima_app.inference.outputs import attention_map, gene_table, prediction_table, roi_gene_table, roi_table
 from rgenima_app.inference.predict import Prediction, PredictionInput
 from rgenima_app.inference.rollout import rollout
+from rgenima_app.models.distribution import OODScore
 from rgenima_app.reports.subject import metric_rows
 
 
@@ -38,8 +41,12 @@ def prediction(tiny_tokenizer):
 
 def test_tables(prediction):
     table = prediction_table(prediction)
-    assert list(table.columns) == ["participant_id", "session_id", "label", "p_NC", "p_SMC", "p_MCI", "p_AD"]
-    assert table["session_id"].iloc[0] == "ses-2" and abs(table.iloc[0, 3:].sum() - 1) < 1e-6
+    assert list(table.columns) == ["participant_id", "session_id", "label", "p_NC", "p_SMC", "p_MCI", "p_AD",
+                                   "ood_score", "ood_flag"]
+    assert table["session_id"].iloc[0] == "ses-2" and abs(table.iloc[0, 3:7].sum() - 1) < 1e-6
+    assert table["ood_score"].iloc[0] == table["ood_flag"].iloc[0] == "n/a"   # no score computed: n/a
+    scored = prediction_table(replace(prediction, ood=OODScore(1.5, True)))
+    assert scored["ood_score"].iloc[0] == 1.5 and scored["ood_flag"].iloc[0] == "true"
     rois = roi_table(prediction)
     assert list(rois["roi"]) == roi_names() and abs(rois["importance"].sum() - 1) < 1e-9
     genes = gene_table(prediction)

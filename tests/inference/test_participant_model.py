@@ -75,15 +75,19 @@ def test_every_output_for_every_participant(run):
         predictions = pd.read_csv(outputs_of(out, participant)["predictions"], sep="\t")
         assert list(predictions.columns) == ["participant_id", "label", *[f"p_{s}" for s in STAGES], "modalities",
                                              "inputs_validated", "panel_snps_observed", "panel_snps_total",
-                                             "panel_coverage_low"]
+                                             "panel_coverage_low", "ood_score", "ood_flag"]
         expected = {f"sub-{NO_GENOTYPES}": "image", f"sub-{NO_IMAGE}": "genes"}.get(participant, "image+genes")
         assert predictions["modalities"].iloc[0] == expected
         assert predictions["inputs_validated"].iloc[0] == (expected != "image")
+        # this bundle stores no training distribution (as bundles written before it existed): n/a, and said so
+        assert predictions["ood_score"].isna().all() and predictions["ood_flag"].isna().all()
         p = predictions[[f"p_{s}" for s in STAGES]].to_numpy()[0]
         assert abs(p.sum() - 1) < 1e-6 and (p > 0).all()
         assert predictions["label"].iloc[0] == STAGES[int(np.argmax(p))]
         sidecar = json.loads(outputs_of(out, participant)["predictions"].with_suffix(".json").read_text())
         assert {"Sources", "Model", "ModelHash", "ImputedSNPs", "Modalities", "HeldOut"} <= set(sidecar)
+        assert sidecar["OutOfDistribution"]["Available"] is False
+        assert "stores no training distribution" in sidecar["OutOfDistribution"]["Note"]
         assert sidecar["Model"] == MODEL and re.fullmatch(r"[0-9a-f]{64}", sidecar["ModelHash"])
         assert sidecar["HeldOut"] == (participant not in TRAINED_ON)
         rois = pd.read_csv(outputs_of(out, participant)["roiattention"], sep="\t")
@@ -148,6 +152,7 @@ def test_missing_modalities_and_training_participants_are_said(run):
     rois = pd.read_csv(outputs_of(out, f"sub-{NO_IMAGE}")["roiattention"], sep="\t")
     assert rois["importance"].isna().all() and len(rois) == 109
     assert "sub-001 was in the training set" in result.stderr and "HeldOut false" in result.stderr
+    assert "stores no training distribution" in result.stderr and "out-of-distribution scores are n/a" in result.stderr
 
 
 def test_group_level_reads_the_outputs(run):
@@ -183,6 +188,7 @@ def test_report_content(run):
     assert "<script" not in text and not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text)
     assert set(re.findall(r"https?://[^\s\"'<>]+", text)) <= {"http://www.w3.org/2000/svg",
                                                                "http://www.w3.org/1999/xlink"}
+    assert "Out-of-distribution score not available" in text and "Out of distribution</b>" not in text
     held = (out / "sub-001.html").read_text()
     assert "was in the training set" in held
     genome_only = (out / f"sub-{NO_IMAGE}.html").read_text()

@@ -107,6 +107,23 @@ def test_bundle_reloads_predicts_and_knows_its_training_participants(trained, tr
     assert 0 < reference["C"] and reference["l1_ratio"] in (0.5, 1.0)
 
 
+def test_bundle_stores_the_training_distribution(trained, train_cohort):
+    """The out-of-distribution score's reference: the training and validation participants, no test one."""
+    meta = json.loads((trained / "models" / "tiny" / "rgenima.json").read_text())
+    distribution = meta["distribution"]
+    split = pd.read_csv(trained / "desc-tiny_split.tsv", sep="\t")
+    seen = split[split["role"].isin(["train", "validation"])]
+    assert distribution["n_participants"] == seen["participant_id"].nunique()
+    image = distribution["image"]
+    assert len(image["loo_scores"]) == len(seen) and len(image["center"]) == 2 * 109
+    assert image["threshold"] == pytest.approx(max(image["loo_scores"]))   # fewer than 99 participants
+    ages = pd.read_csv(train_cohort / "bids" / "participants.tsv", sep="\t").set_index("participant_id")["age"]
+    assert distribution["age"]["min"] == pytest.approx(ages[seen["participant_id"]].min())
+    assert distribution["age"]["max"] == pytest.approx(ages[seen["participant_id"]].max())
+    assert 0 <= distribution["genotype_missingness"]["max"] < distribution["genotype_missingness"]["threshold"]
+    assert "Out-of-distribution check" in (trained / "models" / "tiny" / "MODEL_CARD.md").read_text()
+
+
 def test_training_figure_and_curves(trained):
     svg = (trained / "figures" / "desc-tiny_training.svg").read_text()
     assert svg.lstrip().startswith("<svg") and "Stage 2" in svg
