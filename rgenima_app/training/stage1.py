@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from rgenima_app import STAGES
 from rgenima_app.models.rit import RiT, RiTConfig, log_volumes
+from rgenima_app.training.budget import EtaLog, StageCost, training_cost
 from rgenima_app.training.data import CohortSample
 from rgenima_app.training.settings import Stage1Settings
 
@@ -91,6 +92,7 @@ def fit_classifier(model: nn.Module, logits_of: Logits, train: list[CohortSample
     rng = np.random.default_rng(seed)
     curve, best, best_loss, stale = Curve(), None, float("inf"), 0
     bar = tqdm(range(settings.epochs), desc=desc, unit="epoch", disable=None)
+    eta = EtaLog(settings.epochs)
     for epoch in bar:
         model.train()
         order = rng.permutation(len(train))
@@ -109,6 +111,10 @@ def fit_classifier(model: nn.Module, logits_of: Logits, train: list[CohortSample
             curve.val_loss.append(val_loss)
             curve.val_accuracy.append(val_acc)
             bar.set_postfix(train=f"{curve.train_loss[-1]:.3f}", val=f"{val_loss:.3f}", acc=f"{val_acc:.2f}")
+            if bar.disable:  # no terminal: the log file gets the progress (early stopping may end it sooner)
+                log.info("%s epoch %d of %d: train loss %.4f, validation loss %.4f, accuracy %.2f, at most %s left",
+                         desc, epoch + 1, settings.epochs, curve.train_loss[-1], val_loss, val_acc,
+                         eta.remaining(epoch + 1))
             if val_loss < best_loss - 1e-6:
                 best, best_loss, stale = copy.deepcopy(model.state_dict()), val_loss, 0
             else:
@@ -120,6 +126,18 @@ def fit_classifier(model: nn.Module, logits_of: Logits, train: list[CohortSample
         model.load_state_dict(best)
     model.requires_grad_(False).eval()
     return curve
+
+
+def stage1_cost(settings: Stage1Settings, roi_size: int, n_train: int, n_validation: int) -> StageCost:
+    """What training this RiT will take (memory, compute), counted on the meta device before any weight exists."""
+    config, batch = rit_config(settings, roi_size), settings.batch_size
+    with torch.device("meta"):
+        model = RiT(config)
+        patches = torch.empty(batch, config.n_rois, roi_size, roi_size, roi_size)
+        volumes = torch.empty(batch, config.n_rois)
+    return training_cost("stage 1 (RiT)", model, lambda: model(patches, volumes), batch,
+                         patches.numel() * patches.element_size(), n_train, n_validation, settings.epochs,
+                         keeps_best_copy=True)
 
 
 def train_stage1(train: list[CohortSample], validation: list[CohortSample], settings: Stage1Settings,

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from rgenima_app.genetics.serialize import serialize_genotypes
 from rgenima_app.models.mllm import MLLMSample, RGenIMA
+from rgenima_app.training.budget import EtaLog, StageCost, training_cost
 from rgenima_app.training.distributed import shard, world
 from rgenima_app.training.settings import Stage2Settings
 from rgenima_app.training.stage1 import Curve
@@ -198,6 +199,15 @@ class Stage2Trainer:
                  progress["epoch"] + 1, progress["next_batch"], progress["step"])
         return progress["epoch"], progress["next_batch"], progress["step"], curve
 
+    # ------------------------------------------------------------------- cost
+    def cost(self, train: list[Stage2Item], validation: list[Stage2Item]) -> StageCost:
+        """Memory and compute of ``fit`` (one real forward pass of a first training batch, counted)."""
+        s = self.settings
+        samples = epoch_samples(train, 0, self.seed, self.data, self.fmt, s, sep=self.model.dosage_separator)
+        batch = samples[:s.batch_size]
+        return training_cost(f"stage 2 ({self.model.finetune_mode})", self.model, lambda: self._loss(batch),
+                             len(batch), 0, len(samples), len(validation), s.epochs)
+
     # ----------------------------------------------------------------- training
     def _loss(self, samples: list[MLLMSample]) -> torch.Tensor:
         batch = self.model.encode(samples, with_answers=True)
@@ -233,12 +243,14 @@ class Stage2Trainer:
         # without a terminal the bar is off: a log line every 5% keeps a long epoch (a pretrained LLM on a
         # CPU: 10-40 minutes) from being silent in the log file
         log_every = max(1, total_steps // 20) if bar.disable else 0
+        eta = EtaLog(total_steps, step)
 
         def advanced(loss_value: float) -> None:
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.3f}")
             if log_every and step % log_every == 0:
-                log.info("stage 2 step %d of %d (epoch %d): loss %.4f", step, total_steps, epoch + 1, loss_value)
+                log.info("stage 2 step %d of %d (epoch %d): loss %.4f, about %s left", step, total_steps, epoch + 1,
+                         loss_value, eta.remaining(step))
         for epoch in range(start_epoch, s.epochs):
             samples = shard(epoch_samples(train, epoch, self.seed, self.data, self.fmt, s,
                                           sep=self.model.dosage_separator), rank, size)

@@ -45,12 +45,13 @@ from rgenima_app.reports.training import write_training_figure
 from rgenima_app.training import data as cohort_data
 from rgenima_app.training import distributed
 from rgenima_app.training.baselines import train_baseline, train_llm_wholebrain
+from rgenima_app.training.budget import available_memory, check_fits, describe, measured_flops_per_second
 from rgenima_app.training.classical import NAME as CLASSICAL
 from rgenima_app.training.classical import train_classical
 from rgenima_app.training.evaluate import evaluate_chance, evaluate_probabilities, predict_items, prediction_table
 from rgenima_app.training.settings import TrainSettings
 from rgenima_app.training.splits import Fold, make_folds, split_table
-from rgenima_app.training.stage1 import load_rit, rit_config, save_weights, train_stage1
+from rgenima_app.training.stage1 import load_rit, rit_config, save_weights, stage1_cost, train_stage1
 from rgenima_app.training.stage2 import Stage2Item, Stage2Trainer
 from rgenima_app.training.tokens import rit_tokens
 
@@ -84,6 +85,7 @@ def train_group(config: RunConfig, writer: DerivativesWriter, run_id: str) -> No
     folds = make_folds(labels, settings.split.test, settings.split.validation, settings.split.folds,
                        settings.split.seed if settings.split.seed else config.seed)
     if settings.data != "gene":
+        _stage1_budget(config, settings, cohort, folds, device)
         cohort_data.prepare_imaging(t1w, cohort.samples, settings, freesurfer=config.freesurfer,
                                     work_dir=config.work_dir, roi_size=config.roi_size, device=config.device)
         if "llm_wholebrain" in settings.baselines.run:
@@ -145,6 +147,31 @@ def training_distribution(samples: list[cohort_data.CohortSample], genotypes: di
                  "median %.3g, max %.3g)", distribution["n_participants"], image["threshold"],
                  image["training_score_median"], image["training_score_max"])
     return distribution
+
+
+STAGE1_HINT = ("the RiT's patch embedding grows with the cube of the ROI size: use a smaller --roi-size, or lower "
+               "[stage1] dim, depth or batch_size in --train-config (docs/training.md), or a device with more memory")
+STAGE2_HINT = ("lower [stage2] batch_size (raise gradient_accumulation to keep the effective batch), use "
+               "--finetune lora, a smaller --llm, --deepspeed to spread it over GPUs, or a device with more memory")
+
+
+def _stage1_budget(config: RunConfig, settings: TrainSettings, cohort: cohort_data.Cohort, folds: list[Fold],
+                   device: torch.device) -> None:
+    """Stage 1's memory and time from the configuration, before any imaging work; refused if it cannot fit."""
+    def count(fold: Fold, role: str) -> int:
+        members = set(fold.participants(role))
+        return sum(s.participant in members for s in cohort.samples)
+
+    largest = max(folds, key=lambda f: count(f, "train"))
+    cost = stage1_cost(settings.stage1, config.roi_size, count(largest, "train"), count(largest, "validation"))
+    _check_budget(cost, device, config, STAGE1_HINT)
+
+
+def _check_budget(cost, device: torch.device, config: RunConfig, hint: str, resident: int = 0) -> None:
+    available, source = available_memory(device, config.mem_mb)
+    log.info("%s", describe(cost, measured_flops_per_second(device), available, source))
+    if config.deepspeed is None:  # ZeRO partitions the states over the ranks: the estimate does not apply
+        check_fits(cost, available, source, hint, resident)
 
 
 def _select_samples(cohort: cohort_data.Cohort, settings: TrainSettings) -> None:
@@ -239,6 +266,8 @@ def train_fold(config: RunConfig, settings: TrainSettings, cohort: cohort_data.C
     trainer = Stage2Trainer(model, settings.stage2, data=settings.data, fmt=settings.genetics.snp_text_format,
                             seed=config.seed, device=device, checkpoint_dir=state_dir / "stage2" / "checkpoint",
                             deepspeed_config=deepspeed_config(config, settings))
+    _check_budget(trainer.cost(pick(train_p), pick(val_p)), device, config, STAGE2_HINT,
+                  resident=4 * sum(p.numel() for p in model.parameters()))
     curves["stage2"] = trainer.fit(pick(train_p), pick(val_p)).to_dict()
     if trainer.engine is not None:  # gather the ZeRO-partitioned weights into a plain model on rank 0
         state = distributed.gathered_state(model)
