@@ -204,9 +204,12 @@ def score_sample(distribution: dict | None, *, features: np.ndarray | None = Non
     ages = distribution.get("age")
     if ages is not None and age is not None and np.isfinite(age):
         mid, half = (ages["min"] + ages["max"]) / 2, max((ages["max"] - ages["min"]) / 2, 0.5)
+        inside = ages["min"] <= age <= ages["max"]
+        ratio = abs(age - mid) / half
+        # at the range's edge the ratio is 1 up to rounding: decide by the range itself
         components["age"] = {"value": float(age), "range": [ages["min"], ages["max"]],
-                             "ratio": float(abs(age - mid) / half)}
-        if components["age"]["ratio"] > 1:
+                             "ratio": float(min(ratio, 1.0) if inside else max(ratio, math.nextafter(1.0, 2.0)))}
+        if not inside:
             reasons.append(f"age {age:g} outside the training range {ages['min']:g}-{ages['max']:g}")
     if not components:
         return OODScore(None, None, note="none of what the training distribution describes is available for "

@@ -60,6 +60,10 @@ def test_genotype_missingness_and_age_components():
     assert distribution["genotype_missingness"]["threshold"] == pytest.approx(0.15)
     inside = score_sample(distribution, missingness=0.1, age=75.0)
     assert inside.available and not inside.flag and inside.score <= 1
+    # the oldest training participant is inside its own range, whatever the rounding of the mid-point
+    edge = fit_distribution(["a", "b"], ages=np.array([61.4, 85.73]))
+    assert not score_sample(edge, age=85.73).flag and not score_sample(edge, age=61.4).flag
+    assert score_sample(edge, age=85.74).flag
     young = score_sample(distribution, missingness=0.0, age=39.0)
     assert young.flag and any("age 39 outside the training range 61-88" in r for r in young.reasons)
     unmatched = score_sample(distribution, missingness=1.0, age=70.0)
