@@ -223,6 +223,7 @@ def write_prediction(writer: DerivativesWriter, prediction: Prediction, bundle: 
         "Warnings": prediction.warnings,
         "AbsentROIs": prediction.absent_rois,
         "SNPTextFormat": bundle.metadata.get("snp_text_format"),
+        "GenotypesFile": str(genotypes_file) if genotypes_file is not None and prediction.n_snps is not None else None,
         "SoftwareVersion": __version__,
         **(prediction.inputs.to_sidecar() if prediction.inputs is not None else {}),
         **ood_sidecar(prediction),
