@@ -12,7 +12,8 @@ import numpy as np
 from nibabel.processing import resample_from_to
 
 
-def labels_on_grid(labels: nib.spatialimages.SpatialImage, reference: nib.spatialimages.SpatialImage) -> nib.Nifti1Image:
+def labels_on_grid(labels: nib.spatialimages.SpatialImage,
+                   reference: nib.spatialimages.SpatialImage) -> nib.Nifti1Image:
     """``labels`` (an integer label image) resampled by nearest neighbour onto the grid of ``reference``
     (its first three axes: a 4-D T1w gives its 3-D grid); 0 where the reference grid leaves the labels."""
     grid = (tuple(reference.shape[:3]), reference.affine)

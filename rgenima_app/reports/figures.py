@@ -345,7 +345,10 @@ def segmentation_figure(anatomy, labels, kinds: Mapping[int, str], title: str, n
         kind_of[int(label)] = kind_names.index(kind if kind in KIND_COLORS else "other") + 1
     colours = ListedColormap([(0, 0, 0, 0)] + [matplotlib.colors.to_rgba(KIND_COLORS[k]) for k in kind_names])
     present = np.argwhere(rois > 0)
-    low, high = (present.min(axis=0), present.max(axis=0)) if len(present) else (np.zeros(3, int), np.array(rois.shape) - 1)
+    if len(present):
+        low, high = present.min(axis=0), present.max(axis=0)
+    else:
+        low, high = np.zeros(3, int), np.array(rois.shape) - 1
     views = [("axial", 2), ("coronal", 1), ("sagittal", 0)]
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(3, n_slices, figsize=(1.6 * n_slices, 5.2), facecolor=BACKGROUND,

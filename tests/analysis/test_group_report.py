@@ -41,7 +41,8 @@ def _predictions(groups: list[str]) -> pd.DataFrame:
     proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     proba[:3] = proba[3]   # tied scores: the ROC and its AUC must count ties as half
     table = pd.DataFrame({"participant_id": [f"sub-{i:03d}" for i in range(len(groups))], "diagnosis": groups,
-                          "label": [labels[k] for k in proba.argmax(axis=1)], "held_out": rng.random(len(groups)) < 0.4})
+                          "label": [labels[k] for k in proba.argmax(axis=1)],
+                          "held_out": rng.random(len(groups)) < 0.4})
     for k, label in enumerate(labels):
         table[f"p_{label}"] = proba[:, k]
     return table

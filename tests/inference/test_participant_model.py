@@ -157,7 +157,8 @@ def test_statmap_on_the_t1w_grid_holds_the_same_roi_values_at_the_same_world_poi
         statmap, sidecar = _statmap(anat, participant, "space-T1w")
         conformed, _ = _statmap(anat, participant, "space-T1w_res-conformed")
         assert statmap.shape == t1w.shape[:3] and np.allclose(statmap.affine, t1w.affine)
-        assert sidecar["SpatialReference"] == sidecar["Sources"][0] == f"bids:raw:{participant}/anat/{participant}_T1w.nii.gz"
+        t1w_uri = f"bids:raw:{participant}/anat/{participant}_T1w.nii.gz"
+        assert sidecar["SpatialReference"] == sidecar["Sources"][0] == t1w_uri
         assert "Resolution" not in sidecar and "nearest neighbour" in sidecar["Description"]
         # the conformed map read at the world point of every T1w voxel (nearest voxel) gives the T1w map's value
         ijk = np.indices(statmap.shape).reshape(3, -1).T
