@@ -5,6 +5,7 @@ This is the only module that knows about click and exit codes (docs/architecture
 from __future__ import annotations
 
 import logging
+import shlex
 import signal
 import sys
 import threading
@@ -143,6 +144,9 @@ ANALYSIS_LEVEL
 @click.version_option(__version__, "--version", prog_name="rgenima", message="%(prog)s %(version)s")
 def rgenima(**options) -> None:
     _set_up_logging(options["verbose"])
+    # the command line as the user typed it (main() hands it over; sys.argv when click is called otherwise)
+    argv = (click.get_current_context().obj or {}).get("argv", sys.argv[1:])
+    options["command_line"] = shlex.join(["rgenima", *map(str, argv)])
     options["mem_mb"] = parse_memory(options.pop("mem"))
     options["participant_label"] = list(options["participant_label"])
     options["session_label"] = list(options["session_label"])
@@ -170,7 +174,8 @@ def main(argv: list[str] | None = None) -> None:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     try:
-        rgenima.main(args=argv, prog_name="rgenima", standalone_mode=False)
+        rgenima.main(args=argv, prog_name="rgenima", standalone_mode=False,
+                     obj={"argv": list(sys.argv[1:] if argv is None else argv)})
     except click.exceptions.Exit as exc:  # --help, --version
         sys.exit(exc.exit_code)
     except click.ClickException as exc:  # bad usage: click's own message, exit 2

@@ -87,6 +87,7 @@ class RunConfig:
     reports_only: bool = False
     overwrite: bool = False
     group_by: str | None = None  # group --model: None = the [analysis] table's, else "auto"
+    command_line: str | None = None  # as typed (cli.py), recorded in logs/<run>.toml and the group report
 
     def resolve(self) -> "RunConfig":
         """A copy with absolute paths and the defaults that depend on other options filled in."""

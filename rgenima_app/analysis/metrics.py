@@ -323,3 +323,36 @@ def _balanced_accuracy(truth: np.ndarray, pred: np.ndarray, k: int) -> np.ndarra
     hits = np.stack([((truth == c) & (pred == c)[None, :]).sum(axis=1) for c in range(k)], axis=1)
     present = counts > 0
     return (hits[:, present] / counts[present]).mean(axis=1)
+
+
+# -- curves of the group report: one-vs-rest ROC and reliability ---------------------------------------
+def one_vs_rest_auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """The ROC AUC of ``auc_<c>`` (Mann-Whitney, ties = 1/2) for one class; NaN without both kinds."""
+    scores, positive = np.asarray(scores, dtype=float), np.asarray(positive, dtype=bool)
+    return float(_weighted_auc(scores, positive, np.ones((1, len(scores))))[0])
+
+
+def roc_curve(scores: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """False- and true-positive rates at every distinct score used as threshold (``score >= t`` is called
+    positive), from (0, 0) to (1, 1); tied scores move both rates at once, so the area under the curve
+    (trapezoids) is ``one_vs_rest_auc``."""
+    scores, positive = np.asarray(scores, dtype=float), np.asarray(positive, dtype=bool)
+    thresholds = np.unique(scores)[::-1]
+    called = scores[None, :] >= thresholds[:, None]
+    n_pos, n_neg = max(int(positive.sum()), 1), max(int((~positive).sum()), 1)
+    tpr = (called & positive).sum(axis=1) / n_pos
+    fpr = (called & ~positive).sum(axis=1) / n_neg
+    return np.concatenate([[0.0], fpr]), np.concatenate([[0.0], tpr])
+
+
+def reliability(probability: np.ndarray, positive: np.ndarray, n_bins: int = 5) -> pd.DataFrame:
+    """Calibration of one class's predicted probability: equal-width bins of ``probability`` on [0, 1] with
+    ``n`` samples, their mean predicted probability and the observed fraction of the class (empty bins left
+    out). A calibrated model has observed = predicted."""
+    probability, positive = np.asarray(probability, dtype=float), np.asarray(positive, dtype=bool)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    which = np.clip(np.digitize(probability, edges[1:-1]), 0, n_bins - 1)
+    rows = [{"low": edges[b], "high": edges[b + 1], "n": int((which == b).sum()),
+             "predicted": float(probability[which == b].mean()), "observed": float(positive[which == b].mean())}
+            for b in range(n_bins) if (which == b).any()]
+    return pd.DataFrame(rows, columns=["low", "high", "n", "predicted", "observed"])

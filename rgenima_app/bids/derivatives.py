@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import unquote, urlparse
 
 import pandas as pd
 
@@ -480,3 +481,14 @@ class DerivativesWriter:
         if path.is_relative_to(self.root):
             return f"bids::{path.relative_to(self.root).as_posix()}"
         return path.as_uri()
+
+    def resolve_uri(self, uri: str) -> Path | None:
+        """The file a ``source_uri`` names (``bids:raw:`` in the input dataset, ``bids::`` here, ``file:``);
+        None for a URI it cannot name (``bids:raw:`` without a source dataset, another scheme)."""
+        if uri.startswith("bids:raw:"):
+            return self.source_dir / uri.removeprefix("bids:raw:") if self.source_dir is not None else None
+        if uri.startswith("bids::"):
+            return self.root / uri.removeprefix("bids::")
+        if uri.startswith("file:"):
+            return Path(unquote(urlparse(uri).path))
+        return None

@@ -9,13 +9,17 @@ Per sample (``sub-X[_ses-Y]``, model label ``<model>``):
 * ``..._roiattention.tsv`` (+ .json): ``index``, ``roi``, ``importance`` — 109 rows, canonical order
 * ``..._geneattention.tsv`` (+ .json): ``gene``, ``importance`` — one row per gene of the SNP text
 * ``..._roigeneattention.tsv`` (+ .json): ``roi``, ``gene``, ``attention`` — long format
-* ``anat/..._desc-<model>_stat-attention_statmap.nii.gz`` (+ .json): ROI importance in each ROI's voxels
+* ``anat/..._space-T1w_desc-<model>_stat-attention_statmap.nii.gz`` (+ .json): ROI importance in each ROI's
+  voxels, on the grid of the participant's (first) T1w image
+* ``anat/..._space-T1w_res-conformed_desc-<model>_stat-attention_statmap.nii.gz`` (+ .json): the same on the
+  grid of ``desc-rois_dseg`` (FreeSurfer's conformed grid, same world coordinates)
 
 A sample without image has ``n/a`` importances and an empty ROI-gene table (and no statmap); a sample
 without genotypes has empty gene tables.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import nibabel as nib
@@ -23,20 +27,27 @@ import numpy as np
 import pandas as pd
 
 from rgenima_app import STAGES, __version__
-from rgenima_app.bids.derivatives import DerivativesWriter
+from rgenima_app.bids.derivatives import DerivativesWriter, sidecar_path
+from rgenima_app.imaging.grids import labels_on_grid
 from rgenima_app.imaging.roi_table import load_roi_table
 from rgenima_app.inference.predict import Prediction
 from rgenima_app.inference.rollout import DEFINITION
 from rgenima_app.models.bundle import LoadedBundle
 
+log = logging.getLogger("rgenima")
+
 TABLES = ("predictions", "roiattention", "geneattention", "roigeneattention")
+#: The attention statmaps: on the T1w's own grid, and on the conformed grid of desc-rois_dseg (``res-conformed``).
+STATMAPS = ("statmap", "statmap_conformed")
+CONFORMED = "conformed"
 
 
 def output_paths(writer: DerivativesWriter, subject: str, session: str | None, model: str) -> dict[str, Path]:
     """The prediction outputs of one sample (``TABLES`` and ``statmap``) and the inputs they cite."""
     paths = {kind: writer.path(subject, session, desc=model, suffix=kind, extension=".tsv") for kind in TABLES}
-    paths["statmap"] = writer.path(subject, session, datatype="anat", desc=model, stat="attention",
-                                   suffix="statmap", extension=".nii.gz")
+    for kind, res in zip(STATMAPS, (None, CONFORMED)):
+        paths[kind] = writer.path(subject, session, datatype="anat", space="T1w", res=res, desc=model,
+                                  stat="attention", suffix="statmap", extension=".nii.gz")
     paths["dseg"] = writer.path(subject, session, datatype="anat", desc="rois", suffix="dseg", extension=".nii.gz")
     paths["genotypes"] = writer.path(subject, datatype="genotype", desc="panel", suffix="genotypes", extension=".tsv")
     return paths
@@ -114,25 +125,79 @@ def roi_gene_table(prediction: Prediction) -> pd.DataFrame:
                          "attention": r.roi_gene.reshape(-1)})
 
 
-def attention_map(prediction: Prediction) -> nib.Nifti1Image | None:
-    """ROI importance painted into each ROI's voxels, on the grid of the sample's dseg; 0 outside ROIs."""
+def superseded_statmap(writer: DerivativesWriter, subject: str, session: str | None, model: str) -> Path:
+    """The statmap name of rgenima versions before the two gridded ones (no ``space-``): removed when a sample's
+    prediction is written again, so that an older output dataset stays one that matches the spec."""
+    return writer.path(subject, session, datatype="anat", desc=model, stat="attention", suffix="statmap",
+                       extension=".nii.gz")
+
+
+def attention_map(prediction: Prediction, reference: nib.spatialimages.SpatialImage | None = None
+                  ) -> nib.Nifti1Image | None:
+    """ROI importance painted into each ROI's voxels; 0 outside ROIs. On the grid of the sample's dseg, or of
+    ``reference`` (the T1w) when given: the ROI labels are moved there by nearest neighbour, in world
+    coordinates, and painted after, so every voxel holds exactly one ROI's importance."""
     importance = prediction.rollout.roi_importance
     imaging = prediction.input.imaging
     if importance is None or imaging is None:
         return None
-    index = np.asarray(imaging.dseg.dataobj).astype(np.int64)
+    labels = imaging.dseg if reference is None else labels_on_grid(imaging.dseg, reference)
+    index = np.asarray(labels.dataobj).astype(np.int64)
     lut = np.zeros(len(importance) + 1, dtype=np.float32)
     lut[1:] = importance
     data = lut[np.clip(index, 0, len(importance))] * (index > 0)
-    image = nib.Nifti1Image(data.astype(np.float32), imaging.dseg.affine)
+    image = nib.Nifti1Image(data.astype(np.float32), labels.affine)
     image.header.set_xyzt_units("mm")
     return image
+
+
+def _grid_description(image: nib.spatialimages.SpatialImage) -> str:
+    shape = " x ".join(str(n) for n in image.shape[:3])
+    zooms = " x ".join(f"{z:g}" for z in image.header.get_zooms()[:3])
+    return f"{shape} voxels of {zooms} mm"
+
+
+def _write_statmaps(writer: DerivativesWriter, prediction: Prediction, paths: dict[str, Path], common: dict,
+                    ) -> dict[str, Path]:
+    """The two attention statmaps of a sample with an image (none without); see ``STATMAPS``."""
+    imaging = prediction.input.imaging
+    conformed = attention_map(prediction)
+    if conformed is None:
+        return {}
+    t1w_path = Path(imaging.t1w_files[0])  # the reference T1w: the first, as recon-all's first -i
+    t1w = nib.load(str(t1w_path))
+    on_t1w = attention_map(prediction, reference=t1w)
+    t1w_uri = writer.source_uri(t1w_path)
+    sources = [t1w_uri, writer.source_uri(paths["dseg"]), writer.source_uri(paths["roiattention"])]
+    described = "ROI importance (attention rollout) painted into the voxels of each ROI; 0 outside the ROIs"
+    written = {
+        "statmap": writer.write_nifti(paths["statmap"], on_t1w, sidecar={
+            "Description": f"{described}. On the grid of the participant's T1w image ({_grid_description(t1w)}): "
+                           "the desc-rois_dseg labels moved there by nearest neighbour in world coordinates",
+            "Sources": sources, "SpatialReference": t1w_uri, "Definition": DEFINITION, **common}),
+        "statmap_conformed": writer.write_nifti(paths["statmap_conformed"], conformed, sidecar={
+            "Description": f"{described}. On the grid of desc-rois_dseg: FreeSurfer's conformed grid, in the "
+                           "world coordinates of the T1w image",
+            "Sources": sources, "SpatialReference": t1w_uri,
+            "Resolution": f"{CONFORMED}: FreeSurfer's conformed grid of the desc-rois_dseg image "
+                          f"({_grid_description(conformed)})",
+            "Definition": DEFINITION, **common}),
+    }
+    return written
+
+
+def _remove_superseded_statmap(writer: DerivativesWriter, prediction: Prediction, model: str) -> None:
+    superseded = superseded_statmap(writer, prediction.input.subject, prediction.input.session, model)
+    for old in (superseded, sidecar_path(superseded)):
+        if old.is_file():
+            log.info("removing %s: replaced by the space-T1w statmaps", old)
+            old.unlink()
 
 
 def write_prediction(writer: DerivativesWriter, prediction: Prediction, bundle: LoadedBundle,
                      model_hash: str, genotypes_file: Path | None = None,
                      provenance: str | None = None) -> dict[str, Path]:
-    """Write every output of one sample; returns the paths written (statmap only with an image).
+    """Write every output of one sample; returns the paths written (statmaps only with an image).
     ``provenance`` (``rgenima_app.provenance``) is recorded in every sidecar."""
     model = bundle.name
     paths = _paths(writer, prediction, model)
@@ -158,6 +223,7 @@ def write_prediction(writer: DerivativesWriter, prediction: Prediction, bundle: 
         "Warnings": prediction.warnings,
         "AbsentROIs": prediction.absent_rois,
         "SNPTextFormat": bundle.metadata.get("snp_text_format"),
+        "GenotypesFile": str(genotypes_file) if genotypes_file is not None and prediction.n_snps is not None else None,
         "SoftwareVersion": __version__,
         **(prediction.inputs.to_sidecar() if prediction.inputs is not None else {}),
         **ood_sidecar(prediction),
@@ -176,11 +242,6 @@ def write_prediction(writer: DerivativesWriter, prediction: Prediction, bundle: 
         written["roigeneattention"] = writer.write_tsv(paths["roigeneattention"], roi_gene_table(prediction), dict(
             rollout_sidecar, Description="ROI x gene attention: rolled-out attention of each ROI token summed over "
                                          "the gene's SNP-text tokens (empty without image or genotypes)"))
-        image = attention_map(prediction)
-        if image is not None:
-            written["statmap"] = writer.write_nifti(paths["statmap"], image, sidecar={
-                "Description": "ROI importance (attention rollout) painted into the voxels of each ROI, on the grid "
-                               "of the desc-rois_dseg image (FreeSurfer conformed space); 0 outside the ROIs",
-                "Sources": [writer.source_uri(paths["dseg"]), writer.source_uri(paths["roiattention"])],
-                "Definition": DEFINITION, **common})
+        written.update(_write_statmaps(writer, prediction, paths, common))
+    _remove_superseded_statmap(writer, prediction, model)
     return written

@@ -1,9 +1,11 @@
 """The group report ``group.html``: one self-contained page (inline SVG / data-URI PNG, inline CSS).
 
-It shows the cohort, the classification metrics with their confidence intervals and the confusion
-matrix (when labels are known), the stage-specific ROIs (frequency heat map, bars, and brain slices of
+It shows the cohort, the classification metrics with their confidence intervals, the confusion matrix,
+one-vs-rest ROC curves and a calibration plot of the held-out participants (when labels are known), the
+stage-specific ROIs (frequency heat map, bars, and brain slices of
 a representative participant's ROI map), the paper's Manhattan-style ROI-gene plot per stage, the gene
-ranking with the GWAS enrichment test, and the methods. Nothing in the page is fetched from elsewhere.
+ranking with the GWAS enrichment test, the methods, and the provenance: the command line, the inputs and
+the software versions. Nothing in the page is fetched from elsewhere.
 """
 from __future__ import annotations
 
@@ -19,7 +21,9 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from .. import __version__
 from ..analysis.bootstrap import STAGE_ORDER, ordered_groups
 from ..analysis.group import GroupAnalysis
+from ..analysis.metrics import one_vs_rest_auc, reliability, roc_curve
 from ..bids.derivatives import write_text
+from ..environment import package_versions
 from ..imaging.roi_table import load_roi_table
 from . import figures
 
@@ -74,6 +78,61 @@ def confusion_from_predictions(predictions: pd.DataFrame, truth: str = "diagnosi
         return None
     labels = [label for label in LABELS if label in set(rows[truth]) | set(rows[predicted])]
     return pd.crosstab(rows[truth], rows[predicted]).reindex(index=labels, columns=labels, fill_value=0)
+
+
+def held_out_labelled(predictions: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The rows the performance figures use: held-out participants with a diagnosis and the four probabilities."""
+    columns = ["diagnosis", *(f"p_{label}" for label in LABELS)]
+    if predictions is None or any(c not in predictions for c in columns):
+        return None
+    rows = predictions.dropna(subset=columns)
+    if "held_out" in rows:
+        rows = rows[rows["held_out"].astype(bool)]
+    return rows if len(rows) else None
+
+
+def roc_curves(rows: pd.DataFrame) -> list[dict]:
+    """One-vs-rest ROC of every stage with positives and negatives among ``rows``; the AUC is the metrics
+    table's ``auc_<stage>`` (the same rank formula)."""
+    curves = []
+    for label in LABELS:
+        positive = (rows["diagnosis"] == label).to_numpy()
+        if positive.all() or not positive.any():
+            continue
+        scores = rows[f"p_{label}"].to_numpy(float)
+        fpr, tpr = roc_curve(scores, positive)
+        curves.append({"stage": label, "fpr": fpr, "tpr": tpr, "auc": one_vs_rest_auc(scores, positive),
+                       "n_positive": int(positive.sum())})
+    return curves
+
+
+def calibration_bins(rows: pd.DataFrame, n_bins: int = 5) -> dict[str, pd.DataFrame]:
+    """Per stage present among ``rows``' diagnoses, the reliability table of its predicted probability."""
+    present = set(rows["diagnosis"])
+    return {label: reliability(rows[f"p_{label}"].to_numpy(float), (rows["diagnosis"] == label).to_numpy(), n_bins)
+            for label in LABELS if label in present}
+
+
+def _performance_figures(predictions: pd.DataFrame | None) -> dict:
+    rows = held_out_labelled(predictions)
+    if rows is None:
+        return {"roc": None, "calibration": None, "roc_rows": [], "n_curves": 0}
+    curves = roc_curves(rows)
+    return {"roc": figures.roc_figure(curves) if curves else None,
+            "calibration": figures.calibration_figure(calibration_bins(rows)), "n_curves": len(rows),
+            "roc_rows": [{"stage": c["stage"], "auc": c["auc"], "n_positive": c["n_positive"]} for c in curves]}
+
+
+def provenance_section(provenance: Mapping | None) -> dict:
+    """The page's provenance: the command line that produced the analysis (and the one that re-rendered the
+    page, with --reports-only), its inputs and the software versions (recorded with the analysis, else the
+    versions installed now)."""
+    provenance = dict(provenance or {})
+    inputs = []
+    for name, value in (provenance.get("Inputs") or {}).items():
+        inputs.append({"name": name, "value": ", ".join(map(str, value)) if isinstance(value, list) else str(value)})
+    return {"command_line": provenance.get("CommandLine"), "report_command_line": provenance.get("ReportCommandLine"),
+            "inputs": inputs, "versions": provenance.get("SoftwareVersions") or package_versions()}
 
 
 def _cohort_counts(predictions: pd.DataFrame | None, analysis: GroupAnalysis) -> pd.DataFrame:
@@ -190,7 +249,8 @@ def render_group_report(analysis: GroupAnalysis, out_path: Path | str, model: st
                         predictions: pd.DataFrame | None = None, metrics=None,
                         confusion: pd.DataFrame | None = None, dseg=None, dseg_source: str | None = None,
                         dseg_values: str = "index", gwas_genes: Sequence[str] = (),
-                        app_version: str | None = None, chance: Mapping | None = None) -> Path:
+                        app_version: str | None = None, chance: Mapping | None = None,
+                        provenance: Mapping | None = None) -> Path:
     """Render ``group.html`` (atomically) and return its path.
 
     ``predictions``: one row per participant/session with ``label`` (predicted), ``p_<label>`` columns and,
@@ -201,6 +261,8 @@ def render_group_report(analysis: GroupAnalysis, out_path: Path | str, model: st
     convention of ``desc-rois_dseg``) or FreeSurfer labels (``"freesurfer"``). ``chance``: the model's
     chance verdict (see :func:`chance_banner`); the page opens with a banner unless the model beats chance,
     and marks the stage-specific ROIs, stable genes and enrichment as not interpretable when it does not.
+    ``provenance``: ``CommandLine``, ``Inputs`` (name -> value), ``SoftwareVersions`` and, for a re-rendered
+    page, ``ReportCommandLine`` (``workflows.analyse.run_provenance``); see :func:`provenance_section`.
     """
 
     roi_table = load_roi_table()
@@ -227,6 +289,8 @@ def render_group_report(analysis: GroupAnalysis, out_path: Path | str, model: st
         "metrics": metric_list,
         "confusion_figure": (figures.confusion_figure(confusion.to_numpy(), list(confusion.columns))
                              if confusion is not None else None),
+        "performance": _performance_figures(predictions),
+        "provenance": provenance_section(provenance),
         "stage": _stage_section(analysis, dseg, roi_labels),
         "dseg_source": dseg_source,
         "manhattan": _manhattan_section(analysis),

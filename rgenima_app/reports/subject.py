@@ -2,8 +2,9 @@
 
 Built from what the participant level wrote for the model (so it can be re-rendered from the outputs
 alone): for each session, the predicted stage and the class probabilities beside the model's test-set
-metrics, the attention map as orthogonal slices, the top ROIs and genes, the ROI × gene heat map of the
-top pairs, QC facts (absent ROIs, imputed SNPs, modalities, held-out status, out-of-distribution
+metrics, the attention map over the participant's T1w on a colour scale fixed for every participant
+(``figures.IMPORTANCE_SCALE``), the segmentation-on-T1w QC figure, the top ROIs and genes, the ROI × gene
+heat map of the top pairs, QC facts (absent ROIs, imputed SNPs, modalities, held-out status, out-of-distribution
 score, with a banner when the sample is out of the training distribution), warnings (first of all a
 banner when the model does not beat chance, or records no chance check), the errors of
 this run's steps for the participant (details in OUTPUT_DIR/logs), and the methods with citations and
@@ -16,7 +17,7 @@ import json
 import math
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import nibabel as nib
 import numpy as np
@@ -24,8 +25,12 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from rgenima_app import STAGES, __version__
-from rgenima_app.bids.derivatives import DerivativesWriter, write_text
+from rgenima_app.bids.derivatives import DerivativesWriter, sidecar_path, write_text
 from rgenima_app.bids.tsv import read_tsv
+from rgenima_app.environment import package_versions
+from rgenima_app.genetics.panel import load_gwas_genes
+from rgenima_app.imaging.grids import labels_on_grid
+from rgenima_app.imaging.roi_table import N_ROIS, load_roi_table
 from rgenima_app.models.bundle import chance_status
 from rgenima_app.reports import figures
 
@@ -61,7 +66,8 @@ def matplotlib_alpha(color: str, alpha: float = 0.35):
     return to_rgba(color, alpha)
 
 
-def bars_figure(names: list[str], values: np.ndarray, xlabel: str, name: str, color: str, italic: bool = False) -> str:
+def bars_figure(names: list[str], values: np.ndarray, xlabel: str, name: str, color, italic: bool = False) -> str:
+    """Horizontal bars; ``color``: one colour or one per bar."""
     fig, ax = figures._new_figure(4.6, 0.6 + 0.2 * max(len(names), 1))
     ax.barh(range(len(names)), values, color=color)
     ax.set_yticks(range(len(names)), [n.replace("ctx-", "") for n in names], fontsize=7.5,
@@ -74,7 +80,7 @@ def bars_figure(names: list[str], values: np.ndarray, xlabel: str, name: str, co
 def heatmap_figure(matrix: pd.DataFrame, name: str) -> str:
     fig, ax = figures._new_figure(1.8 + 0.45 * matrix.shape[1], 0.9 + 0.26 * matrix.shape[0])
     values = matrix.to_numpy(dtype=float)
-    image = ax.imshow(values, cmap="magma_r", aspect="auto", vmin=0, vmax=float(values.max()) or 1.0)
+    image = ax.imshow(values, cmap=figures.AMOUNT_CMAP, aspect="auto", vmin=0, vmax=float(values.max()) or 1.0)
     ax.set_xticks(range(matrix.shape[1]), matrix.columns, rotation=45, ha="right", fontsize=7.5, fontstyle="italic")
     ax.set_yticks(range(matrix.shape[0]), [r.replace("ctx-", "") for r in matrix.index], fontsize=7.5)
     ax.spines[:].set_visible(False)
@@ -139,7 +145,49 @@ def ood_facts(sidecar: Mapping) -> dict:
             "note": ood.get("Note") or "the predictions were written without an out-of-distribution score"}
 
 
-def _session_section(prediction_file: Path, model: str) -> dict:
+def importance_summary(rois: pd.DataFrame) -> dict:
+    """What the caption of the attention map says: ROIs above their uniform share and the largest ratio."""
+    ratio = rois["importance"].fillna(0.0) * N_ROIS
+    top = int(ratio.to_numpy().argmax())
+    return {"above": int((ratio > figures.IMPORTANCE_SCALE.threshold).sum()), "max_ratio": float(ratio.iloc[top]),
+            "max_roi": str(rois["roi"].iloc[top])}
+
+
+def attention_figures(anat: Path, name: str, model: str, rois: pd.DataFrame, resolve: Callable[[str], Path | None]
+                      ) -> dict:
+    """The attention map and the segmentation QC figure of one sample, on its T1w image.
+
+    The T1w is the ``SpatialReference`` of the ``space-T1w`` statmap; when it cannot be read (a report rendered
+    away from the BIDS dataset, or outputs of an older rgenima), the attention map is painted on the ROI image
+    alone, on the same fixed scale, and the page says why."""
+    dseg_path = anat / f"{name}_desc-rois_dseg.nii.gz"
+    statmap_path = anat / f"{name}_space-T1w_desc-{model}_stat-attention_statmap.nii.gz"
+    if not dseg_path.is_file():
+        return {}
+    out = {"importance_summary": importance_summary(rois)}
+    title = f"{name}: ROI importance on the T1w"
+    t1w_path = None
+    if statmap_path.is_file():
+        reference = json.loads(sidecar_path(statmap_path).read_text()).get("SpatialReference")
+        t1w_path = resolve(reference) if isinstance(reference, str) else None
+    if t1w_path is not None and t1w_path.is_file():
+        t1w, dseg = nib.load(str(t1w_path)), nib.load(str(dseg_path))
+        out["brain"] = figures.statmap_slices(nib.load(str(statmap_path)), t1w, title, figures.IMPORTANCE_SCALE,
+                                              factor=N_ROIS)
+        out["brain_on_t1w"] = True
+        table = load_roi_table()
+        out["segmentation"] = figures.segmentation_figure(
+            t1w, labels_on_grid(dseg, t1w), dict(zip(table["index"].astype(int), table["kind"])),
+            f"{name}: desc-rois_dseg on the T1w")
+        return out
+    out["t1w_missing"] = str(t1w_path) if t1w_path is not None else "no space-T1w statmap names one"
+    ratios = dict(zip(rois["index"].astype(int), rois["importance"].fillna(0.0) * N_ROIS))
+    out["brain"] = figures.brain_slices(nib.load(str(dseg_path)), ratios, f"{name}: ROI importance",
+                                        scale=figures.IMPORTANCE_SCALE)
+    return out
+
+
+def _session_section(prediction_file: Path, model: str, resolve: Callable[[str], Path | None]) -> dict:
     stem = str(prediction_file)[: -len("_predictions.tsv")]
     table = _read_tsv(prediction_file)
     sidecar = json.loads(prediction_file.with_suffix(".json").read_text())
@@ -160,29 +208,24 @@ def _session_section(prediction_file: Path, model: str) -> dict:
         "model_hash": sidecar.get("ModelHash", ""), "input_banners": input_banners(sidecar),
         "panel_observed": sidecar.get("PanelSNPsObserved"), "panel_total": sidecar.get("PanelSNPsTotal"),
         "ood": ood_facts(sidecar),
-        "brain": None, "importance_range": None, "roi_figure": None, "gene_figure": None, "heatmap": None,
+        "brain": None, "brain_on_t1w": False, "t1w_missing": None, "segmentation": None, "importance_summary": None,
+        "roi_figure": None, "gene_figure": None, "heatmap": None,
         "top_rois": [], "top_genes": [], "top_pairs": [],
     }
     if rois["importance"].notna().any():
         top = rois.sort_values("importance", ascending=False).head(N_TOP_ROIS)
         section["top_rois"] = top[["roi", "importance"]].to_dict("records")
         section["roi_figure"] = bars_figure(list(top["roi"]), top["importance"].to_numpy(), "ROI importance",
-                                            f"rois-{name}", "#c8413a")
-        dseg_path = Path(prediction_file).parent / "anat" / f"{name}_desc-rois_dseg.nii.gz"
-        if dseg_path.is_file():
-            # min-max scaled (the least important ROI at 0.05, so that it is not hidden): importances of a
-            # participant often differ by a few percent, which a scale from 0 would not show
-            low, high = float(rois["importance"].min()), float(rois["importance"].max())
-            scaled = 0.05 + 0.95 * (rois["importance"].fillna(low) - low) / ((high - low) or 1.0)
-            section["brain"] = figures.brain_slices(nib.load(str(dseg_path)), dict(zip(rois["index"].astype(int), scaled)),
-                                                    f"{name}: ROI importance", vmax=1.0,
-                                                    colorbar_label="ROI importance, min → max")
-            section["importance_range"] = (low, high)
+                                            f"rois-{name}", figures.AMOUNT_COLOR)
+        section.update(attention_figures(Path(prediction_file).parent / "anat", name, model, rois, resolve))
     if len(genes):
         top = genes.sort_values("importance", ascending=False).head(N_TOP_GENES)
         section["top_genes"] = top.to_dict("records")
-        section["gene_figure"] = bars_figure(list(top["gene"]), top["importance"].to_numpy(), "gene importance",
-                                             f"genes-{name}", figures.GWAS_COLOR, italic=True)
+        gwas = set(load_gwas_genes()["gene"])  # coloured as in the group report: GWAS-supported or not
+        section["gene_figure"] = bars_figure(
+            list(top["gene"]), top["importance"].to_numpy(), "gene importance (purple: GWAS-supported AD gene)",
+            f"genes-{name}", [figures.GWAS_COLOR if g in gwas else figures.OTHER_COLOR for g in top["gene"]],
+            italic=True)
     if len(pairs):
         best = pairs.sort_values("attention", ascending=False)
         section["top_pairs"] = best.head(10).to_dict("records")
@@ -192,18 +235,6 @@ def _session_section(prediction_file: Path, model: str) -> dict:
                   .pivot(index="roi", columns="gene", values="attention").reindex(index=roi_order, columns=gene_order))
         section["heatmap"] = heatmap_figure(matrix.fillna(0.0), f"heat-{name}")
     return section
-
-
-def _versions() -> list[dict]:
-    import importlib.metadata as md
-
-    rows = [{"name": "rgenima", "version": __version__}]
-    for package in ("torch", "transformers", "nibabel", "numpy"):
-        try:
-            rows.append({"name": package, "version": md.version(package)})
-        except md.PackageNotFoundError:
-            pass
-    return rows
 
 
 def render_subject_report(writer: DerivativesWriter, subject: str, bundle, errors: list[str] = ()) -> Path:
@@ -216,7 +247,7 @@ def render_subject_report(writer: DerivativesWriter, subject: str, bundle, error
     sessions, errors = [], list(errors)
     for path in files:
         try:
-            sessions.append(_session_section(path, model))
+            sessions.append(_session_section(path, model, writer.resolve_uri))
         except (OSError, KeyError, ValueError) as exc:
             errors.append(f"{path.name}: {exc}")
     metrics, n_test = metric_rows(bundle.metadata.get("metrics"))
@@ -231,7 +262,7 @@ def render_subject_report(writer: DerivativesWriter, subject: str, bundle, error
         "genome_build": bundle.metadata.get("genome_build"),
         "n_training": (bundle.metadata.get("training") or {}).get("n_participants"),
         "chance": chance_status(bundle.metadata),
-        "citations": CITATIONS, "versions": _versions(), "stages": STAGES,
+        "citations": CITATIONS, "versions": package_versions(), "scale": figures.IMPORTANCE_SCALE, "stages": STAGES,
     }
     env = Environment(loader=PackageLoader("rgenima_app.reports", "templates"),
                       autoescape=select_autoescape(["html", "j2"]), trim_blocks=True, lstrip_blocks=True)

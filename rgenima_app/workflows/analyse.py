@@ -22,6 +22,7 @@ from rgenima_app.analysis.settings import CohortSettings
 from rgenima_app.analysis.stage_rois import sharing_pattern
 from rgenima_app.bids.inputs import read_participants
 from rgenima_app.bids.tsv import read_tsv
+from rgenima_app.environment import package_versions
 from rgenima_app.errors import MissingInputError, NoDataError, ProcessingError
 from rgenima_app.genetics.panel import load_gwas_genes
 from rgenima_app.imaging.roi_table import load_roi_table, roi_names
@@ -90,7 +91,8 @@ def load_cohort_outputs(output_dir: Path, model: str) -> CohortOutputs:
         row = {"participant_id": participant, "session": session, "label": table["label"].iloc[0],
                **{f"p_{s}": float(table[f"p_{s}"].iloc[0]) for s in STAGES},
                "held_out": bool(sidecar.get("HeldOut", sidecar.get("held_out", True))),
-               "model_hash": sidecar.get("ModelHash", sidecar.get("model_hash"))}
+               "model_hash": sidecar.get("ModelHash", sidecar.get("model_hash")),
+               "genotypes_file": sidecar.get("GenotypesFile")}
         rows.append(row)
         stem = str(path)[: -len("_predictions.tsv")]
         rois = _read_output(Path(stem + "_roiattention.tsv"))
@@ -186,7 +188,7 @@ def analyse_group(config, writer, run_id: str) -> dict[str, Path]:
     model, metadata = bundle_identity(config.model)
     out = Path(config.output_dir)
     if config.reports_only:
-        return {"report": rerender_group_report(out, model)}
+        return {"report": rerender_group_report(out, model, config.command_line)}
     writer.initialize(load_roi_table())
     config.save(out / "logs", run_id)
     log.info("group analysis of model '%s' (%s)", model, config.model)
@@ -196,7 +198,8 @@ def analyse_group(config, writer, run_id: str) -> dict[str, Path]:
     predictions.insert(2, "diagnosis", predictions["participant_id"].str.removeprefix("sub-").map(participants))
     predictions["held_out"] = _held_out(predictions, metadata)
     settings = _resolve_grouping(settings, predictions)
-    paths = {"predictions": _write_predictions(writer, predictions, model)}
+    provenance = run_provenance(config, predictions)
+    paths = {"predictions": _write_predictions(writer, predictions, model, provenance)}
 
     evaluated = predictions[predictions["held_out"] & predictions["diagnosis"].notna()]
     report = cohort_check = None
@@ -216,9 +219,23 @@ def analyse_group(config, writer, run_id: str) -> dict[str, Path]:
         analysis, out / "group.html", model, predictions=predictions,
         metrics=report.table if report is not None else None,
         confusion=report.confusion if report is not None else None,
-        dseg=dseg, dseg_source=dseg_source, gwas_genes=_gwas_genes(), chance=chance)
+        dseg=dseg, dseg_source=dseg_source, gwas_genes=_gwas_genes(), chance=chance, provenance=provenance)
     log.info("group report: %s", paths["report"])
     return paths
+
+
+def run_provenance(config, predictions: pd.DataFrame) -> dict:
+    """What produced the group analysis, as the group report and the cohort predictions' sidecar record it:
+    the command line as typed, the inputs (the BIDS dataset, the genotype files and the model bundle the
+    participant level recorded, with the bundle's SHA-256) and the software versions."""
+    hashes = predictions["model_hash"].dropna().unique()
+    genotypes = sorted(predictions["genotypes_file"].dropna().unique()) if "genotypes_file" in predictions else []
+    return {"CommandLine": config.command_line,
+            "Inputs": {"BIDS dataset": str(config.bids_dir), "participant outputs": str(config.output_dir),
+                       "genotypes (participant level)": genotypes or "none recorded",
+                       "model bundle": str(config.model),
+                       "model SHA-256 (participant level)": str(hashes[0]) if len(hashes) else "not recorded"},
+            "SoftwareVersions": package_versions()}
 
 
 def chance_verdict(model_status: dict, cohort: ChanceCheck | None) -> dict:
@@ -263,12 +280,12 @@ def _resolve_grouping(settings: CohortSettings, predictions: pd.DataFrame) -> Co
     return replace(settings, options=replace(settings.options, group_by=group_by))
 
 
-def _write_predictions(writer, predictions: pd.DataFrame, model: str) -> Path:
+def _write_predictions(writer, predictions: pd.DataFrame, model: str, provenance: dict) -> Path:
     path = Path(writer.root) / f"desc-{model}_predictions.tsv"
     hashes = predictions["model_hash"].dropna().unique()
     sidecar = {"Description": f"Predictions of model '{model}' for every participant/session with outputs, "
                               "with the true diagnosis where known",
-               "Model": model, "ModelHash": hashes[0] if len(hashes) else None,
+               "Model": model, "ModelHash": hashes[0] if len(hashes) else None, "Provenance": provenance,
                **{c: {"Description": d} for c, d in PREDICTION_COLUMNS.items()}}
     table = predictions[list(PREDICTION_COLUMNS)].copy()
     table["held_out"] = table["held_out"].map({True: "true", False: "false"})
@@ -429,8 +446,9 @@ def load_group_analysis(output_dir: Path, model: str) -> GroupAnalysis:
                          enrichment=enrichment, options=options)
 
 
-def rerender_group_report(output_dir: Path, model: str) -> Path:
-    """``group --model BUNDLE --reports-only``: write group.html again from the existing group tables."""
+def rerender_group_report(output_dir: Path, model: str, command_line: str | None = None) -> Path:
+    """``group --model BUNDLE --reports-only``: write group.html again from the existing group tables; its
+    provenance is the analysis's (the cohort predictions' sidecar), with this run's ``command_line`` beside."""
     import json as _json
 
 
@@ -438,6 +456,11 @@ def rerender_group_report(output_dir: Path, model: str) -> Path:
     analysis = load_group_analysis(out, model)
     predictions = _read_table(out / f"desc-{model}_predictions.tsv")
     predictions["held_out"] = _as_bool(predictions["held_out"])
+    try:
+        provenance = _json.loads((out / f"desc-{model}_predictions.json").read_text()).get("Provenance") or {}
+    except (OSError, ValueError):
+        provenance = {}
+    provenance = {**provenance, "ReportCommandLine": command_line}
     metrics = confusion = None
     metrics_path = out / f"desc-{model}_metrics.tsv"
     if metrics_path.is_file():
@@ -455,6 +478,6 @@ def rerender_group_report(output_dir: Path, model: str) -> Path:
     dseg, dseg_source = _representative_dseg(out, predictions)
     path = render_group_report(analysis, out / "group.html", model, predictions=predictions, metrics=metrics,
                                confusion=confusion, dseg=dseg, dseg_source=dseg_source, gwas_genes=_gwas_genes(),
-                               chance=chance)
+                               chance=chance, provenance=provenance)
     log.info("group report re-rendered from the tables: %s", path)
     return path

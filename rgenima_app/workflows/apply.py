@@ -27,7 +27,7 @@ from rgenima_app.bids.inputs import T1wSample
 from rgenima_app.config import RunConfig
 from rgenima_app.environment import resolve_device
 from rgenima_app.errors import OutputNotWritableError
-from rgenima_app.inference.outputs import TABLES, output_paths, write_prediction
+from rgenima_app.inference.outputs import STATMAPS, TABLES, output_paths, write_prediction
 from rgenima_app.inference.predict import PredictionInput, bundle_hash, input_configuration, predict, refuse_unvalidated
 from rgenima_app.models.bundle import load_bundle
 from rgenima_app.provenance import OTHER, OutputGroup, make_key, read_sidecar
@@ -86,7 +86,7 @@ class PredictionStage:
         paths = output_paths(self.writer, plan.subject, plan.session, self.bundle.name)
         files = [paths[kind] for kind in TABLES]
         if plan.sample is not None and self.bundle.model.image_encoder is not None:
-            files.append(paths["statmap"])
+            files += [paths[kind] for kind in STATMAPS]
         plan.prediction = OutputGroup(plan.name, files, None)
         self.key(plan)
 

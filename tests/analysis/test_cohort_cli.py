@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import shutil
 import subprocess
 
@@ -78,11 +79,13 @@ def write_participant(out, label, session, roi, pairs, genes, proba, held_out, m
     folder.mkdir(parents=True, exist_ok=True)
     stem = folder / f"{name}_desc-{model}"
     table = pd.DataFrame([{"participant_id": f"sub-{label}", **({"session_id": f"ses-{session}"} if session else {}),
-                           "label": STAGES[int(np.argmax(proba))], **{f"p_{s}": p for s, p in zip(STAGES, proba)}}])
+                           "label": STAGES[int(np.argmax(proba))], **{f"p_{s}": p for s, p in zip(STAGES, proba)},
+                           "ood_score": "n/a", "ood_flag": "n/a"}])
     writer = DerivativesWriter(out)  # sidecars as the participant level writes them (checked by the group run)
     writer.write_tsv(stem.with_name(stem.name + "_predictions.tsv"), table,
                      {"Description": "fabricated", "Model": model, "ModelHash": model_hash, "HeldOut": held_out,
-                      "ImputedSNPs": 0, "Modalities": ["T1w", "genotype"], "Sources": []})
+                      "ImputedSNPs": 0, "Modalities": ["T1w", "genotype"], "Sources": [],
+                      "OutOfDistribution": {"Available": False}})
     rollout = {"Description": "fabricated", "Sources": [], "Definition": "fabricated"}
     write_tsv = functools.partial(_write_with_sidecar, writer, rollout)
     rois = load_roi_table()
@@ -169,6 +172,33 @@ def test_group_run_succeeds_and_writes_every_table(group_run):
     assert not list(out.glob(".*.tmp*"))
 
 
+def test_group_report_has_roc_calibration_and_the_run_that_made_it(group_run, bundle):
+    import html
+    import shlex
+    import tomllib
+
+    from sklearn.metrics import roc_auc_score
+
+    bids, out, _, _ = group_run
+    text = (out / "group.html").read_text()
+    command = shlex.join(["rgenima", str(bids), str(out), "group", "--model", str(bundle), "--train-config",
+                          str(out.parent / "analysis.toml")])
+    assert f'<pre class="command">{html.escape(command)}</pre>' in text       # as typed, passed through
+    logged = [tomllib.loads(p.read_text()) for p in (out / "logs").glob("rgenima-group-*.toml")]
+    assert [doc["options"]["command_line"] for doc in logged] == [command]    # and recorded with the run
+    sidecar = json.loads((out / f"desc-{MODEL}_predictions.json").read_text())
+    assert sidecar["Provenance"]["CommandLine"] == command
+    assert f"<td>BIDS dataset</td><td><code>{bids}</code>" in text
+    assert sidecar["ModelHash"] and f"<code>{sidecar['ModelHash']}</code>" in text
+    assert "numpy" in text and "nibabel" in text
+    table = pd.read_csv(out / f"desc-{MODEL}_predictions.tsv", sep="\t", na_values="n/a", keep_default_na=False)
+    held = table[(table["held_out"] == True) & table["diagnosis"].notna()]   # noqa: E712 (a boolean column)
+    assert 'id="roc-calibration"' in text
+    for stage in STAGES:
+        auc = roc_auc_score(held["diagnosis"] == stage, held[f"p_{stage}"])
+        assert f"{stage} vs rest: AUC {auc:.3f}" in text
+
+
 def test_cohort_predictions_join_truth_and_held_out(group_run, trained_ids):
     _, out, truth, _ = group_run
     table = pd.read_csv(out / f"desc-{MODEL}_predictions.tsv", sep="\t", na_values="n/a", keep_default_na=False)
@@ -248,8 +278,11 @@ def test_reports_only_rerenders_from_tables(group_run, bundle, tmp_path):
     assert result.returncode == 0, result.stderr
     html = (copy / "group.html").read_text()
     original = (out / "group.html").read_text()
-    for text in ("Left-Hippocampus", "ctx-lh-entorhinal", "accuracy", "sub-02"):
+    for text in ("Left-Hippocampus", "ctx-lh-entorhinal", "accuracy", "sub-02", "vs rest: AUC"):
         assert text in html and text in original
+    # the analysis's command line is kept, and the one that re-rendered the page is named beside it
+    original_command = re.search(r'<pre class="command">(.*?)</pre>', original).group(1)
+    assert f'<pre class="command">{original_command}</pre>' in html and "--reports-only</pre>" in html
     assert {p.name: p.stat().st_mtime_ns for p in copy.glob(f"desc-{MODEL}_*")} == before  # tables untouched
 
 

@@ -37,8 +37,21 @@ def _predictions(groups: list[str]) -> pd.DataFrame:
     rng = np.random.default_rng(0)
     labels = ["NC", "SMC", "MCI", "AD"]
     predicted = [g if rng.random() < 0.75 else labels[rng.integers(4)] for g in groups]
-    return pd.DataFrame({"participant_id": [f"sub-{i:03d}" for i in range(len(groups))], "diagnosis": groups,
-                         "label": predicted, "held_out": rng.random(len(groups)) < 0.4})
+    logits = rng.normal(0, 1, (len(groups), 4)) + 2.0 * np.eye(4)[[labels.index(p) for p in predicted]]
+    proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    proba[:3] = proba[3]   # tied scores: the ROC and its AUC must count ties as half
+    table = pd.DataFrame({"participant_id": [f"sub-{i:03d}" for i in range(len(groups))], "diagnosis": groups,
+                          "label": [labels[k] for k in proba.argmax(axis=1)],
+                          "held_out": rng.random(len(groups)) < 0.4})
+    for k, label in enumerate(labels):
+        table[f"p_{label}"] = proba[:, k]
+    return table
+
+
+PROVENANCE = {"CommandLine": "rgenima /data/bids /data/out group --model '/data/models/tiny model' --seed 3",
+              "Inputs": {"BIDS dataset": "/data/bids", "genotypes (participant level)": ["/data/geno/cohort.bed"],
+                         "model bundle": "/data/models/tiny model", "model SHA-256 (participant level)": "ab12" * 16},
+              "SoftwareVersions": {"rgenima": "9.9.9", "numpy": "1.2.3", "deepspeed": "not installed"}}
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +59,8 @@ def report(planted_analysis, planted_cohort, tmp_path_factory):
     out = tmp_path_factory.mktemp("group")
     predictions = _predictions(planted_cohort.groups)
     path = render_group_report(planted_analysis, out / "group.html", "tiny", predictions=predictions,
-                               metrics=METRICS, dseg=_dseg(), dseg_source="sub-001", gwas_genes=GWAS)
+                               metrics=METRICS, dseg=_dseg(), dseg_source="sub-001", gwas_genes=GWAS,
+                               provenance=PROVENANCE)
     return path, predictions
 
 
@@ -84,6 +98,55 @@ def test_report_content(report, planted_analysis):
     assert f"{row.p_value:.3g}" in text and f"{row.odds_ratio:.3g}" in text
     assert "top 8" in text and "300 bootstrap" in text          # methods follow the settings
     assert "<script" not in text
+
+
+def test_roc_curves_and_their_auc_match_scikit_learn(report):
+    from sklearn.metrics import roc_auc_score
+    from sklearn.metrics import roc_curve as sklearn_roc_curve
+
+    from rgenima_app.reports.group import held_out_labelled, roc_curves
+
+    path, predictions = report
+    rows = held_out_labelled(predictions)
+    assert len(rows) == int(predictions["held_out"].sum()) and rows["held_out"].all()
+    curves = {c["stage"]: c for c in roc_curves(rows)}
+    assert set(curves) == set(rows["diagnosis"])
+    text = path.read_text()
+    assert 'id="roc-calibration"' in text and "ROC, one stage vs the rest" in text and "Calibration (held out)" in text
+    for stage, curve in curves.items():
+        truth, scores = (rows["diagnosis"] == stage).to_numpy(), rows[f"p_{stage}"].to_numpy()
+        expected = roc_auc_score(truth, scores)
+        assert curve["auc"] == pytest.approx(expected, abs=1e-12)
+        assert np.trapezoid(curve["tpr"], curve["fpr"]) == pytest.approx(expected, abs=1e-12)
+        fpr, tpr, _ = sklearn_roc_curve(truth, scores, drop_intermediate=False)
+        np.testing.assert_allclose(curve["fpr"], fpr) and np.testing.assert_allclose(curve["tpr"], tpr)
+        # the number drawn in the plot's legend and written in the table beside it
+        assert f"{stage} vs rest: AUC {expected:.3f}" in text
+        assert re.search(rf"{stage}</td><td class=\"n\">{expected:.3f}</td>", text)
+
+
+def test_calibration_bins_are_the_observed_fraction_per_predicted_bin():
+    from rgenima_app.analysis.metrics import reliability
+
+    p = np.array([0.05, 0.1, 0.15, 0.5, 0.55, 0.9, 0.95, 1.0])
+    truth = np.array([0, 0, 1, 1, 0, 1, 1, 1], dtype=bool)
+    table = reliability(p, truth, n_bins=5)
+    assert list(table["n"]) == [3, 2, 3] and list(table["low"]) == [0.0, 0.4, 0.8]
+    np.testing.assert_allclose(table["predicted"], [0.1, 0.525, 0.95])
+    np.testing.assert_allclose(table["observed"], [1 / 3, 0.5, 1.0])
+
+
+def test_provenance_names_the_command_line_inputs_and_versions(report):
+    import html
+
+    text = report[0].read_text()
+    assert '<section id="provenance"' in text
+    assert html.unescape(PROVENANCE["CommandLine"]) in html.unescape(text)
+    assert f'<pre class="command">{html.escape(PROVENANCE["CommandLine"]).replace("&#x27;", "&#39;")}</pre>' in text
+    for name, value in (("BIDS dataset", "/data/bids"), ("genotypes (participant level)", "/data/geno/cohort.bed"),
+                        ("model SHA-256 (participant level)", "ab12" * 16)):
+        assert re.search(rf"<td>{re.escape(html.escape(name))}</td><td><code>{re.escape(value)}</code>", text)
+    assert "rgenima 9.9.9" in text and "numpy 1.2.3" in text and "deepspeed" not in text
 
 
 def test_report_makes_no_external_reference(report):

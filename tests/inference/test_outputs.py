@@ -68,6 +68,43 @@ def test_attention_map(prediction):
         np.testing.assert_allclose(values[index == roi], importance[roi - 1], rtol=1e-6)
 
 
+def _t1w_grid() -> nib.Nifti1Image:
+    """A T1w on another grid than the dseg: 1.5 mm voxels, axes flipped and swapped, origin off the dseg's."""
+    affine = np.array([[0.0, -1.5, 0.0, 12.137], [1.5, 0.0, 0.0, -3.071], [0.0, 0.0, 1.5, 5.213], [0, 0, 0, 1]])
+    return nib.Nifti1Image(np.ones((16, 20, 24), dtype=np.int16), affine)
+
+
+def test_attention_map_on_the_t1w_grid(prediction):
+    t1w = _t1w_grid()
+    image = attention_map(prediction, reference=t1w)
+    assert image.shape == t1w.shape and np.allclose(image.affine, t1w.affine)
+    dseg = prediction.input.imaging.dseg
+    index, importance = np.asarray(dseg.dataobj), prediction.rollout.roi_importance
+    # every T1w voxel holds the importance of the ROI at the dseg voxel nearest to the same world point
+    ijk = np.indices(t1w.shape).reshape(3, -1).T
+    world = nib.affines.apply_affine(t1w.affine, ijk)
+    nearest = np.rint(nib.affines.apply_affine(np.linalg.inv(dseg.affine), world)).astype(int)
+    inside = np.all((nearest >= 0) & (nearest < np.array(dseg.shape)), axis=1)
+    labels = np.zeros(len(ijk), dtype=int)
+    labels[inside] = index[tuple(nearest[inside].T)]
+    expected = np.where(labels > 0, importance[np.clip(labels, 1, None) - 1], 0.0)
+    values = image.get_fdata()[tuple(ijk.T)]
+    assert (labels == 17).sum() > 20 and (labels == 109).sum() > 20      # both ROIs reach the T1w grid
+    np.testing.assert_allclose(values, expected, rtol=1e-6)
+
+
+def test_labels_move_between_grids_without_mixing():
+    from rgenima_app.imaging.grids import labels_on_grid
+
+    labels = np.zeros((6, 6, 6), dtype=np.int16)
+    labels[1:3, 1:3, 1:3], labels[3:5, 3:5, 3:5] = 5, 90
+    moved = labels_on_grid(nib.Nifti1Image(labels, np.eye(4)), nib.Nifti1Image(np.zeros((12, 12, 12, 2)),
+                                                                               np.diag([0.5, 0.5, 0.5, 1])))
+    data = np.asarray(moved.dataobj)
+    assert moved.shape == (12, 12, 12) and set(np.unique(data)) == {0, 5, 90}   # no averaged label appears
+    assert np.count_nonzero(data == 5) == np.count_nonzero(labels == 5) * 8     # each 1 mm voxel: 8 half-mm ones
+
+
 def test_metric_rows_from_training_and_flat_metrics():
     rows, n = metric_rows({"test": {"accuracy": {"value": 0.5, "ci_low": 0.25, "ci_high": 0.75},
                                     "macro_f1": {"value": 0.4, "ci_low": None, "ci_high": None}},

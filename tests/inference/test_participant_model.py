@@ -70,8 +70,9 @@ def test_every_output_for_every_participant(run):
         for kind, path in outputs_of(out, participant).items():
             assert path.is_file() and path.with_suffix(".json").is_file(), path
         assert (out / f"{participant}.html").is_file()
-        statmap = out / participant / "anat" / f"{participant}_desc-{MODEL}_stat-attention_statmap.nii.gz"
-        assert statmap.is_file() == (participant != f"sub-{NO_IMAGE}")
+        for space in ("space-T1w", "space-T1w_res-conformed"):
+            statmap = out / participant / "anat" / f"{participant}_{space}_desc-{MODEL}_stat-attention_statmap.nii.gz"
+            assert statmap.is_file() == (participant != f"sub-{NO_IMAGE}")
         predictions = pd.read_csv(outputs_of(out, participant)["predictions"], sep="\t")
         assert list(predictions.columns) == ["participant_id", "label", *[f"p_{s}" for s in STAGES], "modalities",
                                              "inputs_validated", "panel_snps_observed", "panel_snps_total",
@@ -122,19 +123,53 @@ def test_both_modalities_tables(run, bundle):
     assert "rownorm(0.5*A_l + 0.5*I)" in rollout["Definition"] and rollout["Sources"]
 
 
-def test_statmap_paints_roi_importance_on_the_dseg_grid(run):
+def _statmap(anat, participant, space):
+    path = anat / f"{participant}_{space}_desc-{MODEL}_stat-attention_statmap.nii.gz"
+    return nib.load(path), json.loads(path.with_name(path.name.replace(".nii.gz", ".json")).read_text())
+
+
+def test_statmap_on_the_conformed_grid_is_kept_with_its_resolution(run):
     out, _, _ = run
     for participant in ("sub-002", "sub-007"):
         anat = out / participant / "anat"
         dseg = nib.load(anat / f"{participant}_desc-rois_dseg.nii.gz")
-        statmap = nib.load(anat / f"{participant}_desc-{MODEL}_stat-attention_statmap.nii.gz")
+        statmap, sidecar = _statmap(anat, participant, "space-T1w_res-conformed")
         assert statmap.shape == dseg.shape and np.allclose(statmap.affine, dseg.affine)
         index, values = np.asarray(dseg.dataobj).astype(int), statmap.get_fdata()
         assert np.all(values[index == 0] == 0) and np.all(values[index > 0] > 0)
         importance = pd.read_csv(outputs_of(out, participant)["roiattention"], sep="\t")["importance"].to_numpy()
         np.testing.assert_allclose(values[index > 0], importance[index[index > 0] - 1], rtol=1e-6)
-        sidecar = json.loads((anat / f"{participant}_desc-{MODEL}_stat-attention_statmap.json").read_text())
         assert "Definition" in sidecar and any("desc-rois_dseg" in s for s in sidecar["Sources"])
+        # res- needs a Resolution key that says what "conformed" is: the dseg's grid, with its shape
+        assert sidecar["Resolution"].startswith("conformed: FreeSurfer's conformed grid")
+        assert " x ".join(map(str, dseg.shape)) in sidecar["Resolution"]
+        assert sidecar["SpatialReference"] == f"bids:raw:{participant}/anat/{participant}_T1w.nii.gz"
+    spaceless = re.compile(rf"sub-[^_]+_desc-{MODEL}_stat-attention_statmap\..*")
+    assert not [p for p in out.glob("sub-*/anat/*") if spaceless.fullmatch(p.name)]
+
+
+def test_statmap_on_the_t1w_grid_holds_the_same_roi_values_at_the_same_world_points(run):
+    out, _, _ = run
+    bids = out.parent / "bids"
+    for participant in ("sub-002", "sub-007"):
+        anat = out / participant / "anat"
+        t1w = nib.load(bids / participant / "anat" / f"{participant}_T1w.nii.gz")
+        statmap, sidecar = _statmap(anat, participant, "space-T1w")
+        conformed, _ = _statmap(anat, participant, "space-T1w_res-conformed")
+        assert statmap.shape == t1w.shape[:3] and np.allclose(statmap.affine, t1w.affine)
+        t1w_uri = f"bids:raw:{participant}/anat/{participant}_T1w.nii.gz"
+        assert sidecar["SpatialReference"] == sidecar["Sources"][0] == t1w_uri
+        assert "Resolution" not in sidecar and "nearest neighbour" in sidecar["Description"]
+        # the conformed map read at the world point of every T1w voxel (nearest voxel) gives the T1w map's value
+        ijk = np.indices(statmap.shape).reshape(3, -1).T
+        nearest = np.rint(nib.affines.apply_affine(np.linalg.inv(conformed.affine),
+                                                   nib.affines.apply_affine(t1w.affine, ijk))).astype(int)
+        inside = np.all((nearest >= 0) & (nearest < np.array(conformed.shape)), axis=1)
+        expected = np.zeros(len(ijk))
+        expected[inside] = conformed.get_fdata()[tuple(nearest[inside].T)]
+        values = statmap.get_fdata()[tuple(ijk.T)]
+        assert np.count_nonzero(values) > 1000
+        np.testing.assert_allclose(values, expected, rtol=1e-6)
 
 
 def test_missing_modalities_and_training_participants_are_said(run):
@@ -193,6 +228,37 @@ def test_report_content(run):
     assert "was in the training set" in held
     genome_only = (out / f"sub-{NO_IMAGE}.html").read_text()
     assert "genotypes</b>modalities used" in genome_only and "data:image/png" not in genome_only
+
+
+def test_report_shows_attention_and_segmentation_on_the_t1w_with_one_colour_scale(run):
+    out, _, _ = run
+    captions = set()
+    for participant in ("sub-004", "sub-005"):
+        text = (out / f"{participant}.html").read_text()
+        assert f'id="attention-{participant}"' in text and f'id="segmentation-{participant}"' in text
+        assert "over this participant's T1w image" in text and "T1w image not available" not in text
+        assert text.count('<img class="brain"') == 2 and text.count('src="data:image/png;base64,') == 2
+        caption = re.search(r"Colour: importance divided by the uniform share 1/109, (.*?)\. Here", text).group(1)
+        captions.add(caption)
+        assert "alt=\"ROI importance over the T1w, orthogonal slices, fixed colour scale 1–3× uniform\"" in text
+        rois = pd.read_csv(outputs_of(out, participant)["roiattention"], sep="\t")
+        above = int((rois["importance"] * 109 > 1).sum())
+        assert f"Here {above} of 109 ROIs are above their uniform share" in text
+    assert captions == {"on one scale for every participant and model, from 1× (dark; ROIs at or below their uniform "
+                        "share are not coloured) to 3× (bright; larger values take the brightest colour)"}
+
+
+def test_report_without_the_t1w_falls_back_to_the_roi_outline(run, bundle, tmp_path):
+    from rgenima_app.bids.derivatives import DerivativesWriter
+    from rgenima_app.models.bundle import read_bundle_metadata
+    from rgenima_app.reports.subject import render_subject_report
+
+    out = tmp_path / "out"
+    shutil.copytree(run[0] / "sub-005", out / "sub-005")
+    bundle_stub = type("Bundle", (), {"name": MODEL, "metadata": read_bundle_metadata(bundle)})()
+    text = render_subject_report(DerivativesWriter(out, tmp_path / "moved-bids"), "005", bundle_stub).read_text()
+    assert "T1w image not available" in text and 'id="segmentation-sub-005"' not in text
+    assert text.count('<img class="brain"') == 1 and "on one scale for every participant" in text
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed")
