@@ -9,8 +9,8 @@ blocks in every stage (docs/benchmarks.md, "Group analysis"). The methods:
 * ``per_snp`` (the default): gene importance divided by the gene's number of SNPs in the model's panel (an ROI
   is one token, so ROI importance is as given);
 * ``relative``: every feature's importance standardised against the *reference* participants
-  (the NC group, or the whole cohort): (x - reference mean) / reference SD, per feature. 0 means "as in the
-  reference", 1 "one reference SD more". A position or size effect the model applies to everyone (a constant
+  (the NC group, or the whole cohort): (x - reference mean) / SD of all participants, per feature. 0 means "as in the
+  reference", 1 "one SD more". A position or size effect the model applies to everyone (a constant
   factor or offset per feature) cancels, and so does the number of SNPs of a gene. A ratio to the reference
   mean was tried first and rejected: features the reference hardly attends to get huge, noisy ratios.
 
