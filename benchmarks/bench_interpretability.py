@@ -15,6 +15,16 @@ among the stable genes, next to two references computed on the same participants
   to the prompt embeddings, summed over the hidden dimension, per ROI token and per gene block (the
   ROI-gene input of the analysis is the outer product of the two).
 
+Controls (issue 20), run through the same analysis under every importance method (``METHODS``): a
+*positive* control, a multinomial logistic regression on the participants' ROI volumes and SNP dosages
+whose per-participant importance is |coefficient of the predicted stage x standardised deviation| (it
+demonstrably uses the planted features), and a *negative* control, the same model fitted to permuted
+stages (``rgenima_app.analysis.controls``). The analysis must recover the first and not the second.
+``--controls-only`` runs just these on the cohort of ``--run`` (no trained model needed):
+
+    PYTHONPATH=. python benchmarks/bench_interpretability.py --run /tmp/rgenima-bench-train --controls-only \
+        --json benchmarks/results/interpretability_controls.json
+
 The synthetic generator plants one set of ROIs (atrophy grows with stage) and one set of risk genes, so the
 same planted sets are the truth for SMC, MCI and AD.
 By default only the held-out test participants of the training split are analysed (``--participants all``
@@ -38,9 +48,16 @@ from _common import output_path, provenance, quick_dir
 
 from rgenima_app import STAGES
 from rgenima_app.analysis.group import AnalysisOptions, analyse_cohort
-from rgenima_app.workflows.analyse import _gwas_genes, load_cohort_outputs, roi_names
+from rgenima_app.workflows.analyse import _gwas_genes, load_cohort_outputs, roi_names, snps_per_gene
 
 MODEL = "bench"
+#: The importance settings compared (``[analysis]`` importance, stage_contrast, reference).
+METHODS = {
+    "raw (paper)": dict(importance="raw", stage_contrast=False),
+    "per_snp (default)": dict(importance="per_snp", stage_contrast=False),
+    "relative + contrast vs cohort": dict(importance="relative", stage_contrast=True, reference="cohort"),
+    "relative + contrast vs NC": dict(importance="relative", stage_contrast=True, reference="NC"),
+}
 
 
 def latest_run(run: Path) -> Path:
@@ -91,6 +108,27 @@ def random_reference(roi, roi_gene, gene, groups, genes, options, planted_rois, 
         analysis = analyse_cohort(r_roi, r_pair, groups, roi_names(), genes, _gwas_genes(), r_gene, options)
         runs.append(scores(analysis, planted_rois, planted_genes))
     return runs
+
+
+def controls(cohort: Path, participants: list[str], options: AnalysisOptions, planted_rois: set[str],
+             planted_genes: set[str], seed: int = 0) -> dict:
+    """Recall/precision of the positive and the label-permuted linear control under every method of ``METHODS``."""
+    from rgenima_app.analysis.controls import linear_control
+    from rgenima_app.synthetic.features import cohort_features
+
+    features = cohort_features(cohort, participants)
+    out = {"participants": len(participants)}
+    for name, permute in (("positive", False), ("negative", True)):
+        control = linear_control(features.volumes, features.dosages, features.snp_genes, features.diagnosis,
+                                 permute=permute, seed=seed)
+        pairs = np.zeros((len(participants), 109, len(control.genes)))
+        out[name] = {"in_sample_accuracy": control.accuracy, "C": control.C, "genes": len(control.genes)}
+        for method, settings in METHODS.items():
+            analysis = analyse_cohort(control.roi_importance, pairs, features.diagnosis, roi_names(), control.genes,
+                                      _gwas_genes(), control.gene_importance, replace(options, **settings),
+                                      snps_per_gene=control.snps_per_gene)
+            out[name][method] = scores(analysis, planted_rois, planted_genes)
+    return out
 
 
 def saliency(output_dir: Path, cohort: Path, work: Path, roi_size: int, participants: list[str], genes: list[str]):
@@ -173,6 +211,8 @@ def main() -> None:
                         help="the held-out test participants of the training split (default) or everyone")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--quick", action="store_true", help="the tiny bench_training --quick run (CI)")
+    parser.add_argument("--controls-only", action="store_true",
+                        help="only the linear positive and negative controls on the cohort of --run (all participants)")
     args = parser.parse_args()
     if args.quick:
         args.run = quick_dir() / "training" if args.run == parser.get_default("run") else args.run
@@ -180,10 +220,25 @@ def main() -> None:
     json_path = output_path(args.json, args.quick, "interpretability.json",
                             Path(__file__).parent / "results" / "interpretability.json")
 
-    out = latest_run(args.run)
     cohort = args.run / "cohort"
     truth = json.loads((cohort / "ground_truth.json").read_text())
     planted_rois, planted_genes = set(truth["planted_rois"]), set(truth["planted_genes"])
+    options = AnalysisOptions(n_boot=args.n_boot, roi_top_k=args.roi_top_k, gene_top=args.gene_top)
+    if args.controls_only:
+        start = time.perf_counter()
+        everyone = list(pd.read_csv(cohort / "bids" / "participants.tsv", sep="\t")["participant_id"])
+        result = {"benchmark": "interpretability controls", "date": datetime.now().isoformat(timespec="seconds"),
+                  "provenance": provenance(args.quick), "cohort": str(cohort),
+                  "planted_rois": sorted(planted_rois), "planted_genes": sorted(planted_genes),
+                  "settings": {"roi_top_k": args.roi_top_k, "gene_top": args.gene_top, "n_boot": args.n_boot},
+                  "methods": METHODS,
+                  "controls": controls(cohort, everyone, options, planted_rois, planted_genes)}
+        result["seconds"] = round(time.perf_counter() - start, 1)
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result, indent=2, default=float))
+        print(json.dumps(result, indent=2, default=float))
+        return
+    out = latest_run(args.run)
     config = args.run / "analysis-bench.toml"
     config.write_text(f"[analysis]\nroi_top_k = {args.roi_top_k}\ngene_top = {args.gene_top}\n"
                       f"n_boot = {args.n_boot}\n")
@@ -210,7 +265,6 @@ def main() -> None:
     for name in ("roi_importance", "roi_gene", "gene_importance"):
         if getattr(outputs, name) is not None:
             setattr(outputs, name, getattr(outputs, name)[keep])
-    options = AnalysisOptions(n_boot=args.n_boot, roi_top_k=args.roi_top_k, gene_top=args.gene_top)
     gene = outputs.gene_importance if outputs.gene_importance is not None else outputs.roi_gene.sum(axis=1)
     rollout_analysis = analyse_cohort(outputs.roi_importance, outputs.roi_gene, groups, roi_names(), outputs.genes,
                                       _gwas_genes(), gene, options)
@@ -218,6 +272,12 @@ def main() -> None:
     ad_group_run = set(group_table.loc[(group_table["group"] == "AD")
                                        & (group_table["stage_specific"].astype(str) == "True"), "roi"])
     result_rollout = scores(rollout_analysis, planted_rois, planted_genes)
+    snps = snps_per_gene(Path(model), list(outputs.genes))
+    by_method = {"attention rollout": {}, "gradient saliency": {}}
+    for method, settings in METHODS.items():
+        analysis = analyse_cohort(outputs.roi_importance, outputs.roi_gene, groups, roi_names(), outputs.genes,
+                                  _gwas_genes(), gene, replace(options, **settings), snps_per_gene=snps)
+        by_method["attention rollout"][method] = scores(analysis, planted_rois, planted_genes)
     random_runs = random_reference(outputs.roi_importance, outputs.roi_gene, gene, groups, outputs.genes, options,
                                    planted_rois, planted_genes, args.random_repeats, seed=0)
     start = time.perf_counter()
@@ -226,6 +286,10 @@ def main() -> None:
     sal_pair = sal_roi[:, :, None] * sal_gene[:, None, :]
     saliency_analysis = analyse_cohort(sal_roi, sal_pair, groups, roi_names(), outputs.genes, _gwas_genes(),
                                        sal_gene, options)
+    for method, settings in METHODS.items():
+        analysis = analyse_cohort(sal_roi, sal_pair, groups, roi_names(), outputs.genes, _gwas_genes(), sal_gene,
+                                  replace(options, **settings), snps_per_gene=snps)
+        by_method["gradient saliency"][method] = scores(analysis, planted_rois, planted_genes)
     result = {
         "benchmark": "interpretability", "date": datetime.now().isoformat(timespec="seconds"),
         "provenance": provenance(args.quick),
@@ -239,6 +303,8 @@ def main() -> None:
         "attention_rollout": result_rollout,
         "random_attention": summary(random_runs),
         "gradient_saliency": scores(saliency_analysis, planted_rois, planted_genes),
+        "by_importance_method": by_method,
+        "controls": controls(cohort, participants, options, planted_rois, planted_genes),
         "seconds": {k: round(v, 1) for k, v in times.items()},
     }
     json_path.parent.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ the settings) into the derivatives dataset.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -17,6 +17,7 @@ import pandas as pd
 from ..bids.derivatives import DerivativesWriter
 from .bootstrap import DEFAULT_N_BOOT, roi_gene_stability_table, roi_stability_table
 from .genes import DEFAULT_GENE_THRESHOLD, DEFAULT_TOP_GENES, gene_enrichment, gene_ranking
+from .importance import COHORT, DEFAULT_IMPORTANCE, DEFAULT_REFERENCE, comparable_importance, resolve_reference
 from .stage_rois import DEFAULT_THRESHOLD, DEFAULT_TOP_K, DISEASE_STAGES, sharing_pattern, stage_specific_rois
 
 
@@ -33,6 +34,9 @@ class AnalysisOptions:
     gene_threshold: float = DEFAULT_GENE_THRESHOLD
     stages: tuple[str, ...] = DISEASE_STAGES
     group_by: str = "auto"               # "diagnosis" or "predicted" (or "auto" until resolved): recorded only
+    importance: str = DEFAULT_IMPORTANCE  # what is ranked: "per_snp", "relative" or "raw" (analysis/importance.py)
+    reference: str = DEFAULT_REFERENCE    # "cohort" or "NC": of relative importance and stage contrasts
+    stage_contrast: bool = False          # stage-specific ROIs: stage minus reference (True) or the paper's mean
 
 
 @dataclass
@@ -51,27 +55,39 @@ class GroupAnalysis:
 def analyse_cohort(roi_importance: np.ndarray, roi_gene: np.ndarray, groups: Sequence[str],
                    roi_names: Sequence[str], genes: Sequence[str], gwas_genes: Sequence[str],
                    gene_importance: np.ndarray | None = None,
-                   options: AnalysisOptions | None = None) -> GroupAnalysis:
+                   options: AnalysisOptions | None = None,
+                   snps_per_gene: Sequence[int] | None = None) -> GroupAnalysis:
     """Bootstrap stability, stage-specific ROIs, gene ranking and enrichment for a cohort.
 
     Shapes: ``roi_importance`` participants x ROIs, ``roi_gene`` participants x ROIs x genes,
-    ``gene_importance`` participants x genes (when None: ROI-gene attention summed over ROIs).
+    ``gene_importance`` participants x genes (when None: ROI-gene attention summed over ROIs),
+    ``snps_per_gene`` the panel's SNP count of each gene (for ``importance = "per_snp"``).
+    Stage-specific ROIs and the gene ranking rank importance made comparable first (``options.importance``,
+    analysis/importance.py); the ROI stability columns (mean, CI, stability) and ROI-gene attention are the
+    paper's, on the importance as given; the gene ranking's columns are of the comparable importance.
     Genes are ranked over all participants (group ``all``, the paper's enrichment analysis) and within
     each group; the enrichment table has one row per ranking.
     """
     opts = options or AnalysisOptions()
+    opts = replace(opts, reference=resolve_reference(groups, opts.reference))  # the reference actually used
     common = dict(n_boot=opts.n_boot, seed=opts.seed, sample_size=opts.sample_size)
-    roi_stab = roi_stability_table(roi_importance, groups, roi_names, **common)
-    stage = stage_specific_rois(roi_importance, groups, roi_names, k=opts.roi_top_k,
-                                threshold=opts.roi_threshold, **common)
+    if gene_importance is None:
+        gene_importance = np.asarray(roi_gene, dtype=float).sum(axis=1)
+    roi_stab = roi_stability_table(roi_importance, groups, roi_names, **common)  # the paper's eqs. on the rollout
+    ranked_rois = comparable_importance(roi_importance, groups, opts.importance, opts.reference)
+    # over all participants a cohort reference has nothing to contrast: that ranking is per SNP instead
+    cohort_wide = "per_snp" if opts.importance == "relative" and opts.reference == COHORT else opts.importance
+    ranked_genes_all = comparable_importance(gene_importance, groups, cohort_wide, opts.reference, snps_per_gene)
+    gene_importance = comparable_importance(gene_importance, groups, opts.importance, opts.reference, snps_per_gene)
+    stage = stage_specific_rois(ranked_rois, groups, roi_names, k=opts.roi_top_k,
+                                threshold=opts.roi_threshold, contrast=opts.reference if opts.stage_contrast else None,
+                                **common)
     roi_stab = roi_stab.merge(
         stage[["group", "roi", "frequency", "selected"]].rename(columns={"selected": "stage_specific"}),
         on=["group", "roi"], how="left")
     roi_gene_stab = roi_gene_stability_table(roi_gene, groups, roi_names, genes, **common)
-    if gene_importance is None:
-        gene_importance = np.asarray(roi_gene, dtype=float).sum(axis=1)
     ranking = pd.concat([
-        gene_ranking(gene_importance, genes, None, opts.gene_top, opts.gene_threshold, **common),
+        gene_ranking(ranked_genes_all, genes, None, opts.gene_top, opts.gene_threshold, **common),
         gene_ranking(gene_importance, genes, groups, opts.gene_top, opts.gene_threshold, **common),
     ], ignore_index=True)
     enrichment = pd.concat([
@@ -113,7 +129,9 @@ def write_group_tables(analysis: GroupAnalysis, output_dir: Path | str, model: s
     opts = analysis.options
     specs = {
         "roistability": (analysis.roi_stability, "Bootstrap stability of ROI importance per diagnostic group", {
-            "frequency": f"Fraction of bootstrap iterations with the ROI in the top {opts.roi_top_k}",
+            "frequency": f"Fraction of bootstrap iterations with the ROI in the top {opts.roi_top_k}" + (
+                f" of the group's mean minus the {opts.reference} mean (positive differences only)"
+                if opts.stage_contrast else " of the group's mean"),
             "stage_specific": f"frequency > {opts.roi_threshold}: a stage-specific ROI of the group"}),
         "roigenestability": (analysis.roi_gene_stability,
                              "Bootstrap stability of ROI-gene attention per diagnostic group", {}),

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rgenima_app.analysis.group import AnalysisOptions
+from rgenima_app.analysis.importance import IMPORTANCE_METHODS, REFERENCES
 from rgenima_app.errors import UsageError
 
 # Which label defines the groups of the stability analysis; "auto" resolves per run (workflows/analyse.py).
@@ -25,6 +26,12 @@ ANALYSIS_KEYS = {
                 "(participants.tsv) or 'predicted' (the model's label); --group-by overrides it",
     "diagnosis_column": "participants.tsv column with the diagnoses ('diagnosis')",
     "ci": "confidence level of the metric intervals (0.95)",
+    "importance": "what stage ROIs and genes rank: 'per_snp' (default: gene importance per SNP of the gene), "
+                  "'relative' (each ROI's and gene's importance standardised against the reference) or 'raw' "
+                  "(the paper's rollout, genes summed over their tokens)",
+    "reference": "reference of relative importance and stage contrasts: 'cohort' (default) or 'NC'",
+    "stage_contrast": "stage-specific ROIs rank the stage's mean minus the reference's (true) or the stage's own "
+                      "mean (false, default, the paper)",
 }
 
 
@@ -63,6 +70,11 @@ def analysis_settings(table: dict | None, source: Path | None, default_seed: int
         if key in values and (isinstance(values[key], bool) or not isinstance(values[key], (int, float))
                               or not 0 <= values[key] < 1):
             raise UsageError(f"{where}: {key} = {values[key]!r} must be a number in [0, 1)")
+    for key, allowed in (("importance", IMPORTANCE_METHODS), ("reference", REFERENCES)):
+        if key in values and values[key] not in allowed:
+            raise UsageError(f"{where}: {key} = {values[key]!r}", hint=" or ".join(map(repr, allowed)))
+    if "stage_contrast" in values and not isinstance(values["stage_contrast"], bool):
+        raise UsageError(f"{where}: stage_contrast = {values['stage_contrast']!r} must be true or false")
     if values.get("group_by", "auto") not in GROUPINGS:
         raise UsageError(f"{where}: group_by = {values['group_by']!r}", hint=" or ".join(map(repr, GROUPINGS)))
     if group_by is not None:

@@ -212,7 +212,7 @@ def analyse_group(config, writer, run_id: str) -> dict[str, Path]:
     if chance["interpretable"] is not True:
         log.warning("group analysis of %s: %s", model, " ".join(chance["messages"]))
 
-    analysis = _analyse(outputs, predictions, settings)
+    analysis = _analyse(outputs, predictions, settings, snps_per_gene(config.model, outputs.genes))
     paths.update(write_group_tables(analysis, out, model, chance=chance))
     dseg, dseg_source = _representative_dseg(out, predictions)
     paths["report"] = render_group_report(
@@ -335,7 +335,21 @@ def _write_metrics(writer, model: str, evaluated: pd.DataFrame, settings: Cohort
     return report, cohort_check
 
 
-def _analyse(outputs: CohortOutputs, predictions: pd.DataFrame, settings: CohortSettings):
+def snps_per_gene(bundle: Path, genes: list[str]) -> list[int] | None:
+    """Each gene's number of SNPs in the bundle's ``snp_panel.tsv`` (per-SNP gene importance); None without it."""
+    path = Path(bundle) / "snp_panel.tsv"
+    if not path.is_file():
+        return None
+    try:
+        counts = read_tsv(path, keep_default_na=False, na_values=["n/a", ""])["gene"].value_counts()
+    except (OSError, KeyError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        log.warning("cannot count the SNPs per gene in %s (%s): gene importance is not divided per SNP", path, exc)
+        return None
+    return [int(counts.get(gene, 1)) for gene in genes]
+
+
+def _analyse(outputs: CohortOutputs, predictions: pd.DataFrame, settings: CohortSettings,
+             snps_per_gene: list[int] | None = None):
     """Sessions averaged per participant (a participant is resampled once), grouped, small groups skipped."""
 
     opts = settings.options
@@ -379,7 +393,8 @@ def _analyse(outputs: CohortOutputs, predictions: pd.DataFrame, settings: Cohort
     if gene_importance is None:
         log.info("no *_geneattention.tsv for every sample: gene importance = ROI-gene attention summed over ROIs")
     return analyse_cohort(roi[keep], roi_gene[keep], list(groups[keep]), roi_names(), outputs.genes,
-                          _gwas_genes(), gene_importance[keep] if gene_importance is not None else None, opts)
+                          _gwas_genes(), gene_importance[keep] if gene_importance is not None else None, opts,
+                          snps_per_gene=snps_per_gene)
 
 
 def _gwas_genes() -> list[str]:
