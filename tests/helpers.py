@@ -76,3 +76,30 @@ def kill_on_replace_env(folder: Path, pattern: str) -> dict:
     (site / "sitecustomize.py").write_text(KILL_ON_REPLACE)
     path = os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     return {"PYTHONPATH": path, "RGENIMA_TEST_KILL_ON_REPLACE": pattern}
+
+
+def real_freesurfer_bids(shared_data: Path, root: Path, subjects: dict[str, tuple[str, str, str]],
+                         name: str = "real FreeSurfer subjects") -> tuple[Path, Path]:
+    """Real FreeSurfer subjects of ``shared_data/freesurfer`` as a BIDS dataset (their conformed intensity
+    image as the T1w) and a SUBJECTS_DIR of links to them. ``subjects``: label -> (version, subject,
+    intensity file under mri/)."""
+    import json
+
+    import nibabel as nib
+    import numpy as np
+
+    bids, subjects_dir = root / "bids", root / "freesurfer"
+    subjects_dir.mkdir(parents=True)
+    for label, (version, subject, intensity) in subjects.items():
+        source = shared_data / "freesurfer" / version / subject
+        (subjects_dir / f"sub-{label}").symlink_to(source)
+        anat = bids / f"sub-{label}" / "anat"
+        anat.mkdir(parents=True)
+        image = nib.load(source / "mri" / intensity)
+        nifti = nib.Nifti1Image(np.asarray(image.dataobj), image.affine)
+        nifti.header.set_xyzt_units("mm", "sec")
+        nib.save(nifti, anat / f"sub-{label}_T1w.nii.gz")
+    (bids / "dataset_description.json").write_text(json.dumps(
+        {"Name": name, "BIDSVersion": "1.10.0", "DatasetType": "raw"}))
+    (bids / "participants.tsv").write_text("participant_id\n" + "".join(f"sub-{s}\n" for s in subjects))
+    return bids, subjects_dir

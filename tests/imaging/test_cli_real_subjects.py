@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import requires_validator, run_rgenima
+from helpers import real_freesurfer_bids, requires_validator, run_rgenima
 
 SUBJECTS = ("01", "07")
 
@@ -17,22 +17,9 @@ SUBJECTS = ("01", "07")
 @pytest.fixture(scope="module")
 def real_bids(shared_data, tmp_path_factory):
     """T1.mgz of two real subjects as a BIDS dataset, and a SUBJECTS_DIR linking to their FreeSurfer runs."""
-    root = tmp_path_factory.mktemp("real")
-    bids, subjects_dir = root / "bids", root / "freesurfer"
-    subjects_dir.mkdir()
-    for label in SUBJECTS:
-        fs_subject = shared_data / "freesurfer" / "fs6" / f"sub-{label}"
-        (subjects_dir / f"sub-{label}").symlink_to(fs_subject)
-        anat = bids / f"sub-{label}" / "anat"
-        anat.mkdir(parents=True)
-        t1 = nib.load(fs_subject / "mri" / "T1.mgz")
-        image = nib.Nifti1Image(np.asarray(t1.dataobj), t1.affine)
-        image.header.set_xyzt_units("mm", "sec")
-        nib.save(image, anat / f"sub-{label}_T1w.nii.gz")
-    (bids / "dataset_description.json").write_text(json.dumps(
-        {"Name": "FreeSurfer training subjects", "BIDSVersion": "1.10.0", "DatasetType": "raw"}))
-    (bids / "participants.tsv").write_text("participant_id\n" + "".join(f"sub-{s}\n" for s in SUBJECTS))
-    return bids, subjects_dir
+    return real_freesurfer_bids(shared_data, tmp_path_factory.mktemp("real"),
+                                {label: ("fs6", f"sub-{label}", "T1.mgz") for label in SUBJECTS},
+                                name="FreeSurfer training subjects")
 
 
 @requires_validator

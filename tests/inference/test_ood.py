@@ -14,7 +14,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import make_tiny_cohort, run_rgenima
+from helpers import make_tiny_cohort, real_freesurfer_bids, run_rgenima
 from inference_helpers import tiny_model
 from rgenima_app.imaging.roi_table import N_ROIS
 from rgenima_app.imaging.rois import roi_morphometry
@@ -185,20 +185,7 @@ def test_held_out_participants_of_the_training_cohort_are_not_flagged(phantom_mo
 @pytest.mark.shared_data
 def test_real_adult_brains_are_flagged_on_a_phantom_trained_model(phantom_model, shared_data, tmp_path):
     _, _, bundle = phantom_model
-    bids, subjects_dir = tmp_path / "bids", tmp_path / "freesurfer"
-    subjects_dir.mkdir()
-    for label, (version, subject, intensity) in REAL.items():
-        source = shared_data / "freesurfer" / version / subject
-        (subjects_dir / f"sub-{label}").symlink_to(source)
-        anat = bids / f"sub-{label}" / "anat"
-        anat.mkdir(parents=True)
-        image = nib.load(source / "mri" / intensity)
-        nifti = nib.Nifti1Image(np.asarray(image.dataobj), image.affine)
-        nifti.header.set_xyzt_units("mm", "sec")
-        nib.save(nifti, anat / f"sub-{label}_T1w.nii.gz")
-    (bids / "dataset_description.json").write_text(json.dumps(
-        {"Name": "real FreeSurfer subjects", "BIDSVersion": "1.10.0", "DatasetType": "raw"}))
-    (bids / "participants.tsv").write_text("participant_id\n" + "".join(f"sub-{s}\n" for s in REAL))
+    bids, subjects_dir = real_freesurfer_bids(shared_data, tmp_path, REAL)
     out = tmp_path / "out"
     result = _run(bundle, bids, subjects_dir, out)
     for label in REAL:
