@@ -264,6 +264,7 @@ def predict(bundle: LoadedBundle, items: list[PredictionInput], *, batch_size: i
                 warnings.append(f"{item.name}: predicted from {configurations[item.name].configuration}, an input "
                                 f"configuration the model {bundle.name} was not validated on "
                                 f"({', '.join(bundle.validated_inputs)}); allowed by --allow-unvalidated-inputs")
+            logged = list(warnings)  # the held-out one: in each sidecar and report; the caller logs it once for all
             if not held_out:
                 warnings.append(f"sub-{item.subject} was in the training set of the model {bundle.name}: "
                                 "its prediction is not held out (HeldOut false)")
@@ -277,7 +278,7 @@ def predict(bundle: LoadedBundle, items: list[PredictionInput], *, batch_size: i
                 modalities=modalities, imputed_snps=int(table["imputed"].sum()) if table is not None else None,
                 n_snps=len(table) if table is not None else None, held_out=held_out, warnings=warnings,
                 inputs=configurations[item.name], ood=ood))
-            for warning in warnings:
+            for warning in logged:
                 log.warning(warning)
         bar.update(len(chunk))
     bar.close()

@@ -146,6 +146,11 @@ class PredictionStage:
             if outcome is None:  # one at a time: a failing sample does not take its batch with it
                 outcome = [item for item in batch if guard(item.name, self._predict_batch, [item], plans)]
             done |= {item.subject for item in outcome}
+        in_training = [i.name for i in items if i.subject in done and self.bundle.was_trained_on(i.subject)]
+        if in_training:  # one line, not one per participant (each sidecar and report says it too)
+            shown = ", ".join(in_training[:10]) + (f" and {len(in_training) - 10} more" if len(in_training) > 10 else "")
+            log.warning("%d of %d samples were in the training set of the model %s: their predictions are not held "
+                        "out (HeldOut false): %s", len(in_training), len(items), self.bundle.name, shown)
         return done
 
     def _predict_batch(self, batch: list[PredictionInput], plans: dict[str, SamplePlan]) -> list[PredictionInput]:
