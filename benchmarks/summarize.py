@@ -27,6 +27,7 @@ import argparse
 import hashlib
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -87,6 +88,10 @@ COMMANDS = {
                                    "(after the training_1000.json run)"),
     "interpretability_fit.json": ("PYTHONPATH=. python benchmarks/bench_interpretability.py --json "
                                   "benchmarks/results/interpretability_fit.json (after the training_fit.json run)"),
+    "interpretability_controls.json": ("PYTHONPATH=. python benchmarks/bench_interpretability.py --run "
+                                       "/tmp/rgenima-interp-300 --controls-only --json "
+                                       "benchmarks/results/interpretability_controls.json (300-participant cohort of "
+                                       "python benchmarks/bench_training.py --participants 300)"),
     "roi_modes.json": ("PYTHONPATH=. python benchmarks/bench_roi_modes.py (after python benchmarks/bench_training.py "
                        "--participants 300 --baselines snp_mlp)"),
     "interpretability.json": ("PYTHONPATH=. python benchmarks/bench_interpretability.py (after python "
@@ -520,6 +525,27 @@ def interpretability(r: Results) -> list[dict]:
     return out
 
 
+def interpretability_controls(r: Results) -> list[dict]:
+    """The linear positive and label-permuted negative controls under each importance method."""
+    S = "Group analysis: truth-known interpretability"
+    d = r.data["controls"]
+    out = []
+    for control in ("positive", "negative"):
+        target = "1.0 (the control's importance falls on the planted features)" if control == "positive" else \
+            "<= random (about 0.09)"
+        for method, result in d[control].items():
+            if not isinstance(result, dict) or "rois" not in result:
+                continue  # in_sample_accuracy, C, genes
+            key = re.sub(r"[^a-z0-9]+", "_", method.lower()).strip("_")  # "relative + contrast vs NC" -> relative_...
+            for kind, group in (("rois", "AD"), ("genes", "all")):
+                value = result[kind][group]["recall"]
+                out.append(r.fig(f"interpretability_controls.{control}.{key}.{kind}.{group}.recall", S, f"{control} control (linear model, {d['participants']} participants), {method}: "
+                                 f"recall of the planted {'ROIs in the AD stage' if kind == 'rois' else 'genes'}",
+                                 value, "recall", f"controls.{control}.{method}.{kind}.{group}", target=target,
+                                 met=value >= 1.0 if control == "positive" else value <= 0.09))
+    return out
+
+
 def roi_modes(r: Results) -> list[dict]:
     S = "Training (group --train)"
     d = r.data
@@ -697,7 +723,7 @@ READERS = [("roi_extraction.json", roi_extraction), ("bootstrap.json", bootstrap
            ("planted_attention*.json", planted_attention), ("bench_models_gpu*.json", models_gpu),
            ("bench_models.json", models), ("token_cache.json", token_cache),
            ("interpretability.json", interpretability), ("interpretability_fit.json", interpretability),
-           ("interpretability_1000.json", interpretability),
+           ("interpretability_1000.json", interpretability), ("interpretability_controls.json", interpretability_controls),
            ("roi_modes.json", roi_modes), ("science_*.json", science), ("screening.json", screening),
            ("pretrained_llm*.json", pretrained_llm), ("participant_parallel.json", participant_parallel)]
 

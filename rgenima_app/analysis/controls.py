@@ -42,7 +42,8 @@ def linear_control(volumes: np.ndarray, dosages: np.ndarray, snp_genes: Sequence
     y = np.asarray(stages, dtype=object)
     if permute:
         y = np.random.default_rng(seed).permutation(y)
-    model = LogisticRegressionCV(Cs=np.logspace(-3, 1, 7), cv=5, scoring="neg_log_loss", max_iter=3000,
+    folds = int(max(2, min(5, np.unique(y, return_counts=True)[1].min())))  # a small cohort has small stages
+    model = LogisticRegressionCV(Cs=np.logspace(-3, 1, 7), cv=folds, scoring="neg_log_loss", max_iter=3000,
                                  random_state=seed, l1_ratios=(0.0,), use_legacy_attributes=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
