@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..bids.derivatives import DerivativesWriter
+from ..bids.tsv import BIDS_BOOLEAN
 from .bootstrap import DEFAULT_N_BOOT, roi_gene_stability_table, roi_stability_table
 from .genes import DEFAULT_GENE_THRESHOLD, DEFAULT_TOP_GENES, gene_enrichment, gene_ranking
 from .importance import COHORT, DEFAULT_IMPORTANCE, DEFAULT_REFERENCE, comparable_importance, resolve_reference
@@ -147,7 +148,7 @@ def write_group_tables(analysis: GroupAnalysis, output_dir: Path | str, model: s
         sidecar = _sidecar(table, description, opts, extra)
         if chance is not None and suffix in INTERPRETED_TABLES:
             flag = chance.get("interpretable")
-            table = table.assign(interpretable={True: "true", False: "false"}.get(flag, "n/a"))
+            table = table.assign(interpretable=BIDS_BOOLEAN.get(flag, "n/a"))
             sidecar.update({"Interpretable": flag, "ChanceCheck": chance})
         paths[suffix] = writer.write_tsv(path, table, sidecar)
     return paths

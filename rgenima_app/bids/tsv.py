@@ -13,6 +13,10 @@ import csv
 import pandas as pd
 
 
+#: How a boolean column is written (the Levels "true"/"false" of bids_spec/derivatives.yaml, not Python's True).
+BIDS_BOOLEAN = {True: "true", False: "false"}
+
+
 def read_tsv(source, **kwargs) -> pd.DataFrame:
     """``pd.read_csv`` with BIDS TSV rules; ``kwargs`` choose dtypes and the ``n/a`` handling of the caller."""
     return pd.read_csv(source, sep="\t", quoting=csv.QUOTE_NONE, **kwargs)

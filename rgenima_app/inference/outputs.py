@@ -28,6 +28,7 @@ import pandas as pd
 
 from rgenima_app import STAGES, __version__
 from rgenima_app.bids.derivatives import DerivativesWriter, sidecar_path
+from rgenima_app.bids.tsv import BIDS_BOOLEAN
 from rgenima_app.imaging.grids import labels_on_grid
 from rgenima_app.imaging.roi_table import load_roi_table
 from rgenima_app.inference.predict import Prediction
@@ -85,8 +86,7 @@ def input_columns(prediction: Prediction) -> dict:
         return {}
     values = (inputs.configuration, inputs.is_validated, inputs.panel_observed, inputs.panel_total,
               inputs.panel_coverage_low)
-    as_bids = {True: "true", False: "false"}  # the Levels of the boolean columns
-    return {c: (as_bids[v] if isinstance(v, bool) else v) for c, v in zip(INPUT_COLUMNS, values)}
+    return {c: (BIDS_BOOLEAN[v] if isinstance(v, bool) else v) for c, v in zip(INPUT_COLUMNS, values)}
 
 
 def ood_columns(prediction: Prediction) -> dict:
@@ -94,7 +94,7 @@ def ood_columns(prediction: Prediction) -> dict:
     ood = prediction.ood
     if ood is None or not ood.available:
         return {"ood_score": "n/a", "ood_flag": "n/a"}
-    return {"ood_score": round(float(ood.score), 6), "ood_flag": "true" if ood.flag else "false"}
+    return {"ood_score": round(float(ood.score), 6), "ood_flag": BIDS_BOOLEAN[bool(ood.flag)]}
 
 
 def ood_sidecar(prediction: Prediction) -> dict:

@@ -21,7 +21,7 @@ from rgenima_app.analysis.metrics import ChanceCheck, chance_check, classificati
 from rgenima_app.analysis.settings import CohortSettings
 from rgenima_app.analysis.stage_rois import sharing_pattern
 from rgenima_app.bids.inputs import read_participants
-from rgenima_app.bids.tsv import read_tsv
+from rgenima_app.bids.tsv import BIDS_BOOLEAN, read_tsv
 from rgenima_app.environment import package_versions
 from rgenima_app.errors import MissingInputError, NoDataError, ProcessingError
 from rgenima_app.genetics.panel import load_gwas_genes
@@ -288,7 +288,7 @@ def _write_predictions(writer, predictions: pd.DataFrame, model: str, provenance
                "Model": model, "ModelHash": hashes[0] if len(hashes) else None, "Provenance": provenance,
                **{c: {"Description": d} for c, d in PREDICTION_COLUMNS.items()}}
     table = predictions[list(PREDICTION_COLUMNS)].copy()
-    table["held_out"] = table["held_out"].map({True: "true", False: "false"})
+    table["held_out"] = table["held_out"].map(BIDS_BOOLEAN)
     return writer.write_tsv(path, table, sidecar=sidecar)
 
 

@@ -28,7 +28,7 @@ from rgenima_app import __version__
 from rgenima_app.analysis.metrics import ChanceCheck, MetricsReport, summarize_folds
 from rgenima_app.bids.derivatives import DerivativesWriter
 from rgenima_app.bids.inputs import collect_t1w, load_bids_filters, read_participants
-from rgenima_app.bids.tsv import read_tsv, to_tsv
+from rgenima_app.bids.tsv import BIDS_BOOLEAN, read_tsv, to_tsv
 from rgenima_app.bids.validation import validate_bids
 from rgenima_app.config import RunConfig
 from rgenima_app.confinement import check_write
@@ -453,7 +453,7 @@ def write_evaluation(writer: DerivativesWriter, label: str, settings: TrainSetti
             "ci_high": summary["mean"] + summary["sd"],
             "majority_rate": sum(c.majority_rate for c in checks) / len(checks), "permutation_p": float("nan"),
             "beats_chance": all(c.beats_chance for c in checks)})], ignore_index=True)
-    table["beats_chance"] = table["beats_chance"].map({True: "true", False: "false"})
+    table["beats_chance"] = table["beats_chance"].map(BIDS_BOOLEAN)
     writer.write_tsv(writer.path(None, desc=label, suffix="evaluation", extension=".tsv"), table, EVALUATION_SIDECAR)
     predictions = pd.concat([r["predictions"] for r in results], ignore_index=True)
     writer.write_tsv(writer.path(None, desc=label, suffix="testpredictions", extension=".tsv"), predictions, {
