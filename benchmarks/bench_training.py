@@ -59,6 +59,8 @@ depth = 2
 heads = 4
 use_size_feature = true
 patience = 8
+roi_volume_loss = {roi_volume_loss}
+roi_stage_loss = {roi_stage_loss}
 [stage2]
 epochs = {epochs}
 batch_size = 8
@@ -107,6 +109,8 @@ def main() -> None:
     parser.add_argument("--llm", default="tiny", help="--llm of the runs (tiny, smollm2 or a local model directory)")
     parser.add_argument("--finetune", default="full", help="--finetune of the runs")
     parser.add_argument("--lr", type=float, default=1e-3, help="[stage2] lr")
+    parser.add_argument("--roi-volume-loss", type=float, default=0.0, help="[stage1] roi_volume_loss (0: the paper's)")
+    parser.add_argument("--roi-stage-loss", type=float, default=0.0, help="[stage1] roi_stage_loss (0: the paper's)")
     parser.add_argument("--label-suffix", default="", help="appended to the model names (runs side by side)")
     parser.add_argument("--out", type=Path, default=Path("/tmp/rgenima-bench-train"))
     parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "training.json")
@@ -151,7 +155,8 @@ def main() -> None:
                    "planted_rois": truth["planted_rois"], "planted_genes": truth["planted_genes"]},
         "n_test": len(test_ids), "roi_size": args.roi_size, "roi_mode": args.roi_mode, "stage2_epochs": args.epochs,
         "baseline_epochs": args.baseline_epochs, "llm": args.llm, "finetune": args.finetune, "stage2_lr": args.lr,
-        "screen_top": args.screen_top or "all", "data_configurations": {d: r["label"] for d, r in runs.items()},
+        "screen_top": args.screen_top or "all", "roi_volume_loss": args.roi_volume_loss,
+        "roi_stage_loss": args.roi_stage_loss, "data_configurations": {d: r["label"] for d, r in runs.items()},
         "bayes_optimal_test_accuracy": {"image_gene": bayes("p_"), "gene_only": bayes("p_gene_"),
                                         "image_only": bayes("p_image_")},
         "bayes_optimal_accuracy_expected": truth["bayes_optimal_accuracy"],
@@ -197,7 +202,8 @@ def train(args, cohort: Path, data: str, baselines: list[str]) -> dict:
                                           snp_selection="screen" if args.screen_top else "all",
                                           screen_top=max(args.screen_top, 1), lr=args.lr,
                                           mode=args.roi_mode, baseline_epochs=args.baseline_epochs,
-                                          wholebrain_size=args.wholebrain_size))
+                                          wholebrain_size=args.wholebrain_size,
+                                          roi_volume_loss=args.roi_volume_loss, roi_stage_loss=args.roi_stage_loss))
     if args.quick:
         config.write_text(quick_config(config.read_text()))
     command = [sys.executable, "-m", "rgenima_app", str(cohort / "bids"), str(out), "group", "--train",
@@ -220,7 +226,11 @@ def train(args, cohort: Path, data: str, baselines: list[str]) -> dict:
     stamps = {name: re.search(rf"(\d\d:\d\d:\d\d),\d+ INFO: {pattern}", log)
               for name, pattern in {"start": "rgenima", "stage1": "fold 0:", "stage2": "stage 2:",
                                     "evaluated": "fold 0: test accuracy", "finished": "training finished"}.items()}
+    training = json.loads((out / "models" / label / "rgenima.json").read_text())["training"]
+    probe = training.get("token_probe") or {}
     return {"label": label, "models": models, "wall": wall,
+            "token_probe": {k: probe[k] for k in ("median_own_r2", "median_other_r2", "own_r2") if k in probe},
+            "stage1_curve": training.get("curves", {}).get("stage1"),
             "test_ids": predictions.loc[predictions["model"] == label, "participant_id"].tolist(),
             "log_times": {k: v.group(1) for k, v in stamps.items() if v}}
 

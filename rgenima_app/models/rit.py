@@ -17,6 +17,17 @@ Two patch encoders are offered:
 
 An optional per-ROI size feature (log of the ROI volume in mm³, from the morph table) is projected to
 D and added to each token, so that resampling every ROI to the same S³ does not hide atrophy.
+
+Two optional heads on the ROI output tokens (not in the paper, whose stage-1 loss reads only the CLS
+state, so nothing asks the 109 tokens the LLM reads to carry their own ROI; docs/models.md, "ROI-token
+supervision"):
+
+``roi_volume_head``
+    One linear probe shared by every ROI token (plus a bias per ROI) predicts the token's own ROI's
+    standardised log volume. Shared, so that "this ROI's size" lies along one direction in every token.
+``roi_stage_head``
+    One stage head shared by every ROI token; its logits averaged over the 109 tokens are a second stage
+    prediction, so each token carries stage evidence along the same directions.
 """
 from __future__ import annotations
 
@@ -50,6 +61,9 @@ class RiTConfig:
     use_size_feature: bool = False
     #: dtype of the "conv" patch-embedding weight ("float32" or "bfloat16"); the rest stays float32.
     patch_dtype: str = "float32"
+    #: heads on the ROI output tokens (stage-1 supervision of the tokens; see the module docstring)
+    roi_volume_head: bool = False
+    roi_stage_head: bool = False
 
     def __post_init__(self):
         self.strided_channels = tuple(int(c) for c in self.strided_channels)
@@ -72,11 +86,17 @@ class RiTConfig:
 
 @dataclass
 class RiTOutput:
-    """``tokens`` (B, n_rois, D): ROI states; ``cls`` (B, D); ``logits`` (B, n_classes)."""
+    """``tokens`` (B, n_rois, D): ROI states; ``cls`` (B, D); ``logits`` (B, n_classes).
+
+    With the token heads: ``roi_logits`` (B, n_classes), the stage logits of the ROI tokens averaged;
+    ``volume_error`` (B, n_rois), each token's predicted minus actual standardised log volume of its ROI.
+    """
 
     tokens: torch.Tensor
     cls: torch.Tensor
     logits: torch.Tensor
+    roi_logits: torch.Tensor | None = None
+    volume_error: torch.Tensor | None = None
 
 
 class ConvPatchEmbed(nn.Module):
@@ -129,11 +149,14 @@ class RiT(nn.Module):
         self.roi_embed = nn.Parameter(torch.zeros(1, config.n_rois, config.dim))
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.dim))
         self.size_proj = nn.Linear(1, config.dim) if config.use_size_feature else None
-        if config.use_size_feature:
-            # per-ROI standardisation of the size feature, fitted on training participants (stage 1) and
+        if config.use_size_feature or config.roi_volume_head:
+            # per-ROI standardisation of the log volumes, fitted on training participants (stage 1) and
             # saved with the weights; a 10% atrophy is a 0.1 change of a log volume near 8 otherwise
             self.register_buffer("size_mean", torch.zeros(config.n_rois))
             self.register_buffer("size_std", torch.ones(config.n_rois))
+        self.volume_head = nn.Linear(config.dim, 1) if config.roi_volume_head else None
+        self.volume_bias = nn.Parameter(torch.zeros(config.n_rois)) if config.roi_volume_head else None
+        self.roi_stage_head = nn.Linear(config.dim, config.n_classes) if config.roi_stage_head else None
         layer = nn.TransformerEncoderLayer(
             config.dim, config.heads, int(config.dim * config.mlp_ratio), config.dropout,
             activation="gelu", batch_first=True, norm_first=True,
@@ -154,20 +177,27 @@ class RiT(nn.Module):
         batch = patches.shape[0]
         tokens = self.patch_embed(patches.reshape(batch * cfg.n_rois, *expected[1:]))
         tokens = tokens.reshape(batch, cfg.n_rois, cfg.dim) + self.roi_embed
-        if self.size_proj is not None:
+        z = None
+        if self.size_proj is not None or self.volume_head is not None:
             if log_volumes is None or tuple(log_volumes.shape) != (batch, cfg.n_rois):
-                raise ValueError(f"this RiT uses the ROI size feature: pass log_volumes of shape "
-                                 f"({batch}, {cfg.n_rois})")
+                raise ValueError(f"this RiT uses the ROI volumes (size feature or volume head): pass log_volumes "
+                                 f"of shape ({batch}, {cfg.n_rois})")
             z = (log_volumes.float() - self.size_mean) / self.size_std
+        if self.size_proj is not None:
             tokens = tokens + self.size_proj(z.unsqueeze(-1))
         x = torch.cat([self.cls_token.expand(batch, -1, -1), tokens], dim=1)
         x = self.norm(self.encoder(x))
-        cls = x[:, 0]
-        return RiTOutput(tokens=x[:, 1:], cls=cls, logits=self.head(cls))
+        cls, roi_states = x[:, 0], x[:, 1:]
+        out = RiTOutput(tokens=roi_states, cls=cls, logits=self.head(cls))
+        if self.roi_stage_head is not None:
+            out.roi_logits = self.roi_stage_head(roi_states).mean(dim=1)
+        if self.volume_head is not None:
+            out.volume_error = self.volume_head(roi_states).squeeze(-1) + self.volume_bias - z
+        return out
 
     def fit_size_standardization(self, log_volumes: torch.Tensor) -> None:
-        """Set the per-ROI mean and standard deviation of the size feature from training samples (N, n_rois)."""
-        if self.size_proj is None:
+        """Set the per-ROI mean and standard deviation of the log volumes from training samples (N, n_rois)."""
+        if not hasattr(self, "size_mean"):
             return
         values = log_volumes.float().to(self.size_mean.device)
         self.size_mean.copy_(values.mean(dim=0))

@@ -138,7 +138,7 @@ def train_llm_wholebrain(train: list[CohortSample], validation: list[CohortSampl
     if weights.is_file():
         load_weights(encoder, weights, device)
     else:
-        fit_classifier(encoder, lambda batch: encoder(volume_batch(batch, device)), train, validation,
+        fit_classifier(encoder, lambda batch: (encoder(volume_batch(batch, device)), None), train, validation,
                        settings.stage1, seed, "baseline llm_wholebrain: stage 1 (whole-brain ResNet)")
         save_weights(encoder, weights)
     tokens: dict[str, torch.Tensor] = {}

@@ -9,6 +9,7 @@ A train config has one table per part; every key is optional::
     [imaging] mode = "stretch"   normalization = "wm"
     [stage1]  epochs = 30  batch_size = 8  lr = 3e-4  weight_decay = 0.05  patience = 5  dim = 768
               depth = 4  heads = 8  patch_encoder = "conv"  use_size_feature = false
+              roi_volume_loss = 0.0  roi_stage_loss = 0.0
     [stage2]  epochs = 3  batch_size = 4  lr = 2e-6  ...  (see Stage2Settings)
     [lora]    r = 16  alpha = 32  dropout = 0.05
     [baselines] run = ["snp_mlp", "bert_rit_concat", ...]  epochs = 60  lr = 1e-3
@@ -81,6 +82,10 @@ class Stage1Settings:
     dropout: float = 0.1
     patch_encoder: str = "conv"
     use_size_feature: bool = False
+    # ROI-token supervision (models/rit.py): weights of the own-ROI volume loss and of the pooled ROI-token
+    # stage loss; 0 and 0 is the paper's RiT (the CLS state alone is trained)
+    roi_volume_loss: float = 0.0
+    roi_stage_loss: float = 0.0
 
 
 @dataclass
@@ -207,6 +212,10 @@ def check_settings(s: TrainSettings, source: Path | str) -> None:
         raise UsageError(f"{source}: imaging.mode = {s.imaging.mode!r}", hint="stretch or fit")
     if not 0 <= s.stage2.mixture_fraction <= 1:
         raise UsageError(f"{source}: stage2.mixture_fraction must be in [0, 1]")
+    if s.stage1.roi_volume_loss < 0 or s.stage1.roi_stage_loss < 0:
+        raise UsageError(f"{source}: stage1.roi_volume_loss = {s.stage1.roi_volume_loss}, "
+                         f"stage1.roi_stage_loss = {s.stage1.roi_stage_loss}",
+                         hint="weights of the ROI-token losses: 0 (off, the paper's RiT) or more")
     for table in (s.stage1, s.stage2):
         if table.epochs < 1 or table.batch_size < 1:
             raise UsageError(f"{source}: epochs and batch_size must be at least 1")

@@ -7,6 +7,11 @@ the run's work directory, so a rerun does not train stage 1 again.
 
 The loop (``fit_classifier``) takes any encoder with a stage head; it also trains the whole-brain
 ResNet of the ``llm_wholebrain`` baseline.
+
+``[stage1] roi_volume_loss`` and ``roi_stage_loss`` (0 by default: the paper's loss, CLS only) add the RiT's
+ROI-token heads to the loss (``models/rit.py``): the mean squared error of each token's own-ROI volume
+prediction and the cross-entropy of the ROI tokens' pooled stage logits, each times its weight.
+Early stopping still watches the CLS head's validation cross-entropy.
 """
 from __future__ import annotations
 
@@ -46,7 +51,8 @@ class Curve:
 def rit_config(settings: Stage1Settings, roi_size: int) -> RiTConfig:
     return RiTConfig(roi_size=roi_size, dim=settings.dim, depth=settings.depth, heads=settings.heads,
                      dropout=settings.dropout, patch_encoder=settings.patch_encoder,
-                     use_size_feature=settings.use_size_feature)
+                     use_size_feature=settings.use_size_feature, roi_volume_head=settings.roi_volume_loss > 0,
+                     roi_stage_head=settings.roi_stage_loss > 0)
 
 
 def image_batch(samples: list[CohortSample], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,34 +66,45 @@ def _targets(samples: list[CohortSample], device) -> torch.Tensor:
     return torch.tensor([STAGES.index(s.diagnosis) for s in samples], device=device)
 
 
-#: Stage logits (B, 4) of a batch of samples, for the classifier being trained.
-Logits = Callable[[list[CohortSample]], torch.Tensor]
+#: Stage logits (B, 4) of a batch of samples and an auxiliary loss to add in training (or None).
+Forward = Callable[[list[CohortSample]], tuple[torch.Tensor, torch.Tensor | None]]
 
 
 @torch.no_grad()
-def evaluate_classifier(model: nn.Module, logits_of: Logits, samples: list[CohortSample],
+def evaluate_classifier(model: nn.Module, forward: Forward, samples: list[CohortSample],
                         batch_size: int) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) of ``model`` on ``samples``."""
+    """(mean cross-entropy of the stage head, accuracy) of ``model`` on ``samples``."""
     model.eval()
     losses, correct = [], 0
     for i in range(0, len(samples), batch_size):
         batch = samples[i:i + batch_size]
-        logits = logits_of(batch)
+        logits, _ = forward(batch)
         target = _targets(batch, logits.device)
         losses.append(float(nn.functional.cross_entropy(logits, target, reduction="sum")))
         correct += int((logits.argmax(-1) == target).sum())
     return sum(losses) / len(samples), correct / len(samples)
 
 
-def _evaluate(model: RiT, samples: list[CohortSample], batch_size: int, device) -> tuple[float, float]:
-    return evaluate_classifier(model, lambda batch: model(*image_batch(batch, device)).logits, samples, batch_size)
+def rit_forward(model: RiT, settings: Stage1Settings, device) -> Forward:
+    """The RiT's stage logits and its weighted ROI-token losses (None when both weights are 0)."""
+    def forward(batch: list[CohortSample]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        out = model(*image_batch(batch, device))
+        auxiliary = None
+        if out.volume_error is not None:
+            auxiliary = settings.roi_volume_loss * out.volume_error.pow(2).mean()
+        if out.roi_logits is not None:
+            stage = settings.roi_stage_loss * nn.functional.cross_entropy(out.roi_logits, _targets(batch, device))
+            auxiliary = stage if auxiliary is None else auxiliary + stage
+        return out.logits, auxiliary
+    return forward
 
 
-def fit_classifier(model: nn.Module, logits_of: Logits, train: list[CohortSample], validation: list[CohortSample],
+def fit_classifier(model: nn.Module, forward: Forward, train: list[CohortSample], validation: list[CohortSample],
                    settings: Stage1Settings, seed: int, desc: str) -> Curve:
     """Train any image encoder with a stage head on ``train`` (AdamW, ``settings``' epochs, batch size, lr,
-    weight decay); early stopping on the ``validation`` loss (may be empty), keeping the best epoch's
-    weights; the model is then frozen."""
+    weight decay; the stage cross-entropy plus ``forward``'s auxiliary loss); early stopping on the
+    ``validation`` stage cross-entropy (may be empty), keeping the best epoch's weights; the model is then
+    frozen."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     rng = np.random.default_rng(seed)
     curve, best, best_loss, stale = Curve(), None, float("inf"), 0
@@ -99,15 +116,17 @@ def fit_classifier(model: nn.Module, logits_of: Logits, train: list[CohortSample
         total = 0.0
         for i in range(0, len(order), settings.batch_size):
             batch = [train[j] for j in order[i:i + settings.batch_size]]
-            logits = logits_of(batch)
+            logits, auxiliary = forward(batch)
             loss = nn.functional.cross_entropy(logits, _targets(batch, logits.device))
+            if auxiliary is not None:
+                loss = loss + auxiliary
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total += loss.item() * len(batch)
         curve.train_loss.append(total / len(train))
         if validation:
-            val_loss, val_acc = evaluate_classifier(model, logits_of, validation, settings.batch_size)
+            val_loss, val_acc = evaluate_classifier(model, forward, validation, settings.batch_size)
             curve.val_loss.append(val_loss)
             curve.val_accuracy.append(val_acc)
             bar.set_postfix(train=f"{curve.train_loss[-1]:.3f}", val=f"{val_loss:.3f}", acc=f"{val_acc:.2f}")
@@ -146,8 +165,8 @@ def train_stage1(train: list[CohortSample], validation: list[CohortSample], sett
     torch.manual_seed(seed)
     model = RiT(rit_config(settings, roi_size)).to(device)
     model.fit_size_standardization(log_volumes(torch.from_numpy(np.stack([s.volumes_mm3 for s in train]))))
-    curve = fit_classifier(model, lambda batch: model(*image_batch(batch, device)).logits, train, validation,
-                           settings, seed, "stage 1 (RiT)")
+    curve = fit_classifier(model, rit_forward(model, settings, device), train, validation, settings, seed,
+                           "stage 1 (RiT)")
     return model, curve
 
 

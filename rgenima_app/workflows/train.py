@@ -53,6 +53,7 @@ from rgenima_app.training.settings import TrainSettings
 from rgenima_app.training.splits import Fold, make_folds, split_table
 from rgenima_app.training.stage1 import load_rit, rit_config, save_weights, stage1_cost, train_stage1
 from rgenima_app.training.stage2 import Stage2Item, Stage2Trainer
+from rgenima_app.training.token_probe import TokenProbe, probe_tokens
 from rgenima_app.training.tokens import rit_tokens
 
 log = logging.getLogger("rgenima")
@@ -255,6 +256,9 @@ def train_fold(config: RunConfig, settings: TrainSettings, cohort: cohort_data.C
         rit = load_rit(rit_cfg, rit_file, device)
         curves["stage1"] = json.loads((stage1_dir / "curve.json").read_text())
         tokens = rit_tokens(rit, cohort.samples, config.work_dir / "tokens", device, settings.stage1.batch_size)
+    probe = token_probe(in_role(train_p), in_role(test_p), tokens) if tokens else None
+    if probe is not None:
+        log.info("fold %d: %s", fold.index, probe.summary())
 
     items = {s.name: Stage2Item(s.name, s.participant, s.diagnosis, genotypes.get(s.participant),
                                 tokens.get(s.name)) for s in cohort.samples}
@@ -292,7 +296,8 @@ def train_fold(config: RunConfig, settings: TrainSettings, cohort: cohort_data.C
         settings=settings.to_dict(), seed=config.seed, curves=curves,
         qc={"variants_read": int(len(fold_genes.qc_report)), "snps_passing_qc": int(len(fold_genes.qc_panel)),
             "snps_kept": int(len(snp_panel))},
-        snp_selection=fold_genes.screening.to_dict() if fold_genes.screening else {"method": "all"})
+        snp_selection=fold_genes.screening.to_dict() if fold_genes.screening else {"method": "all"},
+        token_probe=probe.to_dict(list(load_roi_table().name)) if probe is not None else None)
     metrics = {"test": report.to_dict(), "n_test_samples": len(test_items),
                "confusion": report.confusion.to_dict(orient="index"), "chance": chances[bundle_name].to_dict()}
     classical = train_classical(in_role(train_p), in_role(val_p), in_role(test_p), fold_genes.qc_tables,
@@ -336,7 +341,8 @@ def train_fold(config: RunConfig, settings: TrainSettings, cohort: cohort_data.C
                 distribution=training_distribution(in_role(train_p | val_p), genotypes, settings, ages or {},
                                                    with_genotypes=settings.data != "image"),
                 model_card_notes=model_card_notes(settings, report, len(test_items), baselines[0][1],
-                                                  fold_genes.screening, chances[bundle_name], chances[CLASSICAL]))
+                                                  fold_genes.screening, chances[bundle_name], chances[CLASSICAL],
+                                                  probe))
     log.info("fold %d: test accuracy %.3f (%d samples); bundle %s", fold.index,
              report.table.set_index("metric").loc["accuracy", "value"], len(test_items), bundle)
     for checkpoint in [state_dir / "stage2" / "checkpoint", *(state_dir / "baselines").glob("*/checkpoint")]:
@@ -401,8 +407,19 @@ def deepspeed_config(config: RunConfig, settings: TrainSettings) -> dict | None:
     return distributed.load_deepspeed_config(config.deepspeed, settings.stage2)
 
 
+def token_probe(train: list[cohort_data.CohortSample], held_out: list[cohort_data.CohortSample],
+                tokens: dict[str, torch.Tensor]) -> TokenProbe | None:
+    """The own-ROI probe of the frozen RiT tokens: fitted on the training samples, scored on the test ones."""
+    if len(train) < 2 or len(held_out) < 2:
+        return None
+    stack = lambda samples: (np.stack([tokens[s.name].numpy() for s in samples]),  # noqa: E731
+                             np.log1p(np.stack([s.volumes_mm3 for s in samples]).clip(min=0)))
+    return probe_tokens(*stack(train), *stack(held_out))
+
+
 def model_card_notes(settings: TrainSettings, report, n_test: int, reference=None, screening=None,
-                     chance: ChanceCheck | None = None, reference_chance: ChanceCheck | None = None) -> str:
+                     chance: ChanceCheck | None = None, reference_chance: ChanceCheck | None = None,
+                     probe: TokenProbe | None = None) -> str:
     """The model card's held-out figures, beside the classical reference's on the same participants."""
     rows = report.table.set_index("metric")
     ref = reference.table.set_index("metric") if reference is not None else None
@@ -425,6 +442,12 @@ def model_card_notes(settings: TrainSettings, report, n_test: int, reference=Non
     selection = (f"the {g.screen_top} QC'd SNPs most associated with stage in the training participants "
                  f"(ANOVA F; {screening.n_participants} participants)" if screening is not None else "every QC'd SNP")
     lines += ["", f"Data configuration: {settings.data}; SNP text: {g.snp_text_format}; SNP selection: {selection}."]
+    s1 = settings.stage1
+    supervision = (f"ROI tokens supervised in stage 1 (own-ROI volume loss {s1.roi_volume_loss:g}, pooled stage "
+                   f"loss {s1.roi_stage_loss:g})" if s1.roi_volume_loss or s1.roi_stage_loss
+                   else "the paper's stage 1: only the CLS state is trained")
+    if probe is not None:
+        lines += ["", f"{probe.summary()}; {supervision}."]
     return "\n".join(lines)
 
 

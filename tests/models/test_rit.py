@@ -102,3 +102,27 @@ def test_size_feature_is_standardised_per_roi_and_saved_with_the_weights():
     clone.load_state_dict(model.state_dict())
     patches = torch.rand(2, cfg.n_rois, 4, 4, 4)
     assert torch.equal(clone(patches, log_volumes(volumes[:2])).logits, model(patches, log_volumes(volumes[:2])).logits)
+
+
+def test_roi_token_heads():
+    """The volume head predicts each token's own ROI's standardised log volume; the stage head pools the tokens."""
+    rit = small(roi_volume_head=True, roi_stage_head=True)
+    volumes = torch.rand(6, N_ROIS) * 1000 + 3000
+    rit.fit_size_standardization(log_volumes(volumes))
+    patches = torch.randn(2, N_ROIS, S, S, S)
+    out = rit(patches, log_volumes(volumes[:2]))
+    assert out.roi_logits.shape == (2, 4) and out.volume_error.shape == (2, N_ROIS)
+    z = (log_volumes(volumes[:2]) - rit.size_mean) / rit.size_std
+    with torch.no_grad():  # a probe that predicts the bias alone: the error is bias - z
+        rit.volume_head.weight.zero_()
+        rit.volume_head.bias.zero_()
+        rit.volume_bias.copy_(torch.arange(N_ROIS, dtype=torch.float32))
+    assert torch.allclose(rit(patches, log_volumes(volumes[:2])).volume_error,
+                          torch.arange(N_ROIS, dtype=torch.float32) - z, atol=1e-5)
+    with torch.no_grad():  # the pooled stage logits are the mean of one shared head over the ROI tokens
+        expected = rit.roi_stage_head(out.tokens).mean(dim=1)
+    assert torch.allclose(out.roi_logits, expected, atol=1e-6)
+    with pytest.raises(ValueError, match="volume head"):
+        rit(patches)
+    plain = small()(patches)
+    assert plain.roi_logits is None and plain.volume_error is None

@@ -105,6 +105,11 @@ def test_bundle_reloads_predicts_and_knows_its_training_participants(trained, tr
     reference = meta["metrics"]["classical_reference"]
     assert reference["n_features"] == 109 + meta["training"]["qc"]["snps_passing_qc"]
     assert 0 < reference["C"] and reference["l1_ratio"] in (0.5, 1.0)
+    # the own-ROI probe of the frozen RiT tokens (fitted on training, scored on test participants)
+    probe = meta["training"]["token_probe"]
+    assert len(probe["own_r2"]) == 109 and probe["n_eval"] == len(predictions)
+    assert probe["median_own_r2"] == pytest.approx(np.nanmedian(list(probe["own_r2"].values())), abs=1e-3)
+    assert "ROI tokens: a linear probe" in card and "only the CLS state is trained" in card
 
 
 def test_bundle_stores_the_training_distribution(trained, train_cohort):
