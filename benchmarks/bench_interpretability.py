@@ -11,9 +11,14 @@ among the stable genes, next to two references computed on the same participants
 
 * random attention: each participant's ROI and gene importances permuted at random (the same values,
   no relation to the ROIs), ``--random-repeats`` times (mean and range);
-* gradient saliency: input x gradient of the model's log-probability of its predicted stage with respect
-  to the prompt embeddings, summed over the hidden dimension, per ROI token and per gene block (the
-  ROI-gene input of the analysis is the outer product of the two).
+* the attribution methods of ``rgenima_app.inference.attribution`` (``ATTRIBUTIONS``: rollout recomputed in
+  process, input x gradient, gradient-weighted attention rollout, integrated gradients with ``--ig-steps``),
+  each through the same analysis (``attribution_methods`` in the JSON; ``gradient_saliency`` is input x
+  gradient's, the key earlier results used), and each scored for deletion/insertion faithfulness
+  (``rgenima_app.inference.faithfulness``) on the first ``--faithfulness-participants``, for ROIs and for
+  genes, with a random importance as a method of its own. The reference input (integrated gradients'
+  baseline, what deletion puts in) is each ROI's mean RiT token over the analysed participants, and the
+  padding token's embedding for the SNP text.
 
 Controls (issue 20), run through the same analysis under every importance method (``METHODS``): a
 *positive* control, a multinomial logistic regression on the participants' ROI volumes and SNP dosages
@@ -131,53 +136,67 @@ def controls(cohort: Path, participants: list[str], options: AnalysisOptions, pl
     return out
 
 
-def saliency(output_dir: Path, cohort: Path, work: Path, roi_size: int, participants: list[str], genes: list[str]):
-    """(participants x ROIs, participants x genes) input-x-gradient importances of the bundle's prediction."""
+#: The per-participant attributions compared (inference.attribution), besides the group run's own rollout.
+ATTRIBUTIONS = ("rollout", "input_gradient", "attention_gradient", "integrated_gradients")
+
+
+def cohort_samples(output_dir: Path, cohort: Path, work: Path, roi_size: int, participants: list[str]):
+    """The bundle's model and each participant's model input, as ``participant --model`` built it (the ROI
+    patches read back from the work dir's cache)."""
     from rgenima_app.genetics.extract import panel_genotypes
     from rgenima_app.imaging.freesurfer import FreeSurferOptions
     from rgenima_app.imaging.participant import process_participant_imaging
     from rgenima_app.inference.predict import PredictionInput, build_sample
-    from rgenima_app.inference.rollout import token_genes
     from rgenima_app.models.bundle import load_bundle
 
     bundle = load_bundle(output_dir / "models" / MODEL)
-    model = bundle.model.eval()
     tables = panel_genotypes(cohort / "genotypes" / "cohort.bed", bundle.snp_panel,
                              {p: _genetic_id(cohort, p) for p in participants})
     extraction = bundle.roi_extraction
-    roi_out = np.zeros((len(participants), 109))
-    gene_out = np.zeros((len(participants), len(genes)))
-    column = {g: j for j, g in enumerate(genes)}
-    for i, p in enumerate(participants):
+    samples = []
+    for p in participants:
         subject = p.removeprefix("sub-")
-        # the participant run's ROI patches, read back from the work dir's cache
         imaging = process_participant_imaging(
             subject, None, next((cohort / "bids" / p / "anat").glob("*_T1w.nii*")),
             FreeSurferOptions(cohort / "freesurfer", no_reconall=True), work,
             roi_size=roi_size, mode=extraction["mode"], normalization=extraction["normalization"], device="cpu")
-        sample, _, _ = build_sample(bundle, PredictionInput(subject, None, imaging, tables[p]))
-        predicted = STAGES[int(model.answer_probabilities([sample])[0].argmax())]
-        batch = model.encode([replace(sample, label=s) for s in STAGES], with_answers=True)
-        embeds = model.embed(batch.input_ids, batch.image_features).detach().requires_grad_(True)
-        hidden = model.decoder(inputs_embeds=embeds, attention_mask=batch.attention_mask,
-                               position_ids=batch.position_ids).last_hidden_state
-        logp = torch.log_softmax(model.lm_head(hidden[:, :-1]).float(), dim=-1)
-        targets = batch.labels[:, 1:]
-        token_logp = logp.gather(-1, targets.clamp_min(0).unsqueeze(-1)).squeeze(-1) * (targets >= 0)
-        answer = torch.log_softmax(token_logp.sum(-1), dim=0)[STAGES.index(predicted)]
-        (grad,) = torch.autograd.grad(answer, embeds)
-        relevance = (grad * embeds).sum(-1).abs().sum(0).detach().numpy()  # per prompt position
-        layout = model.prompt_tokens(sample)[1]
-        a, b = layout.image_span
-        roi_out[i] = relevance[a:b] / relevance[a:b].sum()
-        names, owner = token_genes(layout, sample.genome_text)
-        g0, g1 = layout.genome_span
-        per_token = relevance[g0:g1]
-        for k, gene in enumerate(names):
-            if gene in column:
-                gene_out[i, column[gene]] = per_token[owner == k].sum()
-        gene_out[i] /= max(gene_out[i].sum(), 1e-12)
-    return roi_out, gene_out
+        samples.append(build_sample(bundle, PredictionInput(subject, None, imaging, tables[p]))[0])
+    return bundle.model.eval(), samples
+
+
+def attributions(model, samples, genes: list[str], methods, reference, steps: int, faithful: int, seed: int):
+    """Per method: (participants x ROIs, participants x genes, participants x ROIs x genes) importances in the
+    group run's gene columns, and the mean deletion/insertion faithfulness over the first ``faithful``
+    participants (ROIs and genes), with a random importance as a method of its own."""
+    from rgenima_app.inference.attribution import attribute
+    from rgenima_app.inference.faithfulness import faithfulness
+
+    column = {g: j for j, g in enumerate(genes)}
+    found = {m: (np.zeros((len(samples), 109)), np.zeros((len(samples), len(genes))),
+                 np.zeros((len(samples), 109, len(genes)))) for m in methods}
+    rows: dict[str, dict[str, list[dict]]] = {m: {"roi": [], "gene": []} for m in (*methods, "random")}
+    rng = np.random.default_rng(seed)
+    for i, sample in enumerate(samples):
+        per_method = {m: attribute(model, [sample], m, reference=reference, steps=steps)[0] for m in methods}
+        for m, result in per_method.items():
+            roi, gene, pair = found[m]
+            roi[i] = result.roi_importance
+            for k, g in enumerate(result.genes):
+                if g in column:
+                    gene[i, column[g]] = result.gene_importance[k]
+                    pair[i, :, column[g]] = result.roi_gene[:, k]
+        if i < faithful:
+            for kind in ("roi", "gene"):
+                values = {m: getattr(r, f"{kind}_importance") for m, r in per_method.items()}
+                if any(v is None for v in values.values()):  # a participant without that modality
+                    continue
+                values["random"] = rng.random(len(next(iter(values.values()))))
+                scored = faithfulness(model, sample, values, kind, reference, random_orders=3, seed=seed + i)
+                for m, score in scored.items():
+                    rows[m][kind].append(score)
+    means = {m: {kind: ({k: float(np.mean([r[k] for r in runs])) for k in runs[0]} | {"participants": len(runs)}
+                        if runs else None) for kind, runs in by_kind.items()} for m, by_kind in rows.items()}
+    return found, means
 
 
 def _genetic_id(cohort: Path, participant: str) -> str:
@@ -209,6 +228,9 @@ def main() -> None:
     parser.add_argument("--roi-size", type=int, default=16)
     parser.add_argument("--participants", choices=("test", "all"), default="test",
                         help="the held-out test participants of the training split (default) or everyone")
+    parser.add_argument("--ig-steps", type=int, default=16, help="integrated gradients' path steps")
+    parser.add_argument("--faithfulness-participants", type=int, default=40,
+                        help="deletion/insertion curves on this many participants (the first, in label order)")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--quick", action="store_true", help="the tiny bench_training --quick run (CI)")
     parser.add_argument("--controls-only", action="store_true",
@@ -217,6 +239,7 @@ def main() -> None:
     if args.quick:
         args.run = quick_dir() / "training" if args.run == parser.get_default("run") else args.run
         args.roi_size, args.n_boot, args.random_repeats, args.participants = 8, 50, 1, "all"
+        args.ig_steps, args.faithfulness_participants = 4, 2
     json_path = output_path(args.json, args.quick, "interpretability.json",
                             Path(__file__).parent / "results" / "interpretability.json")
 
@@ -281,15 +304,24 @@ def main() -> None:
     random_runs = random_reference(outputs.roi_importance, outputs.roi_gene, gene, groups, outputs.genes, options,
                                    planted_rois, planted_genes, args.random_repeats, seed=0)
     start = time.perf_counter()
-    sal_roi, sal_gene = saliency(out, cohort, args.run / "work", args.roi_size, participants, list(outputs.genes))
-    times["saliency"] = time.perf_counter() - start
-    sal_pair = sal_roi[:, :, None] * sal_gene[:, None, :]
-    saliency_analysis = analyse_cohort(sal_roi, sal_pair, groups, roi_names(), outputs.genes, _gwas_genes(),
-                                       sal_gene, options)
-    for method, settings in METHODS.items():
-        analysis = analyse_cohort(sal_roi, sal_pair, groups, roi_names(), outputs.genes, _gwas_genes(), sal_gene,
-                                  replace(options, **settings), snps_per_gene=snps)
-        by_method["gradient saliency"][method] = scores(analysis, planted_rois, planted_genes)
+    model, samples = cohort_samples(out, cohort, args.run / "work", args.roi_size, participants)
+    # the reference of integrated gradients and of deletion: each ROI's mean RiT token over these participants
+    reference = torch.stack([s.image_tokens for s in samples]).mean(0)
+    found, faithful = attributions(model, samples, list(outputs.genes), ATTRIBUTIONS, reference, args.ig_steps,
+                                   min(args.faithfulness_participants, len(samples)), seed=0)
+    times["attributions"] = time.perf_counter() - start
+    per_attribution = {}
+    for method, (roi, gene_values, pair) in found.items():
+        per_attribution[method] = {"default": scores(analyse_cohort(roi, pair, groups, roi_names(), outputs.genes,
+                                                                    _gwas_genes(), gene_values, options),
+                                                     planted_rois, planted_genes),
+                                   "by_importance_method": {}, "faithfulness": faithful[method]}
+        for name, settings in METHODS.items():
+            analysis = analyse_cohort(roi, pair, groups, roi_names(), outputs.genes, _gwas_genes(), gene_values,
+                                      replace(options, **settings), snps_per_gene=snps)
+            per_attribution[method]["by_importance_method"][name] = scores(analysis, planted_rois, planted_genes)
+    per_attribution["random"] = {"default": summary(random_runs), "faithfulness": faithful["random"]}
+    by_method["gradient saliency"] = per_attribution["input_gradient"]["by_importance_method"]
     result = {
         "benchmark": "interpretability", "date": datetime.now().isoformat(timespec="seconds"),
         "provenance": provenance(args.quick),
@@ -302,7 +334,10 @@ def main() -> None:
         "ad_stage_rois_of_the_group_run": sorted(ad_group_run),
         "attention_rollout": result_rollout,
         "random_attention": summary(random_runs),
-        "gradient_saliency": scores(saliency_analysis, planted_rois, planted_genes),
+        "gradient_saliency": per_attribution["input_gradient"]["default"],
+        "attribution_methods": per_attribution,
+        "reference": "each ROI's mean RiT token over the analysed participants (integrated gradients, deletion); "
+                     "SNP-text tokens: the padding token's embedding",
         "by_importance_method": by_method,
         "controls": controls(cohort, participants, options, planted_rois, planted_genes),
         "seconds": {k: round(v, 1) for k, v in times.items()},

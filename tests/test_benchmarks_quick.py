@@ -56,7 +56,8 @@ QUICK = [  # longest first: two run at a time
                                                     "bayes_optimal_gene_only_test_accuracy", "provenance"})),
     # on the tiny trained run of bench_training.py --quick (its scratch folder, see quick_runs)
     Quick("bench_interpretability.py", "--json", frozenset({"attention_rollout", "random_attention",
-                                                           "gradient_saliency", "seconds", "provenance"}),
+                                                           "gradient_saliency", "attribution_methods", "seconds",
+                                                           "provenance"}),
           after="bench_training.py"),
     Quick("bench_roi_modes.py", "--json", frozenset({"variants", "roi_size", "majority_class_test_accuracy",
                                                      "provenance"}), after="bench_training.py"),

@@ -144,3 +144,16 @@ def record_attention(llm, *, store: bool = True, dtype: torch.dtype = torch.floa
         for h in handles:
             h.remove()
         base.set_attn_implementation(previous)
+
+
+@contextmanager
+def eager_attention(llm):
+    """Transformers' own eager attention inside the block (per-head weights that are part of the autograd
+    graph, returned with ``output_attentions=True``); the previous implementation is restored on exit."""
+    base = llm.get_base_model() if hasattr(llm, "get_base_model") else llm
+    previous = base.config._attn_implementation
+    base.set_attn_implementation("eager")
+    try:
+        yield
+    finally:
+        base.set_attn_implementation(previous)

@@ -78,6 +78,18 @@ class PromptBatch:
     pad_offsets: list[int]
 
 
+@dataclass
+class AnswerScores:
+    """``RGenIMA.score_answers``: (B, 4) log-likelihoods over ``STAGES``; ``answer_mask`` (B·4, M) marks the
+    real tokens of the answers' continuation (row 4b + s: sample b, stage s); with ``output_attentions``, per
+    layer the prompt pass's (B, H, n, n) and the continuation's (B·4, H, M, n + M) attention weights."""
+
+    log_likelihoods: torch.Tensor
+    answer_mask: torch.Tensor
+    prompt_attentions: tuple[torch.Tensor, ...] | None = None
+    answer_attentions: tuple[torch.Tensor, ...] | None = None
+
+
 class RGenIMA(nn.Module):
     """Connector + causal LM (+ optionally the frozen image encoder, kept for the bundle).
 
@@ -265,27 +277,40 @@ class RGenIMA(nn.Module):
     def answer_log_likelihoods(self, samples: list[MLLMSample]) -> torch.Tensor:
         """(B, 4) summed log-probability of each complete answer (``This subject is X.`` + EOS)."""
         prompt = self.encode(samples, with_answers=False, padding_side="left")
-        out = self._run(prompt, use_cache=True)
-        first = torch.log_softmax(self.lm_head(out.last_hidden_state[:, -1]).float(), dim=-1)  # (B, V)
-        n_ans, batch = len(STAGES), len(samples)
+        return self.score_answers(prompt, self.embed(prompt.input_ids, prompt.image_features)).log_likelihoods
+
+    def score_answers(self, prompt: PromptBatch, embeds: torch.Tensor, output_attentions: bool = False) -> AnswerScores:
+        """The four answers' log-likelihoods of a left-padded prompt batch given its embeddings ``embeds``
+        (B, n, H) — differentiable (no ``no_grad``), so attributions differentiate exactly this scoring.
+
+        The prompt runs once; its key/value cache is repeated for the four answers. ``output_attentions``
+        also returns each layer's per-head attention of both passes (eager attention must be set).
+        """
+        device = self.lm_head.weight.device
+        out = self.decoder(inputs_embeds=embeds.to(device), attention_mask=prompt.attention_mask.to(device),
+                           position_ids=prompt.position_ids.to(device), use_cache=True,
+                           output_attentions=output_attentions)
+        first = torch.log_softmax(_at_least_float32(self.lm_head(out.last_hidden_state[:, -1])), dim=-1)  # (B, V)
+        n_ans, batch = len(STAGES), embeds.shape[0]
         cache = getattr(out, _CACHE_ARGUMENT)  # the output field has the argument's name
         cache.batch_repeat_interleave(n_ans)
         answers, answer_attn, _ = _pad(self._answer_ids, self.tokenizer.pad_token_id, "right")
-        device = first.device
         answers, answer_attn = answers.to(device), answer_attn.to(device)
         cont_ids = answers.repeat(batch, 1)                                  # (B*4, M)
         cont_attn = answer_attn.repeat(batch, 1)
         prompt_attn = prompt.attention_mask.to(device).repeat_interleave(n_ans, 0)
         start = prompt_attn.sum(-1, keepdim=True)                            # first answer position
         positions = start + torch.arange(cont_ids.shape[1], device=device)
-        hidden = self.decoder(
+        cont = self.decoder(
             inputs_embeds=self.embed(cont_ids, None), attention_mask=torch.cat([prompt_attn, cont_attn], 1),
-            position_ids=positions, use_cache=True, **{_CACHE_ARGUMENT: cache},
-        ).last_hidden_state
-        rest = torch.log_softmax(self.lm_head(hidden[:, :-1]).float(), dim=-1)
+            position_ids=positions, use_cache=True, output_attentions=output_attentions, **{_CACHE_ARGUMENT: cache},
+        )
+        rest = torch.log_softmax(_at_least_float32(self.lm_head(cont.last_hidden_state[:, :-1])), dim=-1)
         rest = rest.gather(-1, cont_ids[:, 1:].unsqueeze(-1)).squeeze(-1) * cont_attn[:, 1:]
         first = first.repeat_interleave(n_ans, 0).gather(-1, cont_ids[:, :1]).squeeze(-1)
-        return (first + rest.sum(-1)).reshape(batch, n_ans)
+        return AnswerScores((first + rest.sum(-1)).reshape(batch, n_ans), cont_attn,
+                            out.attentions if output_attentions else None,
+                            cont.attentions if output_attentions else None)
 
     @torch.no_grad()
     def generate(self, samples: list[MLLMSample], max_new_tokens: int = 12) -> list[str]:
@@ -302,6 +327,12 @@ class RGenIMA(nn.Module):
     def predict_labels(self, samples: list[MLLMSample]) -> list[str | None]:
         """Greedy-decoded stage per sample (None when the generated text names no stage)."""
         return [parse_answer(t) for t in self.generate(samples)]
+
+
+def _at_least_float32(logits: torch.Tensor) -> torch.Tensor:
+    """Logits in float32 for the log-softmax, or kept in float64 (a float64 model's derivatives are checked
+    by finite differences)."""
+    return logits if logits.dtype == torch.float64 else logits.float()
 
 
 def _cache_argument() -> str:
