@@ -65,10 +65,10 @@ METHODS = {
 }
 
 
-def latest_run(run: Path) -> Path:
-    runs = sorted(d for d in run.glob("derivatives-*") if (d / "models" / MODEL / "rgenima.json").is_file())
+def latest_run(run: Path, model: str) -> Path:
+    runs = sorted(d for d in run.glob("derivatives-*") if (d / "models" / model / "rgenima.json").is_file())
     if not runs:
-        raise SystemExit(f"no trained '{MODEL}' bundle under {run}/derivatives-*: run bench_training.py first")
+        raise SystemExit(f"no trained '{model}' bundle under {run}/derivatives-*: run bench_training.py first")
     return runs[-1]
 
 
@@ -140,7 +140,7 @@ def controls(cohort: Path, participants: list[str], options: AnalysisOptions, pl
 ATTRIBUTIONS = ("rollout", "input_gradient", "attention_gradient", "integrated_gradients")
 
 
-def cohort_samples(output_dir: Path, cohort: Path, work: Path, roi_size: int, participants: list[str]):
+def cohort_samples(output_dir: Path, model: str, cohort: Path, work: Path, roi_size: int, participants: list[str]):
     """The bundle's model and each participant's model input, as ``participant --model`` built it (the ROI
     patches read back from the work dir's cache)."""
     from rgenima_app.genetics.extract import panel_genotypes
@@ -149,7 +149,7 @@ def cohort_samples(output_dir: Path, cohort: Path, work: Path, roi_size: int, pa
     from rgenima_app.inference.predict import PredictionInput, build_sample
     from rgenima_app.models.bundle import load_bundle
 
-    bundle = load_bundle(output_dir / "models" / MODEL)
+    bundle = load_bundle(output_dir / "models" / model)
     tables = panel_genotypes(cohort / "genotypes" / "cohort.bed", bundle.snp_panel,
                              {p: _genetic_id(cohort, p) for p in participants})
     extraction = bundle.roi_extraction
@@ -221,6 +221,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, default=Path("/tmp/rgenima-bench-train"),
                         help="the --out of bench_training.py")
+    parser.add_argument("--model", default=MODEL, help="the bundle's name in the run (bench_training's --label-suffix "
+                                                       "appended to 'bench')")
     parser.add_argument("--roi-top-k", type=int, default=10)
     parser.add_argument("--gene-top", type=int, default=10)
     parser.add_argument("--n-boot", type=int, default=1000)
@@ -261,14 +263,14 @@ def main() -> None:
         json_path.write_text(json.dumps(result, indent=2, default=float))
         print(json.dumps(result, indent=2, default=float))
         return
-    out = latest_run(args.run)
+    out = latest_run(args.run, args.model)
     config = args.run / "analysis-bench.toml"
     config.write_text(f"[analysis]\nroi_top_k = {args.roi_top_k}\ngene_top = {args.gene_top}\n"
                       f"n_boot = {args.n_boot}\n")
     common = ["--fs-subjects-dir", str(cohort / "freesurfer"), "--skip-bids-validation",
               "-w", str(args.run / "work"), "--roi-size", str(args.roi_size)]
-    model = str(out / "models" / MODEL)
-    split = pd.read_csv(out / f"desc-{MODEL}_split.tsv", sep="\t")
+    model = str(out / "models" / args.model)
+    split = pd.read_csv(out / f"desc-{args.model}_split.tsv", sep="\t")
     chosen = split if args.participants == "all" else split[split["role"] == "test"]
     labels = sorted(chosen["participant_id"].str.removeprefix("sub-").unique())
     times = {"participant": rgenima(str(cohort / "bids"), str(out), "participant", "--model", model,
@@ -279,7 +281,7 @@ def main() -> None:
                              "--train-config", str(config), *common)
 
     # the group run's own tables, then the same analysis on the references
-    outputs = load_cohort_outputs(out, MODEL)
+    outputs = load_cohort_outputs(out, args.model)
     predictions = outputs.predictions
     diagnosis = pd.read_csv(cohort / "bids" / "participants.tsv", sep="\t").set_index("participant_id")["diagnosis"]
     groups = predictions["participant_id"].map(diagnosis)
@@ -291,7 +293,7 @@ def main() -> None:
     gene = outputs.gene_importance if outputs.gene_importance is not None else outputs.roi_gene.sum(axis=1)
     rollout_analysis = analyse_cohort(outputs.roi_importance, outputs.roi_gene, groups, roi_names(), outputs.genes,
                                       _gwas_genes(), gene, options)
-    group_table = pd.read_csv(out / f"desc-{MODEL}_roistability.tsv", sep="\t", keep_default_na=False)
+    group_table = pd.read_csv(out / f"desc-{args.model}_roistability.tsv", sep="\t", keep_default_na=False)
     ad_group_run = set(group_table.loc[(group_table["group"] == "AD")
                                        & (group_table["stage_specific"].astype(str) == "True"), "roi"])
     result_rollout = scores(rollout_analysis, planted_rois, planted_genes)
@@ -304,7 +306,7 @@ def main() -> None:
     random_runs = random_reference(outputs.roi_importance, outputs.roi_gene, gene, groups, outputs.genes, options,
                                    planted_rois, planted_genes, args.random_repeats, seed=0)
     start = time.perf_counter()
-    model, samples = cohort_samples(out, cohort, args.run / "work", args.roi_size, participants)
+    model, samples = cohort_samples(out, args.model, cohort, args.run / "work", args.roi_size, participants)
     # the reference of integrated gradients and of deletion: each ROI's mean RiT token over these participants
     reference = torch.stack([s.image_tokens for s in samples]).mean(0)
     found, faithful = attributions(model, samples, list(outputs.genes), ATTRIBUTIONS, reference, args.ig_steps,
