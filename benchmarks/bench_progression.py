@@ -2,7 +2,7 @@
 the Bayes-optimal predictions and a trivial reference, on a truth-known longitudinal cohort
 (docs/benchmarks.md, section "Progression (issue 24, foundations)").
 
-    PYTHONPATH=. python benchmarks/bench_progression.py [--participants 400] [--visits 4] [--horizon 24]
+    PYTHONPATH=. python benchmarks/bench_progression.py [--participants 800] [--visits 4] [--horizon 24]
         [--window 6] [--seed 24] [--out /tmp/rgenima-bench-progression] [--json PATH] [--quick]
 
 1. makes a longitudinal synthetic cohort (``tiny`` preset images, ``--visits`` visits 12 months apart;
@@ -55,7 +55,7 @@ def make_cohort(folder: Path, participants: int, visits: int, seed: int) -> dict
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--participants", type=int, default=400)
+    parser.add_argument("--participants", type=int, default=800)
     parser.add_argument("--visits", type=int, default=4)
     parser.add_argument("--horizon", type=float, default=24.0, help="months (a multiple of 12: the Bayes truth's)")
     parser.add_argument("--window", type=float, default=6.0, help="months either side (under 9)")

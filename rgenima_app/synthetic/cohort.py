@@ -44,7 +44,9 @@ from rgenima_app import STAGES, __version__
 from rgenima_app.genetics.panel import load_gene_panel
 from rgenima_app.genetics.writers import write_plink
 from rgenima_app.imaging.roi_table import load_roi_table, resolve_roi_names
+from rgenima_app.synthetic.liability import missing_call_combinations
 from rgenima_app.synthetic.phantom import build_phantom
+from rgenima_app.synthetic.progression import ProgressionModel, write_longitudinal
 
 PRESETS = {
     # grid edge and voxel size of the phantom, participants, SNPs per gene, default planted ROIs/genes
@@ -124,22 +126,6 @@ def stage_thresholds(betas: np.ndarray, freqs: np.ndarray) -> np.ndarray:
     sd = math.sqrt(1.0 + float(np.sum(betas ** 2 * 2 * freqs * (1 - freqs))))
     inner = norm.ppf(np.cumsum(STAGE_PROPORTIONS)[:-1]) * sd
     return np.concatenate([[-np.inf], inner, [np.inf]])
-
-
-def missing_call_combinations(dosage_row: np.ndarray, betas: np.ndarray,
-                              freqs: np.ndarray) -> list[tuple[float, float]]:
-    """(genetic score, probability) of each genotype combination of one sample's missing causal calls (HWE).
-
-    The genetic score sum_j beta_j (g_j - 2 p_j) is the liability's mean; with no missing call there is
-    one combination of probability 1."""
-    missing = np.flatnonzero(np.isnan(dosage_row))
-    known = np.nansum(betas * (dosage_row - 2 * freqs)) if len(dosage_row) else 0.0
-    combos = [((), 1.0)]
-    for j in missing:  # enumerate genotypes of the (few) missing causal calls
-        p = freqs[j]
-        combos = [(c + ((j, g),), w * pg) for c, w in combos
-                  for g, pg in ((0, (1 - p) ** 2), (1, 2 * p * (1 - p)), (2, p ** 2))]
-    return [(known + sum(betas[j] * (g - 2 * freqs[j]) for j, g in combo), weight) for combo, weight in combos]
 
 
 def genetic_posterior(dosage: np.ndarray, betas: np.ndarray, freqs: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
@@ -381,8 +367,6 @@ def generate_cohort(out: Path, params: GeneratorParameters, progress: bool = Tru
     write_plink(out / "genotypes" / "cohort", snps, coded, genetic_ids, sexes=[1 if s == "M" else 2 for s in sexes])
     extra = None
     if progression is not None:
-        from rgenima_app.synthetic.progression import write_longitudinal  # it builds on this module
-
         baseline_likelihood = np.array([r[4] for r in truth_rows[::len(sessions)]])
         extra = {"progression": write_longitudinal(
             out, progression, params.seed, participants, stage, (true_dosage - 2 * freqs) @ betas,
@@ -468,8 +452,6 @@ def main(argv: list[str] | None = None) -> None:
         if visits > 1 and sessions > 1:
             raise click.UsageError("--visits gives a longitudinal cohort with one image session (the baseline); "
                                    "leave --sessions at 1")
-        from rgenima_app.synthetic.progression import ProgressionModel
-
         try:
             truth = generate_cohort(out, params, progression=ProgressionModel(visits) if visits > 1 else None)
         except ValueError as exc:

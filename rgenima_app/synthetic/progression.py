@@ -41,7 +41,9 @@ sqrt(mean over participants of the conditional variance).
 """
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -49,7 +51,8 @@ from scipy.special import ndtr, ndtri
 from scipy.stats import qmc
 
 from rgenima_app import STAGES
-from rgenima_app.synthetic.cohort import missing_call_combinations
+from rgenima_app.bids.tsv import to_tsv
+from rgenima_app.synthetic.liability import missing_call_combinations
 
 DAYS_PER_MONTH = 30.4375
 QUADRATURE_POINTS = 4096
@@ -251,11 +254,6 @@ def write_longitudinal(out, model: ProgressionModel, seed: int, participants: pd
                        image_likelihood: np.ndarray) -> dict:
     """Draw the visits, write each participant's sessions file, bids/sessions.json and progression_truth.tsv;
     return ground_truth.json's ``progression`` block."""
-    import json
-    from pathlib import Path
-
-    from rgenima_app.bids.tsv import to_tsv
-
     out = Path(out)
     rng = np.random.default_rng([seed, STREAM])  # its own stream: the cohort's other draws stay as they were
     atrophy = observed_atrophy(planted_counts, planted_base, model)
