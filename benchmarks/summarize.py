@@ -98,6 +98,7 @@ COMMANDS = {
                               "benchmarks/bench_training.py --participants 300 --baselines snp_mlp)"),
     "training_gpu.json": "PYTHONPATH=. python benchmarks/bench_training_gpu.py --shape qwen2.5-7b --finetune lora",
     "bench_models.json": "PYTHONPATH=. python benchmarks/bench_models.py --out benchmarks/results/bench_models.json",
+    "progression.json": "PYTHONPATH=. python benchmarks/bench_progression.py",
     "bench_models_gpu.json": ("PYTHONPATH=. python benchmarks/bench_models_gpu.py "
                               "--out benchmarks/results/bench_models_gpu.json"),
 }
@@ -718,6 +719,42 @@ def pretrained_llm(r: Results) -> list[dict]:
     return out
 
 
+def progression(r: Results) -> list[dict]:
+    """bench_progression.py (issue 24 foundations): ΔCDR-SB RMSE and conversion AUC of the classical references,
+    the Bayes-optimal predictions and the trivial references, on the same test participants."""
+    S, d = "Progression (issue 24, foundations)", r.data
+    setting = (f"{d['cohort']['participants']} participants, {d['cohort']['visits']} visits, horizon "
+               f"{d['horizon_months']:g} ± {d['window_months']:g} months, {d['delta_cdr_sb']['n']['test']} test")
+    names = {"bayes_optimal": "Bayes-optimal prediction", "sparse_linear": "classical reference (elastic-net)",
+             "training_mean": "training mean", "sparse_logistic": "classical reference (sparse logistic)",
+             "training_rate": "training converter rate"}
+    delta = d["delta_cdr_sb"]["models"]
+    bayes_rmse = delta["bayes_optimal"]["rmse"]["value"]
+    out = []
+    for model, m in delta.items():
+        for metric, label in (("rmse", "RMSE"), ("rmse_delta_0_1", "RMSE where 0 < ΔCDR-SB ≤ 1")):
+            value = m[metric]
+            out.append(r.fig(f"progression.delta.{model}.{metric}", S, f"ΔCDR-SB {label}, {names[model]} ({setting})",
+                             value["value"], "CDR-SB points", f"delta_cdr_sb.models.{model}.{metric}.value",
+                             baseline=base("Bayes-optimal prediction", delta["bayes_optimal"][metric]["value"],
+                                           "CDR-SB points") if model != "bayes_optimal" else None,
+                             note=f"95% CI {value['ci_low']:.3f}-{value['ci_high']:.3f}, n = {value['n']}"))
+    out.append(r.fig("progression.delta.bayes_optimal.rmse_expected", S, "expected Bayes-optimal ΔCDR-SB RMSE "
+                     "(conditional SD, test participants)", d["delta_cdr_sb"]["bayes_optimal_rmse_expected_test"],
+                     "CDR-SB points", "delta_cdr_sb.bayes_optimal_rmse_expected_test",
+                     note=f"realised on the test participants: {bayes_rmse:.3f}"))
+    conversion = d["conversion"]["models"]
+    for model, m in conversion.items():
+        auc = m["auc"]
+        out.append(r.fig(f"progression.conversion.{model}.auc", S, f"MCI-to-AD conversion AUC, {names[model]} "
+                         f"({d['conversion']['n']['test']} test MCI, {d['conversion']['converters']['test']} converters)",
+                         auc["value"], "AUC", f"conversion.models.{model}.auc.value",
+                         baseline=base("Bayes-optimal probability", conversion["bayes_optimal"]["auc"]["value"], "AUC")
+                         if model != "bayes_optimal" else None,
+                         note=f"95% CI {auc['ci_low']:.3f}-{auc['ci_high']:.3f}"))
+    return out
+
+
 READERS = [("roi_extraction.json", roi_extraction), ("bootstrap.json", bootstrap), ("bench_genetics.json", genetics),
            ("training.json", training), ("training_fit.json", training), ("training_1000*.json", training), ("training_gpu*.json", training_gpu), ("rollout*.json", rollout),
            ("planted_attention*.json", planted_attention), ("bench_models_gpu*.json", models_gpu),
@@ -725,7 +762,8 @@ READERS = [("roi_extraction.json", roi_extraction), ("bootstrap.json", bootstrap
            ("interpretability.json", interpretability), ("interpretability_fit.json", interpretability),
            ("interpretability_1000.json", interpretability), ("interpretability_controls.json", interpretability_controls),
            ("roi_modes.json", roi_modes), ("science_*.json", science), ("screening.json", screening),
-           ("pretrained_llm*.json", pretrained_llm), ("participant_parallel.json", participant_parallel)]
+           ("pretrained_llm*.json", pretrained_llm), ("participant_parallel.json", participant_parallel),
+           ("progression.json", progression)]
 
 
 # ----------------------------------------------------------------------------- hand-kept figures

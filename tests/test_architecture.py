@@ -14,7 +14,7 @@ LAYERS = [
     ["rgenima_app.imaging", "rgenima_app.genetics"],
     ["rgenima_app.models"],
     ["rgenima_app.analysis"],
-    ["rgenima_app.training", "rgenima_app.inference"],
+    ["rgenima_app.training", "rgenima_app.inference", "rgenima_app.progression"],
     ["rgenima_app.provenance", "rgenima_app.reports"],
     ["rgenima_app.config"],
     ["rgenima_app.workflows"],

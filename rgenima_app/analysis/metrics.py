@@ -208,7 +208,16 @@ def classification_metrics(y_true: Sequence[str], proba: np.ndarray, labels: Seq
 def _bootstrap(truth: np.ndarray, pred: np.ndarray, proba: np.ndarray, n_boot: int, seed: int,
                groups: Sequence[str] | None) -> np.ndarray:
     """(n_boot, n_metrics) metric values on participant resamples; drawn in one go, computed in chunks."""
-    n = len(truth)
+    return np.vstack([_all_metrics(truth, pred, proba, weights)
+                      for weights in bootstrap_weights(len(truth), n_boot, seed, groups)])
+
+
+def bootstrap_weights(n: int, n_boot: int, seed: int, groups: Sequence[str] | None = None):
+    """The participant bootstrap as row weights: yields (resamples, n) arrays, ``n_boot`` rows in all.
+
+    Each resample draws units (the ``groups``, i.e. participants, when given; else rows) with replacement;
+    a row's weight is how often its unit was drawn. Drawn in one go from ``seed``, yielded in chunks of
+    at most ``_CHUNK_CELLS`` numbers, so every metric built on these weights sees the same resamples."""
     rng = np.random.default_rng(seed)
     if groups is None:
         unit_of_row, n_units = np.arange(n), n
@@ -219,13 +228,11 @@ def _bootstrap(truth: np.ndarray, pred: np.ndarray, proba: np.ndarray, n_boot: i
         n_units = int(unit_of_row.max()) + 1
     draws = rng.integers(0, n_units, size=(n_boot, n_units))
     chunk = max(1, _CHUNK_CELLS // max(n, n_units))
-    out = []
     for start in range(0, n_boot, chunk):
         part = draws[start:start + chunk]
         rows = np.arange(len(part))[:, None] * n_units + part
         unit_weights = np.bincount(rows.ravel(), minlength=len(part) * n_units).reshape(len(part), n_units)
-        out.append(_all_metrics(truth, pred, proba, unit_weights[:, unit_of_row].astype(float)))
-    return np.vstack(out)
+        yield unit_weights[:, unit_of_row].astype(float)
 
 
 def summarize_folds(reports: Sequence[MetricsReport]) -> pd.DataFrame:

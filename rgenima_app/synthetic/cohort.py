@@ -1,7 +1,7 @@
 """Synthetic cohorts with known ground truth, for the demo, the tests and the benchmarks.
 
     python -m rgenima_app.synthetic OUT --preset {tiny,demo,bench} --seed N [--n-participants N]
-        [--planted-rois NAME,...] [--planted-genes GENE,...] [--sessions 1|2]
+        [--planted-rois NAME,...] [--planted-genes GENE,...] [--sessions 1|2] [--visits N]
 
 The generating model (every parameter is written to OUT/ground_truth.json):
 
@@ -13,6 +13,10 @@ The generating model (every parameter is written to OUT/ground_truth.json):
 3. Image: each ROI keeps a fraction f = clip(F0 - atrophy[stage] * [ROI planted] + N(0, sigma), 0.3, 1)
    of its phantom voxels (the outermost ones are lost, as atrophy erodes a structure from its surface);
    only planted ROIs depend on the stage. Sessions of one participant share the stage and draw f anew.
+
+4. With ``--visits N`` (N >= 2), a longitudinal cohort: visits 12 months apart with shifts and dropout,
+   a CDR-SB trajectory whose rate depends on the baseline stage, the planted ROIs' atrophy and the
+   planted genes, and the Bayes truth of ΔCDR-SB and conversion (``synthetic/progression.py``).
 
 Because the model is known, each sample's Bayes-optimal posterior given what a classifier can observe
 (the genotypes with their missing calls, and the ROI voxel counts) is computed exactly: missing causal
@@ -40,7 +44,9 @@ from rgenima_app import STAGES, __version__
 from rgenima_app.genetics.panel import load_gene_panel
 from rgenima_app.genetics.writers import write_plink
 from rgenima_app.imaging.roi_table import load_roi_table, resolve_roi_names
+from rgenima_app.synthetic.liability import missing_call_combinations
 from rgenima_app.synthetic.phantom import build_phantom
+from rgenima_app.synthetic.progression import ProgressionModel, write_longitudinal
 
 PRESETS = {
     # grid edge and voxel size of the phantom, participants, SNPs per gene, default planted ROIs/genes
@@ -124,18 +130,10 @@ def stage_thresholds(betas: np.ndarray, freqs: np.ndarray) -> np.ndarray:
 
 def genetic_posterior(dosage: np.ndarray, betas: np.ndarray, freqs: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     """P(stage | observed causal genotypes), summing over the genotypes of missing calls (HWE)."""
-    n, m = dosage.shape
+    n = dosage.shape[0]
     out = np.zeros((n, len(STAGES)))
     for i in range(n):
-        missing = np.flatnonzero(np.isnan(dosage[i]))
-        known = np.nansum(betas * (dosage[i] - 2 * freqs)) if m else 0.0
-        combos = [((), 1.0)]
-        for j in missing:  # enumerate genotypes of the (few) missing causal calls
-            p = freqs[j]
-            combos = [(c + ((j, g),), w * pg) for c, w in combos
-                      for g, pg in ((0, (1 - p) ** 2), (1, 2 * p * (1 - p)), (2, p ** 2))]
-        for combo, weight in combos:
-            mu = known + sum(betas[j] * (g - 2 * freqs[j]) for j, g in combo)
+        for mu, weight in missing_call_combinations(dosage[i], betas, freqs):
             out[i] += weight * (ndtr(thresholds[1:] - mu) - ndtr(thresholds[:-1] - mu))
     return out / out.sum(axis=1, keepdims=True)
 
@@ -281,8 +279,15 @@ def write_bids_dataset_files(bids: Path, params: GeneratorParameters, participan
         "MRAcquisitionType": "3D"}, indent=2) + "\n")
 
 
-def generate_cohort(out: Path, params: GeneratorParameters, progress: bool = True) -> dict:
-    """Write the cohort folder (bids/, freesurfer/, genotypes/, ground_truth.json/.tsv); return the truth."""
+def generate_cohort(out: Path, params: GeneratorParameters, progress: bool = True, progression=None) -> dict:
+    """Write the cohort folder (bids/, freesurfer/, genotypes/, ground_truth.json/.tsv); return the truth.
+
+    ``progression`` (a ``synthetic.progression.ProgressionModel``): a longitudinal cohort; the image is
+    the baseline session ``ses-1``, each participant's visits are in its sessions file, and the Bayes
+    truth of the progression targets in progression_truth.tsv (progression.py). Everything else is drawn
+    exactly as without it."""
+    if progression is not None and params.sessions != 1:
+        raise ValueError("a longitudinal cohort (--visits) has one image session, the baseline: leave --sessions at 1")
     rng = np.random.default_rng(params.seed)
     table = load_roi_table()
     params.planted_rois = resolve_roi_names(params.planted_rois)
@@ -332,7 +337,9 @@ def generate_cohort(out: Path, params: GeneratorParameters, progress: bool = Tru
     means = params.kept_fraction_mean - np.outer(params.atrophy, planted.astype(float))  # (stages, 109)
     bids, fs_root = out / "bids", out / "freesurfer"
     write_bids_dataset_files(bids, params, participants)
-    sessions = [None] if params.sessions == 1 else [str(s + 1) for s in range(params.sessions)]
+    sessions = ([None] if progression is None else ["1"]) if params.sessions == 1 else \
+        [str(s + 1) for s in range(params.sessions)]
+    baseline_counts = np.zeros((n, int(planted.sum())), dtype=np.int64)  # the first session's planted ROIs
     truth_rows = []
     bar = tqdm(total=n * len(sessions), desc="synthetic samples", unit="sample", disable=not progress or None)
     for i in range(n):
@@ -351,15 +358,24 @@ def generate_cohort(out: Path, params: GeneratorParameters, progress: bool = Tru
             image_lik = image_likelihood(counts[None, planted], base[planted], means[:, planted],
                                          params.kept_fraction_sd)[0]
             truth_rows.append((f"sub-{labels[i]}", session, STAGES[stage[i]], gene_post[i], image_lik))
+            if session == sessions[0]:
+                baseline_counts[i] = counts[planted]
             bar.update()
     bar.close()
     (out / "genotypes").mkdir(parents=True, exist_ok=True)
     coded = np.where(np.isnan(dosage), -1, dosage).astype(np.int8).T  # SNP-major, -1 = missing call
     write_plink(out / "genotypes" / "cohort", snps, coded, genetic_ids, sexes=[1 if s == "M" else 2 for s in sexes])
-    return write_ground_truth(out, params, snps, causal, betas, thresholds, prior, truth_rows, base, table)
+    extra = None
+    if progression is not None:
+        baseline_likelihood = np.array([r[4] for r in truth_rows[::len(sessions)]])
+        extra = {"progression": write_longitudinal(
+            out, progression, params.seed, participants, stage, (true_dosage - 2 * freqs) @ betas,
+            dosage[:, causal], betas, freqs, thresholds, baseline_counts, base[planted], baseline_likelihood)}
+    return write_ground_truth(out, params, snps, causal, betas, thresholds, prior, truth_rows, base, table, extra)
 
 
-def write_ground_truth(out: Path, params, snps, causal, betas, thresholds, prior, rows, base, table) -> dict:
+def write_ground_truth(out: Path, params, snps, causal, betas, thresholds, prior, rows, base, table,
+                       extra: dict | None = None) -> dict:
     gene_post = np.array([r[3] for r in rows])
     image_lik = np.array([r[4] for r in rows])
     joint = gene_post * image_lik
@@ -401,6 +417,7 @@ def write_ground_truth(out: Path, params, snps, causal, betas, thresholds, prior
         "parameters": asdict(params),
         "files": {"bids": "bids", "freesurfer": "freesurfer", "genotypes": "genotypes/cohort.bed",
                   "snps": "snps.tsv", "truth": "ground_truth.tsv"},
+        **(extra or {}),
     }
     snps.rename(columns={"freq": "freq_a1"}).to_csv(out / "snps.tsv", sep="\t", index=False, lineterminator="\n")
     (out / "ground_truth.json").write_text(json.dumps(document, indent=2) + "\n")
@@ -417,8 +434,11 @@ def main(argv: list[str] | None = None) -> None:
     @click.option("--planted-rois", help=f"Comma-separated ROI names. Default: {','.join(DEFAULT_PLANTED_ROIS)}")
     @click.option("--planted-genes", help=f"Comma-separated genes of the panel. Default: {','.join(DEFAULT_PLANTED_GENES)}")
     @click.option("--sessions", type=click.IntRange(1, 2), default=1, show_default=True)
+    @click.option("--visits", type=click.IntRange(1, 10), default=1, show_default=True,
+                  help="Clinical visits per participant, 12 months apart (2 or more: a longitudinal cohort with "
+                       "sessions files and progression truth; images at the baseline only).")
     @click.option("--overwrite", is_flag=True, help="Replace an existing cohort folder.")
-    def command(out, preset, seed, n_participants, planted_rois, planted_genes, sessions, overwrite):
+    def command(out, preset, seed, n_participants, planted_rois, planted_genes, sessions, visits, overwrite):
         if out.exists() and any(out.iterdir()):
             if not overwrite:
                 raise click.UsageError(f"{out} exists and is not empty; choose another folder or pass --overwrite")
@@ -429,11 +449,15 @@ def main(argv: list[str] | None = None) -> None:
             grid=spec["grid"], voxel_mm=spec["voxel_mm"], snps_per_gene=spec["snps_per_gene"],
             planted_rois=planted_rois.split(",") if planted_rois else list(DEFAULT_PLANTED_ROIS),
             planted_genes=planted_genes.split(",") if planted_genes else list(DEFAULT_PLANTED_GENES))
+        if visits > 1 and sessions > 1:
+            raise click.UsageError("--visits gives a longitudinal cohort with one image session (the baseline); "
+                                   "leave --sessions at 1")
         try:
-            truth = generate_cohort(out, params)
+            truth = generate_cohort(out, params, progression=ProgressionModel(visits) if visits > 1 else None)
         except ValueError as exc:
             raise click.UsageError(str(exc)) from exc
-        click.echo(f"wrote {out}: {params.n_participants} participants x {sessions} session(s); "
+        click.echo(f"wrote {out}: {params.n_participants} participants x {sessions} session(s)"
+                   + (f", {visits} visits" if visits > 1 else "") + "; "
                    f"Bayes-optimal accuracy {truth['bayes_optimal_accuracy']:.3f}")
 
     command.main(args=argv, prog_name="python -m rgenima_app.synthetic")

@@ -55,65 +55,88 @@ def _fit(x: np.ndarray, y: np.ndarray, C: float, l1_ratio: float, seed: int):
     return model
 
 
-def _proba(model, x: np.ndarray) -> np.ndarray:
-    """(n, 4) probabilities in STAGES order (a stage absent from training gets 0)."""
-    out = np.zeros((len(x), len(STAGES)))
-    out[:, [STAGES.index(c) for c in model.classes_]] = model.predict_proba(x)
+def _proba(model, x: np.ndarray, labels=STAGES) -> np.ndarray:
+    """(n, len(labels)) probabilities in ``labels`` order (a label absent from training gets 0)."""
+    out = np.zeros((len(x), len(labels)))
+    out[:, [list(labels).index(c) for c in model.classes_]] = model.predict_proba(x)
     return out
 
 
-def _log_loss(y: np.ndarray, proba: np.ndarray) -> float:
-    picked = proba[np.arange(len(y)), [STAGES.index(s) for s in y]]
+def _log_loss(y: np.ndarray, proba: np.ndarray, labels=STAGES) -> float:
+    picked = proba[np.arange(len(y)), [list(labels).index(s) for s in y]]
     return float(-np.log(np.clip(picked, 1e-12, None)).mean())
 
 
-def _standardize(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
+def standardize(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
+    """Every array standardised with the training rows' means and SDs (no information from the others)."""
     mean, sd = train.mean(axis=0), train.std(axis=0)
     sd[sd == 0] = 1.0  # a constant feature stays 0 everywhere
     return [(a - mean) / sd for a in (train, *others)]
 
 
-def _selection_splits(y_train: np.ndarray, n_validation: int, seed: int):
-    """(fit rows, score rows) pairs: the validation set, or 5 stratified folds of the training rows."""
+def _selection_splits(y_train: np.ndarray, n_validation: int, seed: int, stratified: bool = True):
+    """(fit rows, score rows) pairs: the validation set (None, None), or 5 folds of the training rows
+    (stratified by label for a classifier)."""
     if n_validation:
         yield None, None
         return
-    from sklearn.model_selection import StratifiedKFold
+    from sklearn.model_selection import KFold, StratifiedKFold
 
+    if not stratified:
+        if len(y_train) < 4:
+            raise ValueError("too few training participants to choose the penalty")
+        yield from KFold(min(5, len(y_train) // 2), shuffle=True, random_state=seed).split(np.zeros(len(y_train)))
+        return
     folds = min(5, int(np.bincount(np.unique(y_train, return_inverse=True)[1]).min()))
     if folds < 2:
         raise ValueError("too few training participants per stage to choose the penalty")
     yield from StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y_train)), y_train)
 
 
-def fit_classical(x_train: np.ndarray, y_train, x_validation: np.ndarray, y_validation, x_test: np.ndarray,
-                  feature_names: list[str], seed: int) -> ClassicalFit:
-    """Choose the penalty on validation (or inner CV), fit on training rows, predict the test rows."""
-    y_train, y_validation = np.asarray(y_train), np.asarray(y_validation)
-    x_train, x_validation, x_test = _standardize(np.asarray(x_train, float), np.asarray(x_validation, float),
-                                                 np.asarray(x_test, float))
+def select_penalty(grid, loss, x_train: np.ndarray, y_train: np.ndarray, x_validation: np.ndarray,
+                   y_validation: np.ndarray, seed: int, stratified: bool = True) -> tuple[float, object]:
+    """(loss, grid point) of the penalty with the lowest ``loss(point, x_fit, y_fit, x_score, y_score)``:
+    scored on the validation rows, or averaged over inner folds of the training rows when there are none.
+    The test rows never reach this function. Ties keep the first point of ``grid``."""
     best = None
-    for l1_ratio in L1_RATIOS:
-        for C in C_GRID:
-            losses = []
-            for fit_rows, score_rows in _selection_splits(y_train, len(y_validation), seed):
-                if fit_rows is None:
-                    model = _fit(x_train, y_train, C, l1_ratio, seed)
-                    losses.append(_log_loss(y_validation, _proba(model, x_validation)))
-                else:
-                    model = _fit(x_train[fit_rows], y_train[fit_rows], C, l1_ratio, seed)
-                    losses.append(_log_loss(y_train[score_rows], _proba(model, x_train[score_rows])))
-            loss = float(np.mean(losses))
-            if best is None or loss < best[0] - 1e-9:
-                best = (loss, C, l1_ratio)
-    loss, C, l1_ratio = best
+    for point in grid:
+        losses = []
+        for fit_rows, score_rows in _selection_splits(y_train, len(y_validation), seed, stratified):
+            if fit_rows is None:
+                losses.append(loss(point, x_train, y_train, x_validation, y_validation))
+            else:
+                losses.append(loss(point, x_train[fit_rows], y_train[fit_rows], x_train[score_rows],
+                                   y_train[score_rows]))
+        value = float(np.mean(losses))
+        if best is None or value < best[0] - 1e-9:
+            best = (value, point)
+    return best
+
+
+def fit_classical(x_train: np.ndarray, y_train, x_validation: np.ndarray, y_validation, x_test: np.ndarray,
+                  feature_names: list[str], seed: int, labels=STAGES) -> ClassicalFit:
+    """Choose the penalty on validation (or inner CV), fit on training rows, predict the test rows.
+
+    ``labels``: the classes, in the column order of the test probabilities (the stages by default; the
+    conversion target uses ("stable", "converter"))."""
+    y_train, y_validation = np.asarray(y_train), np.asarray(y_validation)
+    x_train, x_validation, x_test = standardize(np.asarray(x_train, float), np.asarray(x_validation, float),
+                                                np.asarray(x_test, float))
+
+    def validation_log_loss(point, x_fit, y_fit, x_score, y_score):
+        C, l1_ratio = point
+        return _log_loss(y_score, _proba(_fit(x_fit, y_fit, C, l1_ratio, seed), x_score, labels), labels)
+
+    grid = [(C, l1_ratio) for l1_ratio in L1_RATIOS for C in C_GRID]
+    loss, (C, l1_ratio) = select_penalty(grid, validation_log_loss, x_train, y_train, x_validation, y_validation,
+                                         seed)
     model = _fit(x_train, y_train, C, l1_ratio, seed)
     weight = np.abs(model.coef_).max(axis=0)
     kept = [feature_names[i] for i in np.argsort(-weight, kind="stable") if weight[i] > 0]
     log.info("classical reference: C = %.4g, l1_ratio = %.1f (validation log-loss %.3f), %d of %d features kept",
              C, l1_ratio, loss, len(kept), len(feature_names))
     return ClassicalFit(C=C, l1_ratio=l1_ratio, validation_log_loss=loss, n_features=len(feature_names),
-                        kept=kept, proba=_proba(model, x_test))
+                        kept=kept, proba=_proba(model, x_test, labels))
 
 
 def features(samples, tables: dict, with_images: bool, with_genes: bool) -> tuple[np.ndarray, list[str]]:

@@ -1,0 +1,274 @@
+"""Longitudinal synthetic cohorts: visits, a CDR-SB trajectory with a planted rate, and its Bayes truth.
+
+``python -m rgenima_app.synthetic OUT --visits N`` (N >= 2) adds to the cohort of cohort.py (whose draws
+are unchanged: this model draws from its own random stream, seeded by (seed, 24)):
+
+1. Schedule. Visit k = 0..N-1 is planned at 12 k months; follow-ups are shifted by
+   ``clip(N(0, 1), -3, 3)`` months and rounded to whole days (dates in ``acq_time``). A follow-up is
+   missed with probability 0.05, and after each interval the participant leaves the study with
+   probability 0.10 (no later visits). Both are independent of everything else (missing completely at
+   random), so the Bayes figures below need no correction for who stays. An attended follow-up lacks its
+   CDR-SB with probability 0.02 (n/a).
+2. Baseline CDR-SB. A latent score ``c0 ~ U(band[stage])`` with bands NC (0, 0.25), SMC (0, 0.75),
+   MCI (0.75, 4.25), AD (4.25, 9); recorded CDR-SB = the latent rounded to the nearest 0.5, at most 18.
+3. Rate (CDR-SB points per year), fixed per participant:
+   ``r = max(0, a[stage] + b_gene * G + b_atrophy * A + N(0, 0.4^2))`` with a = (-0.4, -0.1, 0.3, 0.9) for
+   NC/SMC/MCI/AD, b_gene = 0.25, b_atrophy = 8;
+   G = sum_j beta_j (g_j - 2 p_j) over the planted genes' causal SNPs (the true genotypes, also behind
+   missing calls; the stage liability's genetic part), A = mean over the planted ROIs of the baseline
+   image's lost volume fraction (1 - voxels / phantom voxels) minus that of an average NC (1 - 0.92).
+   A is measured on the baseline image, so it is observable; G is, up to missing calls.
+   Latent CDR-SB at t months: ``c0 + r t / 12`` (never decreasing); recorded as in 2.
+4. Diagnosis at a visit: AD when the recorded CDR-SB is >= 4.5, MCI when >= 1, else the baseline stage;
+   never below the baseline stage. MCI converts to AD when its latent CDR-SB reaches 4.25.
+
+Bayes truth (``progression_truth.tsv``, one row per participant): given what a model reads at baseline
+(genotypes with their missing calls, the ROI voxel counts), for each planned follow-up k (at 12 k months)
+
+- ``expected_delta_cdr_sb_m{12k}`` = E[recorded CDR-SB at visit k - at baseline | X] (the Bayes-optimal
+  prediction under squared error) and ``sd_delta_cdr_sb_m{12k}`` its conditional SD;
+- ``p_convert_m{12k}`` = P(AD at visit k | X, baseline MCI) (baseline MCI only; by monotonicity, AD at
+  visit k is AD at any visit up to k).
+
+They are exact sums over the stage and over the genotypes of missing causal calls (the stage posterior of
+cohort.py, which is exact) of integrals over the rate noise, c0 and the visit's shift, computed by
+randomised quasi-Monte Carlo (``QUADRATURE_POINTS`` scrambled Sobol points, seeded, shared by all
+participants: its relative error on these smooth-in-mean integrands is well under 1%). The targets of
+``rgenima_app.progression.targets`` with horizon 12 k months and a window under 9 months pick exactly
+visit k (neighbouring visits are at least 6 months outside), so these are the Bayes-optimal predictions
+of those targets; ``ground_truth.json`` records the expected Bayes-optimal RMSE per horizon,
+sqrt(mean over participants of the conditional variance).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.special import ndtr, ndtri
+from scipy.stats import qmc
+
+from rgenima_app import STAGES
+from rgenima_app.bids.tsv import to_tsv
+from rgenima_app.synthetic.liability import missing_call_combinations
+
+DAYS_PER_MONTH = 30.4375
+QUADRATURE_POINTS = 4096
+STREAM = 24  # the progression model's random stream: default_rng([seed, STREAM])
+
+
+@dataclass
+class ProgressionModel:
+    """Parameters of the longitudinal model (module docstring); written to ground_truth.json."""
+
+    visits: int
+    interval_months: float = 12.0
+    shift_sd_months: float = 1.0
+    shift_max_months: float = 3.0
+    miss_probability: float = 0.05
+    dropout_per_interval: float = 0.10
+    cdr_sb_missing_probability: float = 0.02
+    baseline_bands: tuple = ((0.0, 0.25), (0.0, 0.75), (0.75, 4.25), (4.25, 9.0))
+    rate_intercept: tuple = (-0.4, -0.1, 0.3, 0.9)   # CDR-SB points per year, NC/SMC/MCI/AD
+    rate_per_genetic_score: float = 0.25
+    rate_per_atrophy: float = 8.0
+    rate_sd: float = 0.4
+    reference_kept_fraction: float = 0.92            # an average NC's kept fraction (cohort.py's mean)
+    mci_from: float = 1.0                            # recorded CDR-SB at which a visit is MCI at least
+    ad_from: float = 4.5                             # ... and AD
+
+    def horizons(self) -> list[int]:
+        """Planned follow-up months: 12, 24, ... ."""
+        return [int(round(self.interval_months * k)) for k in range(1, self.visits)]
+
+
+def recorded(latent: np.ndarray) -> np.ndarray:
+    """Recorded CDR-SB: the latent score rounded to the nearest 0.5 (halves up), within 0-18."""
+    return np.clip(np.floor(2.0 * np.asarray(latent) + 0.5) / 2.0, 0.0, 18.0)
+
+
+def diagnosis_at(cdr_sb: np.ndarray, baseline_stage: np.ndarray, model: ProgressionModel) -> np.ndarray:
+    """Stage index at a visit from its recorded CDR-SB, never below the baseline stage."""
+    by_score = np.where(cdr_sb >= model.ad_from, 3, np.where(cdr_sb >= model.mci_from, 2, 0))
+    return np.maximum(by_score, baseline_stage)
+
+
+def observed_atrophy(counts: np.ndarray, base: np.ndarray, model: ProgressionModel) -> np.ndarray:
+    """A: mean lost volume fraction of the planted ROIs beyond an average NC's; counts (n, R), base (R,)."""
+    return (1.0 - counts / base).mean(axis=1) - (1.0 - model.reference_kept_fraction)
+
+
+def _shift_months(standard_normal: np.ndarray, model: ProgressionModel) -> np.ndarray:
+    return np.clip(model.shift_sd_months * standard_normal, -model.shift_max_months, model.shift_max_months)
+
+
+def _visit_months(planned: float, shift: np.ndarray) -> np.ndarray:
+    """Months since baseline of a visit, on whole days (as its date records it)."""
+    return np.round((planned + shift) * DAYS_PER_MONTH) / DAYS_PER_MONTH
+
+
+@dataclass
+class Trajectories:
+    """What was drawn: per participant the latent baseline score and rate; per visit its row."""
+
+    latent_baseline: np.ndarray
+    rate: np.ndarray
+    visits: pd.DataFrame    # participant index, visit k, months, attended, cdr_sb (NaN: missing), stage index
+
+
+def simulate(stage: np.ndarray, genetic_score: np.ndarray, atrophy: np.ndarray, model: ProgressionModel,
+             rng: np.random.Generator) -> Trajectories:
+    """Draw baseline scores, rates and visits of n participants (module docstring, 1-4)."""
+    n = len(stage)
+    bands = np.array(model.baseline_bands)[stage]
+    c0 = rng.uniform(bands[:, 0], bands[:, 1])
+    mean_rate = np.array(model.rate_intercept)[stage] + model.rate_per_genetic_score * genetic_score \
+        + model.rate_per_atrophy * atrophy
+    rate = np.maximum(0.0, mean_rate + model.rate_sd * rng.normal(size=n))
+    rows = [pd.DataFrame({"participant": np.arange(n), "visit": 0, "months": 0.0, "attended": True,
+                          "cdr_sb": recorded(c0), "stage": stage})]
+    present = np.ones(n, dtype=bool)
+    for k in range(1, model.visits):
+        present &= rng.random(n) >= model.dropout_per_interval   # left the study during this interval
+        attended = present & (rng.random(n) >= model.miss_probability)
+        months = _visit_months(model.interval_months * k, _shift_months(rng.normal(size=n), model))
+        score = recorded(c0 + rate * months / 12.0)
+        stage_k = diagnosis_at(score, stage, model)
+        score = np.where(rng.random(n) < model.cdr_sb_missing_probability, np.nan, score)
+        rows.append(pd.DataFrame({"participant": np.arange(n), "visit": k, "months": months, "attended": attended,
+                                  "cdr_sb": score, "stage": stage_k}))
+    return Trajectories(latent_baseline=c0, rate=rate, visits=pd.concat(rows, ignore_index=True))
+
+
+def _nodes(seed: int) -> np.ndarray:
+    """(Q, 3) standard-uniform quadrature points: rate noise, baseline position in its band, visit shift."""
+    return qmc.Sobol(3, scramble=True, seed=np.random.default_rng([seed, STREAM, 1])).random(QUADRATURE_POINTS)
+
+
+def bayes_progression(dosage_causal: np.ndarray, betas: np.ndarray, freqs: np.ndarray, thresholds: np.ndarray,
+                      image_likelihood: np.ndarray, atrophy: np.ndarray, model: ProgressionModel,
+                      seed: int) -> pd.DataFrame:
+    """Per participant and planned horizon: E and SD of ΔCDR-SB given X, and P(conversion | X, MCI).
+
+    dosage_causal: (n, genes) observed causal dosages (NaN: missing call); image_likelihood: (n, 4)
+    P(planted ROI counts | stage); atrophy: (n,) A of the baseline image. Columns in the module docstring."""
+    u = _nodes(seed)
+    z, position, shift = ndtri(u[:, 0]), u[:, 1], _shift_months(ndtri(u[:, 2]), model)
+    bands = np.array(model.baseline_bands)
+    c0 = bands[:, :1] + position[None, :] * (bands[:, 1:] - bands[:, :1])      # (stages, Q)
+    horizons = model.horizons()
+    months = np.stack([_visit_months(h, shift) for h in horizons])            # (H, Q)
+    mci = STAGES.index("MCI")
+    out = {f"{what}_m{h}": np.full(len(atrophy), np.nan) for h in horizons
+           for what in ("expected_delta_cdr_sb", "sd_delta_cdr_sb", "p_convert")}
+    for i in range(len(atrophy)):
+        combos = missing_call_combinations(dosage_causal[i], betas, freqs)
+        first, second = np.zeros(len(horizons)), np.zeros(len(horizons))
+        convert, convert_weight = np.zeros(len(horizons)), 0.0
+        total = 0.0
+        for score, weight in combos:
+            p_stage = ndtr(thresholds[1:] - score) - ndtr(thresholds[:-1] - score)   # liability = score + N(0, 1)
+            for s in range(len(STAGES)):
+                joint = weight * p_stage[s] * image_likelihood[i, s]
+                mean_rate = model.rate_intercept[s] + model.rate_per_genetic_score * score \
+                    + model.rate_per_atrophy * atrophy[i]
+                rate = np.maximum(0.0, mean_rate + model.rate_sd * z)                # (Q,)
+                later = c0[s][None, :] + rate[None, :] * months / 12.0               # (H, Q)
+                delta = recorded(later) - recorded(c0[s])[None, :]
+                first += joint * delta.mean(axis=1)
+                second += joint * (delta ** 2).mean(axis=1)
+                total += joint
+                if s == mci:  # conversion is asked of baseline MCI only: the image adds nothing once s is known
+                    convert += weight * p_stage[s] * (recorded(later) >= model.ad_from).mean(axis=1)
+                    convert_weight += weight * p_stage[s]
+        mean = first / total
+        for j, h in enumerate(horizons):
+            out[f"expected_delta_cdr_sb_m{h}"][i] = mean[j]
+            out[f"sd_delta_cdr_sb_m{h}"][i] = np.sqrt(max(second[j] / total - mean[j] ** 2, 0.0))
+            out[f"p_convert_m{h}"][i] = convert[j] / convert_weight
+    return pd.DataFrame(out)
+
+
+def progression_document(model: ProgressionModel, truth: pd.DataFrame, stage: np.ndarray) -> dict:
+    """The ``progression`` block of ground_truth.json: the model, its parameters and the Bayes figures."""
+    mci = stage == STAGES.index("MCI")
+    return {
+        "model": {
+            "schedule": "visit k planned at 12 k months, shifted by clip(N(0, 1), -3, 3) months, whole days; "
+                        "follow-up missed w.p. 0.05, leaving the study w.p. 0.10 per interval (MCAR); "
+                        "CDR-SB n/a at an attended follow-up w.p. 0.02",
+            "baseline_cdr_sb": "latent c0 ~ U(band[stage]); recorded = round to 0.5, clip 0-18",
+            "rate": "r = max(0, a[stage] + b_gene * G + b_atrophy * A + N(0, rate_sd^2)) per year; "
+                    "G = sum_j beta_j (g_j - 2 p_j) (causal SNPs, true genotypes); A = mean planted-ROI lost "
+                    "fraction of the baseline image - (1 - 0.92)",
+            "trajectory": "latent CDR-SB(t) = c0 + r t / 12 (t in months)",
+            "diagnosis": "AD if recorded CDR-SB >= 4.5, MCI if >= 1, else the baseline stage; never below it",
+            "bayes": "exact sums over stage and missing causal genotypes; quasi-Monte Carlo over rate noise, "
+                     f"c0 and the visit shift ({QUADRATURE_POINTS} scrambled Sobol points)",
+        },
+        "parameters": asdict(model),
+        "horizons_months": model.horizons(),
+        "bayes_optimal_rmse_expected": {
+            str(h): float(np.sqrt(np.mean(truth[f"sd_delta_cdr_sb_m{h}"] ** 2))) for h in model.horizons()},
+        "mean_expected_delta_cdr_sb": {
+            str(h): float(truth[f"expected_delta_cdr_sb_m{h}"].mean()) for h in model.horizons()},
+        "mean_p_convert_mci": {
+            str(h): float(truth.loc[mci, f"p_convert_m{h}"].mean()) if mci.any() else None
+            for h in model.horizons()},
+        "files": {"truth": "progression_truth.tsv", "sessions": "bids/sub-*/sub-*_sessions.tsv"},
+    }
+
+
+def sessions_tables(trajectories: Trajectories, participants: pd.DataFrame,
+                    rng: np.random.Generator) -> dict[str, pd.DataFrame]:
+    """participant_id -> its sessions file (attended visits): session_id, acq_time, age, cdr_sb, diagnosis."""
+    first_day = np.datetime64("2005-01-01") + rng.integers(0, 3650, size=len(participants)).astype("timedelta64[D]")
+    visits = trajectories.visits[trajectories.visits["attended"]]
+    tables = {}
+    for i, rows in visits.groupby("participant"):
+        days = np.round(rows["months"].to_numpy() * DAYS_PER_MONTH).astype("timedelta64[D]")
+        tables[participants["participant_id"].iloc[i]] = pd.DataFrame({
+            "session_id": [f"ses-{k + 1}" for k in rows["visit"]],
+            "acq_time": [f"{d}T09:00:00" for d in first_day[i] + days],
+            "age": np.round(participants["age"].iloc[i] + rows["months"].to_numpy() / 12.0, 2),
+            "cdr_sb": rows["cdr_sb"].to_numpy(),
+            "diagnosis": [STAGES[s] for s in rows["stage"]]})
+    return tables
+
+
+SESSIONS_SIDECAR = {
+    "acq_time": {"Description": "Date of the visit (time of day fixed at 09:00)"},
+    "age": {"Description": "Age at the visit", "Units": "year"},
+    "cdr_sb": {"Description": "CDR Sum of Boxes (0-18, steps of 0.5)"},
+    "diagnosis": {"Description": "Clinical stage at the visit", "Levels": {
+        "NC": "normal cognition", "SMC": "subjective memory complaint", "MCI": "mild cognitive impairment",
+        "AD": "Alzheimer's disease"}},
+}
+
+
+def write_longitudinal(out, model: ProgressionModel, seed: int, participants: pd.DataFrame, stage: np.ndarray,
+                       genetic_score: np.ndarray, dosage_causal: np.ndarray, betas: np.ndarray, freqs: np.ndarray,
+                       thresholds: np.ndarray, planted_counts: np.ndarray, planted_base: np.ndarray,
+                       image_likelihood: np.ndarray) -> dict:
+    """Draw the visits, write each participant's sessions file, bids/sessions.json and progression_truth.tsv;
+    return ground_truth.json's ``progression`` block."""
+    out = Path(out)
+    rng = np.random.default_rng([seed, STREAM])  # its own stream: the cohort's other draws stay as they were
+    atrophy = observed_atrophy(planted_counts, planted_base, model)
+    trajectories = simulate(stage, genetic_score, atrophy, model, rng)
+    for participant, table in sessions_tables(trajectories, participants, rng).items():
+        to_tsv(table, out / "bids" / participant / f"{participant}_sessions.tsv", na_rep="n/a")
+    (out / "bids" / "sessions.json").write_text(json.dumps(SESSIONS_SIDECAR, indent=2) + "\n")
+    bayes = bayes_progression(dosage_causal, betas, freqs, thresholds, image_likelihood, atrophy, model, seed)
+    not_mci = stage != STAGES.index("MCI")
+    for h in model.horizons():
+        bayes.loc[not_mci, f"p_convert_m{h}"] = np.nan  # asked of baseline MCI only
+    truth = pd.concat([pd.DataFrame({
+        "participant_id": participants["participant_id"], "stage": [STAGES[s] for s in stage],
+        "genetic_score": np.round(genetic_score, 6), "atrophy": np.round(atrophy, 6),
+        "latent_baseline_cdr_sb": np.round(trajectories.latent_baseline, 6),
+        "rate_per_year": np.round(trajectories.rate, 6)}), bayes.round(6)], axis=1)
+    to_tsv(truth, out / "progression_truth.tsv", na_rep="n/a")
+    return progression_document(model, bayes, stage)
