@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from tqdm import tqdm
 from _common import output_path, provenance, quick_dir
 
 from rgenima_app import STAGES
@@ -176,7 +177,7 @@ def attributions(model, samples, genes: list[str], methods, reference, steps: in
                  np.zeros((len(samples), 109, len(genes)))) for m in methods}
     rows: dict[str, dict[str, list[dict]]] = {m: {"roi": [], "gene": []} for m in (*methods, "random")}
     rng = np.random.default_rng(seed)
-    for i, sample in enumerate(samples):
+    for i, sample in enumerate(tqdm(samples, desc="attributions", unit="participant", disable=None)):
         per_method = {m: attribute(model, [sample], m, reference=reference, steps=steps)[0] for m in methods}
         for m, result in per_method.items():
             roi, gene, pair = found[m]
