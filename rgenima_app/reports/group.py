@@ -131,8 +131,13 @@ def provenance_section(provenance: Mapping | None) -> dict:
     inputs = []
     for name, value in (provenance.get("Inputs") or {}).items():
         inputs.append({"name": name, "value": ", ".join(map(str, value)) if isinstance(value, list) else str(value)})
+    attribution = provenance.get("Attribution") or {}
     return {"command_line": provenance.get("CommandLine"), "report_command_line": provenance.get("ReportCommandLine"),
-            "inputs": inputs, "versions": provenance.get("SoftwareVersions") or package_versions()}
+            "inputs": inputs, "versions": provenance.get("SoftwareVersions") or package_versions(),
+            # the participant outputs' attribution method (analyses recorded before it: rollout's)
+            "attribution": {"method": attribution.get("Method") or "rollout",
+                            "meaning": attribution.get("Meaning") or "",
+                            "parameters": attribution.get("Parameters") or {}}}
 
 
 def _cohort_counts(predictions: pd.DataFrame | None, analysis: GroupAnalysis) -> pd.DataFrame:
