@@ -137,7 +137,15 @@ def provenance_section(provenance: Mapping | None) -> dict:
             # the participant outputs' attribution method (analyses recorded before it: rollout's)
             "attribution": {"method": attribution.get("Method") or "rollout",
                             "meaning": attribution.get("Meaning") or "",
-                            "parameters": attribution.get("Parameters") or {}}}
+                            "parameters": _parameters_text(attribution.get("Parameters"))}}
+
+
+def _parameters_text(parameters) -> str:
+    """An attribution's parameters in a few words (``Steps 16, Reference training_mean_token``); several sets
+    (a cohort whose outputs used different steps) joined by " / "."""
+    sets = parameters if isinstance(parameters, list) else [parameters or {}]
+    return " / ".join(", ".join(f"{k} {v}" for k, v in p.items() if k != "ReferenceDescription") for p in sets
+                      if p)
 
 
 def _cohort_counts(predictions: pd.DataFrame | None, analysis: GroupAnalysis) -> pd.DataFrame:

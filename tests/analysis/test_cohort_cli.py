@@ -342,6 +342,27 @@ def test_outputs_of_two_attribution_methods_are_refused(group_run, bundle, tmp_p
     assert "Traceback" not in result.stderr
 
 
+def test_a_cohort_of_one_other_method_is_analysed_and_says_so(group_run, bundle, tmp_path):
+    bids, out, _, _ = group_run
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    sidecars = sorted(copy.glob(f"sub-*/**/*_desc-{MODEL}_*attention.json"))
+    assert len(sidecars) == 3 * 32   # 31 participants, one with two sessions
+    for path in sidecars:
+        write_json(path, dict(json.loads(path.read_text()), **attribution_sidecar(
+            AttributionSettings.of("integrated_gradients", 8))))
+    config = tmp_path / "analysis.toml"
+    config.write_text(ANALYSIS_TOML)
+    result = run_rgenima(bids, copy, "group", "--model", bundle, "--train-config", config)
+    assert result.returncode == 0, result.stderr
+    provenance = json.loads((copy / f"desc-{MODEL}_predictions.json").read_text())["Provenance"]
+    assert provenance["Attribution"]["Method"] == "integrated_gradients"
+    assert provenance["Attribution"]["Parameters"]["Steps"] == 8
+    report = (copy / "group.html").read_text()
+    assert "--attribution integrated_gradients</code> (Reference zero, Steps 8)" in report
+    assert "not the paper's attention rollout" in report and "attribution method (participant level)" in report
+
+
 def test_one_attribution_reads_the_method_and_takes_unrecorded_outputs_as_rollout(group_run, tmp_path):
     from rgenima_app.errors import UsageError
     from rgenima_app.workflows.analyse import load_cohort_outputs, one_attribution
