@@ -161,11 +161,13 @@ class PredictionStage:
             if isinstance(recorded, str) and recorded != self.hash:
                 why = (f"made by another bundle named {bundle.name} (ModelHash {str(recorded)[:12]}..., this one "
                        f"{self.hash[:12]}...)")
+            elif attention.is_file() and method is None:
+                why = ("attention outputs written before rgenima recorded their attribution method (rollout's); "
+                       f"this run writes --attribution {self.attribution.method} and records it")
             elif attention.is_file() and method != self.attribution.method:
-                methods.add(str(method or "rollout"))
-                why = (f"attention outputs made with --attribution {method or 'rollout'}"
-                       + ("" if method else " (written before rgenima recorded the method)")
-                       + f"; this run writes --attribution {self.attribution.method}")
+                methods.add(str(method))
+                why = (f"attention outputs made with --attribution {method}; this run writes --attribution "
+                       f"{self.attribution.method}")
             elif method == self.attribution.method and read_sidecar(attention).get("AttributionParameters") \
                     != self.attribution.parameters():
                 why = (f"attention outputs made with --attribution {method} with other settings "

@@ -163,6 +163,24 @@ def test_another_method_over_existing_outputs_is_refused_then_replaced_with_over
     assert "Traceback" not in group.stderr
 
 
+def test_the_refusal_names_each_sample_s_method_and_outputs_that_record_none(runs, tiny_cohort, bundle, tmp_path):
+    import shutil
+
+    root, results = runs
+    out = tmp_path / "out"
+    shutil.copytree(results["attention_gradient"][0], out)
+    for path in (out / f"sub-{LABELS[1]}").glob("*attention.json"):   # as rgenima wrote them before the option
+        path.write_text(json.dumps({k: v for k, v in json.loads(path.read_text()).items()
+                                    if not k.startswith("Attribution")}))
+    refused = participant(tiny_cohort, bundle, root, out)   # the default method, rollout
+    assert refused.returncode == 73, refused.stderr
+    assert (f"sub-{LABELS[0]}: sub-{LABELS[0]}/sub-{LABELS[0]}_desc-{MODEL}_predictions.json attention outputs made "
+            "with --attribution attention_gradient; this run writes --attribution rollout") in refused.stderr
+    assert (f"sub-{LABELS[1]}: sub-{LABELS[1]}/sub-{LABELS[1]}_desc-{MODEL}_predictions.json attention outputs "
+            "written before rgenima recorded their attribution method") in refused.stderr
+    assert "or rerun with --attribution attention_gradient to keep them" in refused.stderr
+
+
 @pytest.mark.parametrize("args, message", [
     (("--attribution", "gradcam"), "Invalid value for '--attribution'"),
     (("--attribution", "attention_gradient", "--attribution-steps", "8"),
