@@ -29,7 +29,8 @@ from rgenima_app.inference.methods import DEFAULT_METHOD as DEFAULT_ATTRIBUTION
 from rgenima_app.inference.methods import METHODS as ATTRIBUTIONS
 from rgenima_app.training.settings import DEEPSPEED_PRESETS, TrainSettings, train_settings
 
-__all__ = ["ATTRIBUTIONS", "DEEPSPEED_PRESETS", "DEFAULT_ATTRIBUTION", "DEVICES", "FINETUNE_MODES", "GROUPINGS", "Resources", "RunConfig", "parse_memory", "read_train_config"]
+__all__ = ["ATTRIBUTIONS", "DEEPSPEED_PRESETS", "DEFAULT_ATTRIBUTION", "DEVICES", "FINETUNE_MODES", "GROUPINGS",
+           "Resources", "RunConfig", "parse_memory", "read_train_config"]
 
 FINETUNE_MODES = ("full", "lora", "frozen")
 DEVICES = ("auto", "cpu", "cuda")
