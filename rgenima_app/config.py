@@ -25,9 +25,12 @@ from rgenima_app.environment import package_versions
 from rgenima_app.errors import MissingInputError, UsageError
 from rgenima_app.genetics.participant import GenotypeInput
 from rgenima_app.imaging.freesurfer import FreeSurferOptions
+from rgenima_app.inference.methods import DEFAULT_METHOD as DEFAULT_ATTRIBUTION
+from rgenima_app.inference.methods import METHODS as ATTRIBUTIONS
 from rgenima_app.training.settings import DEEPSPEED_PRESETS, TrainSettings, train_settings
 
-__all__ = ["DEEPSPEED_PRESETS", "DEVICES", "FINETUNE_MODES", "GROUPINGS", "Resources", "RunConfig", "parse_memory", "read_train_config"]
+__all__ = ["ATTRIBUTIONS", "DEEPSPEED_PRESETS", "DEFAULT_ATTRIBUTION", "DEVICES", "FINETUNE_MODES", "GROUPINGS",
+           "Resources", "RunConfig", "parse_memory", "read_train_config"]
 
 FINETUNE_MODES = ("full", "lora", "frozen")
 DEVICES = ("auto", "cpu", "cuda")
@@ -76,6 +79,9 @@ class RunConfig:
     model: Path | None = None
     min_panel_coverage: float = 0.5   # inference.predict.DEFAULT_MIN_PANEL_COVERAGE (not imported: no torch here)
     allow_unvalidated_inputs: bool = False
+    # participant --model: the attribution written (None until resolved: inference.methods.DEFAULT_METHOD there)
+    attribution: str | None = None
+    attribution_steps: int | None = None  # integrated_gradients' steps (None: inference.methods.DEFAULT_STEPS)
     train: bool = False
     train_config: Path | None = None
     llm: str = "tiny"
@@ -105,6 +111,9 @@ class RunConfig:
         if values["model"] is None and not self.train and os.environ.get("RGENIMA_DEFAULT_MODEL"):
             # a bundle baked into the container image (Dockerfile: --build-arg MODEL_BUNDLE)
             values["model"] = Path(os.environ["RGENIMA_DEFAULT_MODEL"]).expanduser().resolve()
+        if values["attribution"] is None and values["model"] is not None and self.analysis_level == "participant" \
+                and not self.train:
+            values["attribution"] = DEFAULT_ATTRIBUTION  # the one default (inference/methods.py)
         if values["roi_size"] is None:
             values["roi_size"] = model_roi_size(values["model"]) or DEFAULT_ROI_SIZE
         if values["nprocs"] is None:

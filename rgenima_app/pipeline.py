@@ -124,6 +124,15 @@ def check_arguments(config: RunConfig) -> RunConfig:
     if config.group_by is not None and not (config.analysis_level == "group" and config.model and not config.train):
         raise UsageError(f"--group-by {config.group_by} applies to the group analysis only",
                          hint="use it with 'group --model BUNDLE'")
+    if config.attribution is not None and not (config.analysis_level == "participant" and config.model is not None):
+        raise UsageError(f"--attribution {config.attribution} applies to the participant level with --model only",
+                         hint="the group analysis reads the attribution method each participant's outputs record "
+                              "(AttributionMethod in their sidecars)" if config.analysis_level == "group"
+                         else "add --model BUNDLE to predict and explain the participants")
+    if config.attribution_steps is not None and config.attribution != "integrated_gradients":
+        raise UsageError(f"--attribution-steps {config.attribution_steps} applies to --attribution "
+                         f"integrated_gradients only (this run: --attribution {config.attribution})",
+                         hint="drop --attribution-steps, or add --attribution integrated_gradients")
     _refuse_stages_not_built(config)
     if config.model is not None and config.analysis_level == "participant":
         from rgenima_app.workflows.checks import check_model  # see the module docstring

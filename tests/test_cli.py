@@ -25,7 +25,8 @@ def test_help_lists_the_contract_options():
                    "--work-dir", "--fs-subjects-dir", "--fs-license-file", "--fs-no-reconall", "--nprocs",
                    "--omp-nthreads", "--mem", "--use-plugin", "--stop-on-first-crash", "--genotypes",
                    "--genome-build", "--gene-panel", "--model", "--train", "--train-config", "--llm", "--finetune",
-                   "--deepspeed", "--device", "--roi-size", "--seed", "--reports-only", "--version"):
+                   "--deepspeed", "--device", "--roi-size", "--seed", "--reports-only", "--version", "--attribution",
+                   "--attribution-steps"):
         assert option in result.stdout, option
 
 

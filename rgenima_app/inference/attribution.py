@@ -42,13 +42,13 @@ import numpy as np
 import torch
 
 from rgenima_app.errors import UsageError
+from rgenima_app.inference.methods import DEFAULT_STEPS, METHODS
 from rgenima_app.inference.rollout import rollout, token_genes
 from rgenima_app.models.attention import eager_attention
 from rgenima_app.models.mllm import MLLMSample, PromptBatch, PromptLayout, RGenIMA
 
-METHODS = ("rollout", "input_gradient", "attention_gradient", "integrated_gradients")
+# METHODS and DEFAULT_STEPS live in inference/methods.py (no torch there: the command line imports them)
 READS = ("answers", "query")
-DEFAULT_STEPS = 16
 
 DEFINITIONS = {
     "rollout": "attention rollout (Abnar & Zuidema 2020), the paper's",

@@ -16,6 +16,11 @@ Per sample (``sub-X[_ses-Y]``, model label ``<model>``):
 
 A sample without image has ``n/a`` importances and an empty ROI-gene table (and no statmap); a sample
 without genotypes has empty gene tables.
+
+The attention outputs hold the attribution of the run's ``--attribution`` method (``Prediction.method``;
+rollout by default): every one of their sidecars records ``AttributionMethod``, ``AttributionParameters``
+(integrated gradients' steps and reference), ``AttributionMeaning`` (one sentence) and the method's full
+``Definition``; the column entries of ``importance``/``attention`` name the method too.
 """
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ from rgenima_app.bids.derivatives import DerivativesWriter, sidecar_path
 from rgenima_app.bids.tsv import BIDS_BOOLEAN
 from rgenima_app.imaging.grids import labels_on_grid
 from rgenima_app.imaging.roi_table import load_roi_table
+from rgenima_app.inference.methods import MEANINGS, SHORT, AttributionSettings
 from rgenima_app.inference.predict import Prediction
 from rgenima_app.inference.rollout import DEFINITION
 from rgenima_app.models.bundle import LoadedBundle
@@ -125,6 +131,55 @@ def roi_gene_table(prediction: Prediction) -> pd.DataFrame:
                          "attention": r.roi_gene.reshape(-1)})
 
 
+# -- what each attribution method's outputs hold (the sidecars' Definition, Description and column entries) --
+_GRADIENT_NORMALISATION = (
+    "ROI importance = the relevance of the 109 ROI tokens normalised to sum 1; gene importance = the relevance "
+    "summed over the gene's SNP-text tokens, normalised to sum 1 over the genes")
+DEFINITIONS = {
+    "rollout": DEFINITION,
+    "input_gradient": (
+        "Input x gradient: relevance of prompt position p = |sum_h x_ph * df/dx_ph|, x the prompt embeddings and f = "
+        "log P(predicted stage) under the scoring of the four answers (softmax of their log-likelihoods). "
+        + _GRADIENT_NORMALISATION + "; ROI-gene attention = ROI importance x gene importance (no pairwise term)."),
+    "attention_gradient": (
+        "Gradient-weighted attention rollout (Chefer et al. 2021): per decoder layer A_l = mean over heads of "
+        "ReLU(df/dA_h * A_h), R <- R + A_l R from R = I, over the prompt's positions and the four answers' (scored "
+        "on the prompt's cache), f = log P(predicted stage); the relevance is the sum of the rows of R of the "
+        "positions that score the answers (AttributionParameters Read: answers). " + _GRADIENT_NORMALISATION
+        + "; ROI-gene attention a(roi, gene) = sum of R[roi, t] over the gene's SNP-text tokens."),
+    "integrated_gradients": (
+        "Integrated gradients (Sundararajan et al. 2017): relevance of prompt position p = |(x_p - x'_p) . (1/S) "
+        "sum_k df/dx_p at x' + a_k (x - x')|, a_k = (k + 1/2)/S, with S the Steps and x' the Reference input of "
+        "AttributionParameters (only the ROI tokens and the SNP text move along the path), f = log P(predicted "
+        "stage). " + _GRADIENT_NORMALISATION + "; ROI-gene attention = ROI importance x gene importance (no "
+        "pairwise term)."),
+}
+#: The ``importance``/``attention`` column entries of the attention tables, per method (rollout's: the spec's).
+_PAIRWISE = {"rollout": "sum over the gene's SNP-text tokens t of R[roi, t] (attention rollout)",
+             "attention_gradient": "sum over the gene's SNP-text tokens t of R[roi, t] (gradient-weighted rollout)"}
+
+
+def attention_columns(method: str) -> dict[str, dict]:
+    """Column entries of ``roiattention``, ``geneattention`` and ``roigeneattention`` for ``method``."""
+    if method == "rollout":
+        return {"roiattention": {}, "geneattention": {}, "roigeneattention": {}}  # the spec's entries
+    short = SHORT[method]
+    return {
+        "roiattention": {"importance": {"Description": f"{short} relevance of the ROI token, normalised to sum 1 "
+                                                       "over the 109 ROIs (Definition)"}},
+        "geneattention": {"importance": {"Description": f"{short} relevance summed over the gene's SNP-text tokens, "
+                                                        "normalised to sum 1 over the genes (Definition)"}},
+        "roigeneattention": {"attention": {"Description": _PAIRWISE.get(
+            method, f"ROI importance x gene importance ({short} has no pairwise term)")}},
+    }
+
+
+def attribution_sidecar(settings: AttributionSettings) -> dict:
+    """The keys every attention output records of the attribution it holds (bids_spec/derivatives.yaml)."""
+    return {"AttributionMethod": settings.method, "AttributionParameters": settings.parameters(),
+            "AttributionMeaning": MEANINGS[settings.method], "Definition": DEFINITIONS[settings.method]}
+
+
 def superseded_statmap(writer: DerivativesWriter, subject: str, session: str | None, model: str) -> Path:
     """The statmap name of rgenima versions before the two gridded ones (no ``space-``): removed when a sample's
     prediction is written again, so that an older output dataset stays one that matches the spec."""
@@ -169,19 +224,21 @@ def _write_statmaps(writer: DerivativesWriter, prediction: Prediction, paths: di
     on_t1w = attention_map(prediction, reference=t1w)
     t1w_uri = writer.source_uri(t1w_path)
     sources = [t1w_uri, writer.source_uri(paths["dseg"]), writer.source_uri(paths["roiattention"])]
-    described = "ROI importance (attention rollout) painted into the voxels of each ROI; 0 outside the ROIs"
+    method = attribution_sidecar(prediction.method)
+    described = (f"ROI importance ({SHORT[prediction.method.method]}) painted into the voxels of each ROI; 0 outside "
+                 "the ROIs")
     written = {
         "statmap": writer.write_nifti(paths["statmap"], on_t1w, sidecar={
             "Description": f"{described}. On the grid of the participant's T1w image ({_grid_description(t1w)}): "
                            "the desc-rois_dseg labels moved there by nearest neighbour in world coordinates",
-            "Sources": sources, "SpatialReference": t1w_uri, "Definition": DEFINITION, **common}),
+            "Sources": sources, "SpatialReference": t1w_uri, **method, **common}),
         "statmap_conformed": writer.write_nifti(paths["statmap_conformed"], conformed, sidecar={
             "Description": f"{described}. On the grid of desc-rois_dseg: FreeSurfer's conformed grid, in the "
                            "world coordinates of the T1w image",
             "Sources": sources, "SpatialReference": t1w_uri,
             "Resolution": f"{CONFORMED}: FreeSurfer's conformed grid of the desc-rois_dseg image "
                           f"({_grid_description(conformed)})",
-            "Definition": DEFINITION, **common}),
+            **method, **common}),
     }
     return written
 
@@ -192,6 +249,24 @@ def _remove_superseded_statmap(writer: DerivativesWriter, prediction: Prediction
         if old.is_file():
             log.info("removing %s: replaced by the space-T1w statmaps", old)
             old.unlink()
+
+
+_DESCRIPTIONS = {
+    "rollout": {
+        "roiattention": "ROI importance: rolled-out attention of the answer position to each ROI token, normalised "
+                        "over the 109 ROIs (n/a without an image)",
+        "geneattention": "Gene importance: rolled-out attention of the answer position summed over the gene's "
+                         "SNP-text tokens (empty without genotypes)",
+        "roigeneattention": "ROI x gene attention: rolled-out attention of each ROI token summed over the gene's "
+                            "SNP-text tokens (empty without image or genotypes)"},
+    "gradient": {  # every other method: {short} is its short name
+        "roiattention": "ROI importance by {short} (AttributionMethod), normalised over the 109 ROIs (n/a without "
+                        "an image)",
+        "geneattention": "Gene importance by {short} (AttributionMethod): relevance summed over the gene's SNP-text "
+                         "tokens, normalised over the genes (empty without genotypes)",
+        "roigeneattention": "ROI x gene attribution by {short} (AttributionMethod; Definition says how the pairs "
+                            "are formed; empty without image or genotypes)"},
+}
 
 
 def write_prediction(writer: DerivativesWriter, prediction: Prediction, bundle: LoadedBundle,
@@ -231,17 +306,16 @@ def write_prediction(writer: DerivativesWriter, prediction: Prediction, bundle: 
     with writer.output_set():  # the prediction and its attention outputs: all or none
         written = {"predictions": writer.write_tsv(paths["predictions"], prediction_table(prediction), pred_sidecar)}
         attention_sources = [writer.source_uri(paths["predictions"])]
-        rollout_sidecar = {"Sources": attention_sources, "Definition": DEFINITION, **common,
-                           "Modalities": prediction.modalities}
-        written["roiattention"] = writer.write_tsv(paths["roiattention"], roi_table(prediction), dict(
-            rollout_sidecar, Description="ROI importance: rolled-out attention of the answer position to each ROI "
-                                         "token, normalised over the 109 ROIs (n/a without an image)"))
-        written["geneattention"] = writer.write_tsv(paths["geneattention"], gene_table(prediction), dict(
-            rollout_sidecar, Description="Gene importance: rolled-out attention of the answer position summed over "
-                                         "the gene's SNP-text tokens (empty without genotypes)"))
-        written["roigeneattention"] = writer.write_tsv(paths["roigeneattention"], roi_gene_table(prediction), dict(
-            rollout_sidecar, Description="ROI x gene attention: rolled-out attention of each ROI token summed over "
-                                         "the gene's SNP-text tokens (empty without image or genotypes)"))
+        method = prediction.method.method
+        attention_sidecar = {"Sources": attention_sources, **attribution_sidecar(prediction.method), **common,
+                             "Modalities": prediction.modalities}
+        columns = attention_columns(method)
+        descriptions = _DESCRIPTIONS.get(method) or {kind: text.format(short=SHORT[method])
+                                                     for kind, text in _DESCRIPTIONS["gradient"].items()}
+        for kind, table in (("roiattention", roi_table), ("geneattention", gene_table),
+                            ("roigeneattention", roi_gene_table)):
+            written[kind] = writer.write_tsv(paths[kind], table(prediction), {
+                **attention_sidecar, "Description": descriptions[kind], **columns[kind]})
         written.update(_write_statmaps(writer, prediction, paths, common))
     _remove_superseded_statmap(writer, prediction, model)
     return written

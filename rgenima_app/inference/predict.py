@@ -1,10 +1,12 @@
-"""Prediction of one or more samples with a model bundle: class probabilities and attention rollout.
+"""Prediction of one or more samples with a model bundle: class probabilities and their attribution.
 
 A sample is one participant/session with its ROI patches (``ParticipantImaging``), its panel genotypes
 (a ``genetics.participant`` table on the bundle's SNP panel), or both. The RiT turns the cached patches
 into 109 tokens; the genotypes become the SNP text in the bundle's format; one prompt pass (eager
 attention, head means kept per layer) gives the four class probabilities and the rollout rows
-(``rollout.py``). A sample with one modality is predicted with that one (the prompt drops the other,
+(``rollout.py``). With another attribution method (``AttributionSettings``, ``--attribution``) the
+probabilities and the attribution come from that method's own passes (``attribution.py``: the same scoring of
+the four answers, differentiable). A sample with one modality is predicted with that one (the prompt drops the other,
 as in training's Mixture configuration) and says so.
 
 One rule for a missing modality (docs/inference.md, "Missing modalities"): the input configuration of a
@@ -28,6 +30,8 @@ from rgenima_app import STAGES
 from rgenima_app.errors import ProcessingError, UsageError
 from rgenima_app.genetics.serialize import serialize_genotypes
 from rgenima_app.imaging.participant import ParticipantImaging
+from rgenima_app.inference.attribution import Attribution, attribute
+from rgenima_app.inference.methods import DEFAULT_READ, DEFAULT_STEPS, REFERENCE_MEAN, AttributionSettings
 from rgenima_app.inference.rollout import RolloutResult, rollout
 from rgenima_app.models.bundle import GENES_ONLY, IMAGE_GENES, IMAGE_ONLY, LoadedBundle
 from rgenima_app.models.distribution import OODScore, missing_fraction, roi_features, score_sample
@@ -62,7 +66,7 @@ class Prediction:
 
     input: PredictionInput
     probabilities: np.ndarray          # (4,) over STAGES, sums to 1
-    rollout: RolloutResult
+    attribution: RolloutResult | Attribution  # roi_importance, genes, gene_importance, roi_gene of ``method``
     genome_text: str | None
     modalities: list[str]
     imputed_snps: int | None
@@ -71,6 +75,12 @@ class Prediction:
     warnings: list[str] = field(default_factory=list)
     inputs: InputConfiguration | None = None
     ood: OODScore | None = None       # out-of-distribution score against the bundle's training distribution
+    method: AttributionSettings = field(default_factory=AttributionSettings)  # which attribution ``attribution`` is
+
+    @property
+    def rollout(self) -> RolloutResult | Attribution:
+        """The attribution under its former name (it was always rollout's before ``--attribution``)."""
+        return self.attribution
 
     @property
     def label(self) -> str:
@@ -243,21 +253,43 @@ def _normalized(p: torch.Tensor) -> np.ndarray:
     return values / values.sum()
 
 
+def attribution_settings(bundle: LoadedBundle, method: str, steps: int | None = None) -> AttributionSettings:
+    """The settings ``method`` runs with on ``bundle``: integrated gradients start from the bundle's training mean
+    RiT tokens when it stores them, else from zero image features (``inference/methods.py``)."""
+    has_reference = method == "integrated_gradients" and bundle.reference_tokens is not None
+    return AttributionSettings.of(method, steps, has_reference)
+
+
+def attribute_samples(bundle: LoadedBundle, samples: list[MLLMSample], settings: AttributionSettings
+                      ) -> tuple[list[RolloutResult | Attribution], list[np.ndarray]]:
+    """The attribution of ``settings.method`` of each sample and its class probabilities (float64, sum 1)."""
+    if settings.method == "rollout":
+        results, probabilities = rollout(bundle.model, samples)
+        return results, [_normalized(p) for p in probabilities]
+    reference = bundle.reference_tokens if settings.reference == REFERENCE_MEAN else None
+    results = attribute(bundle.model, samples, settings.method, reference=reference,
+                        steps=settings.steps or DEFAULT_STEPS, read=settings.read or DEFAULT_READ)
+    return results, [r.probabilities / r.probabilities.sum() for r in results]
+
+
 def predict(bundle: LoadedBundle, items: list[PredictionInput], *, batch_size: int = 1, progress: bool = True,
             min_panel_coverage: float = DEFAULT_MIN_PANEL_COVERAGE,
-            allow_unvalidated: bool = False) -> list[Prediction]:
-    """Probabilities and rollout of every item, ``batch_size`` prompts per forward pass; an item whose
-    input configuration the model was not validated on is refused (``UsageError``) unless allowed."""
+            allow_unvalidated: bool = False, attribution: AttributionSettings | None = None) -> list[Prediction]:
+    """Probabilities and attribution (``attribution``: rollout when None) of every item, ``batch_size`` prompts
+    per forward pass; an item whose input configuration the model was not validated on is refused
+    (``UsageError``) unless allowed."""
+    attribution = attribution or AttributionSettings()
     configurations = {item.name: input_configuration(bundle, item.name, item.imaging is not None, item.genotypes,
                                                      min_panel_coverage) for item in items}
     if not allow_unvalidated:
         refuse_unvalidated(bundle, list(configurations.values()))
     predictions: list[Prediction] = []
-    bar = tqdm(total=len(items), desc="prediction", unit="sample", disable=None if progress else True)
+    bar = tqdm(total=len(items), desc=f"prediction ({attribution.method})", unit="sample",
+               disable=None if progress else True)
     for start in range(0, len(items), batch_size):
         chunk = items[start:start + batch_size]
         built = [build_sample(bundle, item, min_panel_coverage) for item in chunk]
-        results, probabilities = rollout(bundle.model, [b[0] for b in built])
+        results, probabilities = attribute_samples(bundle, [b[0] for b in built], attribution)
         for item, (sample, modalities, warnings), result, p in zip(chunk, built, results, probabilities):
             held_out = not bundle.was_trained_on(item.subject)
             if not configurations[item.name].is_validated:
@@ -274,10 +306,10 @@ def predict(bundle: LoadedBundle, items: list[PredictionInput], *, batch_size: i
                 log.warning("%s is OUT OF DISTRIBUTION for the model %s (ood_score %.3g > 1): %s; its prediction "
                             "is unreliable", item.name, bundle.name, ood.score, "; ".join(ood.reasons))
             predictions.append(Prediction(
-                input=item, probabilities=_normalized(p), rollout=result, genome_text=sample.genome_text,
+                input=item, probabilities=p, attribution=result, genome_text=sample.genome_text,
                 modalities=modalities, imputed_snps=int(table["imputed"].sum()) if table is not None else None,
                 n_snps=len(table) if table is not None else None, held_out=held_out, warnings=warnings,
-                inputs=configurations[item.name], ood=ood))
+                inputs=configurations[item.name], ood=ood, method=attribution))
             for warning in logged:
                 log.warning(warning)
         bar.update(len(chunk))

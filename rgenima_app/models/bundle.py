@@ -7,6 +7,10 @@
                           bundles written before rgenima checked models against chance), validated input
                           configurations
     snp_panel.tsv         the SNP panel (when given)
+    reference_tokens.safetensors
+                          each ROI's mean RiT token over the training participants (109 x D, ``tokens``):
+                          integrated gradients' reference input (docs/inference.md, "Attribution methods");
+                          absent in bundles written before rgenima stored it (the reference is then zero)
     rit.safetensors       the frozen RiT (or wholebrain.safetensors for the whole-brain baseline)
     connector.safetensors
     llm/                  full LLM weights (full fine-tune; also the tiny LLM's base in every mode)
@@ -48,6 +52,7 @@ from rgenima_app.models.wholebrain import WholeBrainConfig, WholeBrainResNet
 BUNDLE_FORMAT = "rgenima-model-bundle"
 BUNDLE_FORMAT_VERSION = 1
 METADATA = "rgenima.json"
+REFERENCE_TOKENS = "reference_tokens.safetensors"
 _ENCODER_FILES = {"rit": "rit.safetensors", "wholebrain": "wholebrain.safetensors"}
 
 #: The input configurations a prediction can read (docs/inference.md, "Missing modalities").
@@ -112,6 +117,13 @@ class LoadedBundle:
         return validated_inputs(self.metadata, self.snp_panel is not None)
 
     @property
+    def reference_tokens(self) -> torch.Tensor | None:
+        """(109, D) mean RiT token per ROI over the training participants (None: not stored; read once)."""
+        if not hasattr(self, "_reference_tokens"):
+            self._reference_tokens = load_reference_tokens(self.path, self.metadata)
+        return self._reference_tokens
+
+    @property
     def distribution(self) -> dict | None:
         """The training distribution (None: a bundle written before rgenima stored one)."""
         return self.metadata.get("distribution") or None
@@ -168,7 +180,8 @@ def save_bundle(path: str | Path, model: RGenIMA, *, genome_build: str | None = 
                 snp_text_format: str | None = None, training: dict | None = None,
                 metrics: dict | None = None, snp_panel: pd.DataFrame | None = None,
                 model_card_notes: str = "", overwrite: bool = False, name: str | None = None,
-                roi_mode: str = "stretch", roi_normalization: str = "wm", distribution: dict | None = None) -> Path:
+                roi_mode: str = "stretch", roi_normalization: str = "wm", distribution: dict | None = None,
+                reference_tokens: torch.Tensor | None = None, reference_samples: int | None = None) -> Path:
     """Write ``model`` as a bundle at ``path`` (atomically: built beside it, then renamed into place).
 
     ``name`` is the model label used in output file names (``desc-<name>``; letters and digits only;
@@ -176,6 +189,8 @@ def save_bundle(path: str | Path, model: RGenIMA, *, genome_build: str | None = 
     the ROI extraction settings the image encoder was trained with; prediction must use the same.
     ``distribution`` (``models.distribution.fit_distribution``) is the training distribution that
     prediction scores samples against (out-of-distribution score); stored under ``distribution``.
+    ``reference_tokens`` (n_image_tokens, image_dim): each ROI's mean RiT token over ``reference_samples``
+    training samples, integrated gradients' reference (``REFERENCE_TOKENS``; described under ``reference_tokens``).
     """
     path = Path(path)
     if path.exists() and not overwrite:
@@ -191,6 +206,17 @@ def save_bundle(path: str | Path, model: RGenIMA, *, genome_build: str | None = 
                                    imaging={"mode": roi_mode, "normalization": roi_normalization})
         if distribution is not None:
             metadata["distribution"] = distribution
+        if reference_tokens is not None:
+            expected = (model.n_image_tokens, model.image_dim)
+            if tuple(reference_tokens.shape) != expected:
+                raise ValueError(f"reference tokens of shape {tuple(reference_tokens.shape)}: the model reads "
+                                 f"{expected[0]} image tokens of {expected[1]} features")
+            save_file({"tokens": reference_tokens.detach().float().cpu().contiguous()}, str(tmp / REFERENCE_TOKENS))
+            metadata["reference_tokens"] = {
+                "file": REFERENCE_TOKENS, "shape": list(expected), "n_samples": reference_samples,
+                "description": "each ROI's mean RiT token over the training samples: integrated gradients' "
+                               "reference input for the ROI tokens"}
+        if distribution is not None or reference_tokens is not None:
             (tmp / METADATA).write_text(json.dumps(metadata, indent=2, default=str))
         (tmp / "MODEL_CARD.md").write_text(model_card(metadata, model_card_notes))
         _share_like_plain_files(tmp)
@@ -316,6 +342,11 @@ def model_card(metadata: dict, notes: str = "") -> str:
         "that were in training is refused (hashed IDs in rgenima.json).",
     ]
     lines += ["", distribution_card_line(metadata.get("distribution"))]
+    reference = metadata.get("reference_tokens")
+    lines += ["", (f"Integrated gradients' reference (participant --model --attribution integrated_gradients): each "
+                   f"ROI's mean RiT token over {reference.get('n_samples')} training samples ({REFERENCE_TOKENS})."
+                   if reference else "No reference tokens are stored: integrated gradients start from zero image "
+                                     "features.")]
     if notes:
         lines += ["", "## Notes", notes]
     return "\n".join(lines) + "\n"
@@ -405,6 +436,26 @@ def load_bundle(path: str | Path, *, expected_roi_size: int | None = None, base_
              if (path / "snp_panel.tsv").is_file() else None)
     model.to(device).eval()
     return LoadedBundle(model=model, metadata=meta, snp_panel=panel, path=path)
+
+
+def load_reference_tokens(path: str | Path, metadata: dict) -> torch.Tensor | None:
+    """The bundle's ``REFERENCE_TOKENS`` (float32, CPU), checked against its image tokens; None when the bundle
+    stores none (written before rgenima stored them, or a model without images)."""
+    file = Path(path) / REFERENCE_TOKENS
+    if not file.is_file():
+        if metadata.get("reference_tokens"):
+            raise MissingInputError(f"model bundle file {file} is missing (rgenima.json lists it)",
+                                    "copy the complete bundle directory")
+        return None
+    try:
+        tokens = load_file(str(file))["tokens"]
+    except (SafetensorError, OSError, KeyError) as exc:
+        raise MissingInputError(f"{file} is not a readable safetensors file with 'tokens': {exc}") from exc
+    expected = (metadata["rois"]["n_image_tokens"], metadata["connector"]["in_dim"])
+    if tuple(tokens.shape) != expected:
+        raise MissingInputError(f"{file} holds tokens of shape {tuple(tokens.shape)}, the model reads {expected}",
+                                "the bundle is damaged or incomplete")
+    return tokens.float()
 
 
 def _load_tensors(module: torch.nn.Module, file: Path) -> None:

@@ -131,8 +131,21 @@ def provenance_section(provenance: Mapping | None) -> dict:
     inputs = []
     for name, value in (provenance.get("Inputs") or {}).items():
         inputs.append({"name": name, "value": ", ".join(map(str, value)) if isinstance(value, list) else str(value)})
+    attribution = provenance.get("Attribution") or {}
     return {"command_line": provenance.get("CommandLine"), "report_command_line": provenance.get("ReportCommandLine"),
-            "inputs": inputs, "versions": provenance.get("SoftwareVersions") or package_versions()}
+            "inputs": inputs, "versions": provenance.get("SoftwareVersions") or package_versions(),
+            # the participant outputs' attribution method (analyses recorded before it: rollout's)
+            "attribution": {"method": attribution.get("Method") or "rollout",
+                            "meaning": attribution.get("Meaning") or "",
+                            "parameters": _parameters_text(attribution.get("Parameters"))}}
+
+
+def _parameters_text(parameters) -> str:
+    """An attribution's parameters in a few words (``Steps 16, Reference training_mean_token``); several sets
+    (a cohort whose outputs used different steps) joined by " / "."""
+    sets = parameters if isinstance(parameters, list) else [parameters or {}]
+    return " / ".join(", ".join(f"{k} {v}" for k, v in p.items() if k != "ReferenceDescription") for p in sets
+                      if p)
 
 
 def _cohort_counts(predictions: pd.DataFrame | None, analysis: GroupAnalysis) -> pd.DataFrame:

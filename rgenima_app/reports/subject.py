@@ -31,6 +31,7 @@ from rgenima_app.environment import package_versions
 from rgenima_app.genetics.panel import load_gwas_genes
 from rgenima_app.imaging.grids import labels_on_grid
 from rgenima_app.imaging.roi_table import N_ROIS, load_roi_table
+from rgenima_app.inference.methods import MEANINGS, SHORT
 from rgenima_app.models.bundle import chance_status
 from rgenima_app.reports import figures
 
@@ -43,6 +44,31 @@ CITATIONS = [
     "Liu H, Li C, Wu Q, Lee YJ. Visual Instruction Tuning (LLaVA). NeurIPS 2023.",
     "Qwen Team. Qwen2.5 Technical Report. arXiv:2412.15115.",
 ]
+#: Cited when a session's attention outputs hold that method.
+METHOD_CITATIONS = {
+    "attention_gradient": "Chefer H, Gur S, Wolf L. Generic Attention-model Explainability for Interpreting Bi-Modal "
+                          "and Encoder-Decoder Transformers. ICCV 2021.",
+    "integrated_gradients": "Sundararajan M, Taly A, Yan Q. Axiomatic Attribution for Deep Networks. ICML 2017.",
+    "input_gradient": "Shrikumar A, Greenside P, Kundaje A. Learning Important Features Through Propagating "
+                      "Activation Differences. ICML 2017.",
+}
+
+
+def attribution_facts(sidecar: Mapping) -> dict:
+    """Which attribution a session's attention outputs hold (their sidecar's ``AttributionMethod``; outputs written
+    before rgenima recorded it are rollout's) and the report's one line on what it means."""
+    method = sidecar.get("AttributionMethod") or "rollout"
+    parameters = sidecar.get("AttributionParameters") or {}
+    settings = []
+    if parameters.get("Steps") is not None:
+        settings.append(f"{parameters['Steps']} steps")
+    if parameters.get("ReferenceDescription"):
+        settings.append(f"reference: {parameters['ReferenceDescription']}")
+    meaning = sidecar.get("AttributionMeaning") or MEANINGS.get(method, "")
+    return {"method": method, "short": SHORT.get(method, method), "meaning": meaning,
+            "settings": "; ".join(settings), "definition": sidecar.get("Definition", ""),
+            "line": f"Attribution shown: {method} ({'; '.join(settings)})" if settings else
+                    f"Attribution shown: {method}"}
 
 
 # --------------------------------------------------------------------------------------- figures
@@ -195,6 +221,8 @@ def _session_section(prediction_file: Path, model: str, resolve: Callable[[str],
     predicted = str(table["label"].iloc[0])
     probabilities = {s: float(table[f"p_{s}"].iloc[0]) for s in STAGES}
     rois = _read_tsv(Path(stem + "_roiattention.tsv"))
+    attention_sidecar = Path(stem + "_roiattention.json")
+    attribution = attribution_facts(json.loads(attention_sidecar.read_text()) if attention_sidecar.is_file() else {})
     genes = _read_tsv(Path(stem + "_geneattention.tsv"))
     pairs = _read_tsv(Path(stem + "_roigeneattention.tsv"))
     name = Path(stem).name.replace(f"_desc-{model}", "")
@@ -207,7 +235,7 @@ def _session_section(prediction_file: Path, model: str, resolve: Callable[[str],
         "absent_rois": sidecar.get("AbsentROIs", []), "warnings": sidecar.get("Warnings", []),
         "model_hash": sidecar.get("ModelHash", ""), "input_banners": input_banners(sidecar),
         "panel_observed": sidecar.get("PanelSNPsObserved"), "panel_total": sidecar.get("PanelSNPsTotal"),
-        "ood": ood_facts(sidecar),
+        "ood": ood_facts(sidecar), "attribution": attribution,
         "brain": None, "brain_on_t1w": False, "t1w_missing": None, "segmentation": None, "importance_summary": None,
         "roi_figure": None, "gene_figure": None, "heatmap": None,
         "top_rois": [], "top_genes": [], "top_pairs": [],
@@ -250,6 +278,8 @@ def render_subject_report(writer: DerivativesWriter, subject: str, bundle, error
             sessions.append(_session_section(path, model, writer.resolve_uri))
         except (OSError, KeyError, ValueError) as exc:
             errors.append(f"{path.name}: {exc}")
+    methods = list(dict.fromkeys(s["attribution"]["method"] for s in sessions))
+    citations = CITATIONS + [METHOD_CITATIONS[m] for m in methods if m in METHOD_CITATIONS]
     metrics, n_test = metric_rows(bundle.metadata.get("metrics"))
     llm = bundle.metadata.get("llm", {})
     rois_meta = bundle.metadata.get("rois", {})
@@ -262,7 +292,9 @@ def render_subject_report(writer: DerivativesWriter, subject: str, bundle, error
         "genome_build": bundle.metadata.get("genome_build"),
         "n_training": (bundle.metadata.get("training") or {}).get("n_participants"),
         "chance": chance_status(bundle.metadata),
-        "citations": CITATIONS, "versions": package_versions(), "scale": figures.IMPORTANCE_SCALE, "stages": STAGES,
+        "attributions": [{"method": m, "definition": next(s["attribution"]["definition"] for s in sessions
+                                                          if s["attribution"]["method"] == m)} for m in methods],
+        "citations": citations, "versions": package_versions(), "scale": figures.IMPORTANCE_SCALE, "stages": STAGES,
     }
     env = Environment(loader=PackageLoader("rgenima_app.reports", "templates"),
                       autoescape=select_autoescape(["html", "j2"]), trim_blocks=True, lstrip_blocks=True)

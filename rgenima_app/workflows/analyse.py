@@ -3,6 +3,12 @@
 Reads what the participant level wrote for the model (``*_desc-<model>_predictions.tsv/.json``,
 ``*_roiattention.tsv``, ``*_roigeneattention.tsv``), joins the true diagnoses of participants.tsv, and
 writes the cohort predictions, the held-out metrics, the stability/enrichment tables and ``group.html``.
+
+The participants' attention outputs must all hold one attribution method (``AttributionMethod`` in their
+sidecars, ``participant --model --attribution``; outputs written before rgenima recorded it are rollout's):
+importances of different methods are different quantities, so a cohort that mixes them is refused
+(``one_attribution``, a usage error naming the files and the fix). The method is recorded in the analysis's
+provenance (cohort predictions' sidecar, group report).
 """
 from __future__ import annotations
 
@@ -23,9 +29,10 @@ from rgenima_app.analysis.stage_rois import sharing_pattern
 from rgenima_app.bids.inputs import read_participants
 from rgenima_app.bids.tsv import BIDS_BOOLEAN, read_tsv
 from rgenima_app.environment import package_versions
-from rgenima_app.errors import MissingInputError, NoDataError, ProcessingError
+from rgenima_app.errors import MissingInputError, NoDataError, ProcessingError, UsageError
 from rgenima_app.genetics.panel import load_gwas_genes
 from rgenima_app.imaging.roi_table import load_roi_table, roi_names
+from rgenima_app.inference.methods import MEANINGS
 from rgenima_app.models.bundle import chance_status, hash_participant_id, model_label, read_bundle_metadata
 from rgenima_app.reports.group import render_group_report
 
@@ -36,7 +43,7 @@ log = logging.getLogger("rgenima")
 class CohortOutputs:
     """Every participant/session's outputs of one model, aligned: rows of ``predictions`` = first axes."""
 
-    predictions: pd.DataFrame      # participant_id, session, label, p_NC..p_AD, held_out, model_hash
+    predictions: pd.DataFrame      # participant_id, session, label, p_NC..p_AD, held_out, model_hash, attribution...
     roi_importance: np.ndarray     # (n, 109), canonical ROI order (0 where a sample has no image)
     roi_gene: np.ndarray           # (n, 109, G)
     genes: list[str]
@@ -88,13 +95,16 @@ def load_cohort_outputs(output_dir: Path, model: str) -> CohortOutputs:
         except (OSError, ValueError) as exc:
             raise MissingInputError(f"cannot read {sidecar_path}: {exc}",
                                     hint="rerun the participant level of this participant") from exc
+        stem = str(path)[: -len("_predictions.tsv")]
+        method, parameters = _attribution_of(Path(stem + "_roiattention.json"))
         row = {"participant_id": participant, "session": session, "label": table["label"].iloc[0],
                **{f"p_{s}": float(table[f"p_{s}"].iloc[0]) for s in STAGES},
                "held_out": bool(sidecar.get("HeldOut", sidecar.get("held_out", True))),
                "model_hash": sidecar.get("ModelHash", sidecar.get("model_hash")),
-               "genotypes_file": sidecar.get("GenotypesFile")}
+               "genotypes_file": sidecar.get("GenotypesFile"),
+               "attribution": method, "attribution_parameters": parameters,
+               "attribution_sidecar": str(Path(stem + "_roiattention.json").relative_to(output_dir))}
         rows.append(row)
-        stem = str(path)[: -len("_predictions.tsv")]
         rois = _read_output(Path(stem + "_roiattention.tsv"))
         roi_rows.append(rois.set_index("roi")["importance"].reindex(names).to_numpy(float)
                         if {"roi", "importance"} <= set(rois.columns) else np.full(len(names), np.nan))
@@ -129,6 +139,58 @@ def load_cohort_outputs(output_dir: Path, model: str) -> CohortOutputs:
         for k, table in enumerate(gene_tables):
             gene_importance[k, table["gene"].map(gene_index).to_numpy()] = table["importance"].fillna(0)
     return CohortOutputs(predictions, np.nan_to_num(roi_importance), roi_gene, genes, gene_importance, complete)
+
+
+def _attribution_of(sidecar: Path) -> tuple[str, str]:
+    """The attribution method of a sample's attention outputs and its parameters (as sorted JSON) from the
+    ``roiattention`` sidecar; outputs written before rgenima recorded the method are rollout's."""
+    try:
+        recorded = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+    except (OSError, ValueError) as exc:
+        raise MissingInputError(f"cannot read {sidecar}: {exc}",
+                                hint="rerun the participant level of this participant") from exc
+    recorded = recorded if isinstance(recorded, dict) else {}
+    method = recorded.get("AttributionMethod") or "rollout"
+    return str(method), json.dumps(recorded.get("AttributionParameters") or {}, sort_keys=True)
+
+
+def one_attribution(predictions: pd.DataFrame, output_dir: Path, model: str) -> dict:
+    """The one attribution method of the analysed samples' attention outputs (``Method``, ``Parameters``,
+    ``Meaning``): refused (``UsageError``) when they mix methods, a loud warning when one method ran with
+    different parameters (integrated gradients' steps)."""
+    if "attribution" not in predictions:
+        return {"Method": "rollout", "Parameters": {}, "Meaning": MEANINGS["rollout"]}
+    methods = list(dict.fromkeys(predictions["attribution"]))
+    if len(methods) > 1:
+        counts = predictions["attribution"].value_counts()
+        lines = []
+        for method in sorted(methods, key=lambda m: -counts[m]):
+            rows = predictions[predictions["attribution"] == method]
+            files = list(rows["attribution_sidecar"])
+            lines.append(f"{method} ({len(rows)} sample(s)): " + ", ".join(files[:3])
+                         + (f" and {len(files) - 3} more" if len(files) > 3 else ""))
+        majority = str(counts.index[0])
+        others = sorted({p.removeprefix("sub-") for p in
+                         predictions.loc[predictions["attribution"] != majority, "participant_id"]})
+        shown = " ".join(others[:10]) + (" ..." if len(others) > 10 else "")
+        raise UsageError(
+            f"the participant outputs of model '{model}' in {output_dir} hold {len(methods)} different attribution "
+            f"methods (AttributionMethod in their attention sidecars): importances of different methods are "
+            f"different quantities, so cohort statistics over a mix of them mean nothing:\n  " + "\n  ".join(lines),
+            hint=f"make every participant's outputs one method, e.g. rerun 'rgenima BIDS_DIR OUTPUT_DIR participant "
+                 f"--model BUNDLE --attribution {majority} --overwrite --participant-label {shown}' (or rerun all "
+                 f"participants with the method you want); or analyse one method's participants with "
+                 f"--participant-label")
+    method = methods[0]
+    variants = list(dict.fromkeys(predictions["attribution_parameters"]))
+    if len(variants) > 1:
+        by = predictions.groupby("attribution_parameters")["participant_id"].apply(
+            lambda s: ", ".join(s.iloc[:3]) + (f" and {len(s) - 3} more" if len(s) > 3 else ""))
+        log.warning("THE PARTICIPANT OUTPUTS OF %s MIX %s SETTINGS: %s. Their importances are comparable only "
+                    "roughly; rerun the participant level of all of them with the same settings (--attribution-steps)"
+                    " and --overwrite", model, method, "; ".join(f"{v}: {who}" for v, who in by.items()))
+    return {"Method": method, "Parameters": json.loads(variants[0]) if len(variants) == 1 else
+            [json.loads(v) for v in variants], "Meaning": MEANINGS.get(method, "")}
 
 
 # -- the group level with --model -----------------------------------------------------------------------
@@ -194,11 +256,13 @@ def analyse_group(config, writer, run_id: str) -> dict[str, Path]:
     log.info("group analysis of model '%s' (%s)", model, config.model)
     outputs = _filter(load_cohort_outputs(out, model), config)
     predictions = outputs.predictions
+    attribution = one_attribution(predictions, out, model)
+    log.info("attribution of the participant outputs: %s (%s)", attribution["Method"], attribution["Meaning"])
     participants = _read_diagnoses(config.bids_dir, settings.diagnosis_column)
     predictions.insert(2, "diagnosis", predictions["participant_id"].str.removeprefix("sub-").map(participants))
     predictions["held_out"] = _held_out(predictions, metadata)
     settings = _resolve_grouping(settings, predictions)
-    provenance = run_provenance(config, predictions)
+    provenance = run_provenance(config, predictions, attribution)
     paths = {"predictions": _write_predictions(writer, predictions, model, provenance)}
 
     evaluated = predictions[predictions["held_out"] & predictions["diagnosis"].notna()]
@@ -224,17 +288,23 @@ def analyse_group(config, writer, run_id: str) -> dict[str, Path]:
     return paths
 
 
-def run_provenance(config, predictions: pd.DataFrame) -> dict:
+def run_provenance(config, predictions: pd.DataFrame, attribution: dict | None = None) -> dict:
     """What produced the group analysis, as the group report and the cohort predictions' sidecar record it:
     the command line as typed, the inputs (the BIDS dataset, the genotype files and the model bundle the
-    participant level recorded, with the bundle's SHA-256) and the software versions."""
+    participant level recorded, with the bundle's SHA-256, and the attribution method of the participant
+    outputs, ``one_attribution``) and the software versions."""
     hashes = predictions["model_hash"].dropna().unique()
     genotypes = sorted(predictions["genotypes_file"].dropna().unique()) if "genotypes_file" in predictions else []
+    attribution = attribution or one_attribution(predictions, config.output_dir, "")
+    parameters = attribution["Parameters"]
+    described = attribution["Method"] + (f" {json.dumps(parameters)}" if parameters else "")
     return {"CommandLine": config.command_line,
             "Inputs": {"BIDS dataset": str(config.bids_dir), "participant outputs": str(config.output_dir),
                        "genotypes (participant level)": genotypes or "none recorded",
                        "model bundle": str(config.model),
-                       "model SHA-256 (participant level)": str(hashes[0]) if len(hashes) else "not recorded"},
+                       "model SHA-256 (participant level)": str(hashes[0]) if len(hashes) else "not recorded",
+                       "attribution method (participant level)": described},
+            "Attribution": attribution,
             "SoftwareVersions": package_versions()}
 
 

@@ -13,7 +13,9 @@ is refused, naming it, unless ``--allow-unvalidated-inputs``.
 
 A rerun skips the samples whose outputs are complete for this bundle and these inputs
 (``rgenima_app.provenance``); ``--overwrite`` recomputes them. Predictions made by another bundle of the
-same name, or from other inputs, are refused (exit 73) unless ``--overwrite``.
+same name, or from other inputs or options, are refused (exit 73) unless ``--overwrite``. The attribution
+method (``--attribution``, with integrated gradients' steps and reference) is one of those options: it is
+part of the prediction's provenance key, so outputs of another method are never replaced silently.
 """
 from __future__ import annotations
 
@@ -28,13 +30,39 @@ from rgenima_app.config import RunConfig
 from rgenima_app.environment import resolve_device
 from rgenima_app.errors import OutputNotWritableError
 from rgenima_app.inference.outputs import STATMAPS, TABLES, output_paths, write_prediction
-from rgenima_app.inference.predict import PredictionInput, bundle_hash, input_configuration, predict, refuse_unvalidated
+from rgenima_app.inference.methods import DEFAULT_METHOD, REFERENCE_MEAN
+from rgenima_app.inference.predict import (PredictionInput, attribution_settings, bundle_hash, input_configuration,
+                                           predict, refuse_unvalidated)
 from rgenima_app.models.bundle import load_bundle
 from rgenima_app.provenance import OTHER, OutputGroup, make_key, read_sidecar
 from rgenima_app.reports.subject import render_subject_report
 from rgenima_app.workflows.samples import SampleGuard, SamplePlan
 
 log = logging.getLogger("rgenima")
+
+
+#: What each method costs per sample beside rollout's one forward pass (said in the log when a run starts).
+_COSTS = {
+    "input_gradient": "one forward and one backward pass per sample",
+    "attention_gradient": "one forward and one backward pass per sample with eager attention, keeping every "
+                          "layer's per-head attention and its gradient (memory grows with the prompt length squared)",
+}
+
+
+def log_attribution(settings, model: str) -> None:
+    """Say which attribution the run writes and, for the gradient methods, that they are slower than rollout."""
+    log.info("attribution: %s, written to the attention outputs of model %s (AttributionMethod in their sidecars)",
+             settings.describe(), model)
+    if settings.method == "integrated_gradients":
+        log.warning("--attribution integrated_gradients: %d forward and backward passes per sample (the path from "
+                    "the reference input), where rollout needs one forward pass: the prediction stage is about that "
+                    "many times slower", settings.steps)
+        if settings.reference != REFERENCE_MEAN:
+            log.warning("the model %s stores no mean RiT token per ROI (a bundle written before rgenima stored "
+                        "one): integrated gradients start from zero image features", model)
+    elif settings.method in _COSTS:
+        log.warning("--attribution %s: %s, where rollout needs one forward pass: the prediction stage is slower",
+                    settings.method, _COSTS[settings.method])
 
 
 class PredictionStage:
@@ -61,6 +89,9 @@ class PredictionStage:
         if config.genotypes is not None and self.bundle.snp_panel is None:
             log.warning("the model %s has no SNP panel: --genotypes %s is not used for prediction",
                         self.bundle.name, config.genotypes)
+        self.attribution = attribution_settings(self.bundle, config.attribution or DEFAULT_METHOD,
+                                                config.attribution_steps)
+        log_attribution(self.attribution, self.bundle.name)
 
     @property
     def reads_genotypes(self) -> bool:
@@ -98,7 +129,7 @@ class PredictionStage:
         plan.prediction.key = make_key(
             "prediction", model=self.hash, rois=plan.imaging.key if plan.imaging is not None else None,
             genotypes=plan.genotypes.key if plan.genotypes is not None else None,
-            min_panel_coverage=self.config.min_panel_coverage)
+            min_panel_coverage=self.config.min_panel_coverage, attribution=self.attribution.key())
 
     def check_inputs(self, plans: list[SamplePlan], genotypes) -> None:
         """The one rule for a missing modality, for every sample to predict, before anything is computed:
@@ -121,31 +152,51 @@ class PredictionStage:
         other = [p for p in plans if p.prediction.state() == OTHER]
         if not other or config.overwrite:
             return
-        lines = []
+        lines, methods = [], set()
         for plan in other:
             sidecar = sidecar_path(plan.prediction.files[0])
             recorded = read_sidecar(sidecar).get("ModelHash")
-            why = (f"made by another bundle named {bundle.name} (ModelHash {str(recorded)[:12]}..., this one "
-                   f"{self.hash[:12]}...)" if isinstance(recorded, str) and recorded != self.hash
-                   else "made from other inputs or options, or by another rgenima version")
+            attention = sidecar_path(plan.prediction.files[1])   # TABLES: predictions, roiattention, ...
+            method = read_sidecar(attention).get("AttributionMethod") if attention.is_file() else None
+            if isinstance(recorded, str) and recorded != self.hash:
+                why = (f"made by another bundle named {bundle.name} (ModelHash {str(recorded)[:12]}..., this one "
+                       f"{self.hash[:12]}...)")
+            elif attention.is_file() and method is None:
+                why = ("attention outputs written before rgenima recorded their attribution method (rollout's); "
+                       f"this run writes --attribution {self.attribution.method} and records it")
+            elif attention.is_file() and method != self.attribution.method:
+                methods.add(str(method))
+                why = (f"attention outputs made with --attribution {method}; this run writes --attribution "
+                       f"{self.attribution.method}")
+            elif method == self.attribution.method and read_sidecar(attention).get("AttributionParameters") \
+                    != self.attribution.parameters():
+                why = (f"attention outputs made with --attribution {method} with other settings "
+                       f"({read_sidecar(attention).get('AttributionParameters')}; this run "
+                       f"{self.attribution.parameters()})")
+            else:
+                why = "made from other inputs or options, or by another rgenima version"
             lines.append(f"{plan.name}: {sidecar.relative_to(config.output_dir)} {why}")
         more = f"\n  ... and {len(lines) - 10} more" if len(lines) > 10 else ""
+        keep = (f", or rerun with --attribution {' / '.join(sorted(methods))} to keep them" if methods else "")
         raise OutputNotWritableError(
             f"OUTPUT_DIR {config.output_dir} holds predictions of model {bundle.name} that this run would replace "
             f"({len(other)} sample(s)):\n  " + "\n  ".join(lines[:10]) + more,
-            hint="rerun with --overwrite to recompute and replace them, or write to another OUTPUT_DIR")
+            hint=f"rerun with --overwrite to recompute and replace them, or write to another OUTPUT_DIR{keep}")
 
     def predict(self, items: list[PredictionInput], plans: dict[str, SamplePlan], guard: SampleGuard) -> set[str]:
         """Predict in batches and write each sample's outputs; returns the participants predicted."""
         batch_size = 4 if self.device.type == "cuda" else 1
         done: set[str] = set()
-        for start in tqdm(range(0, len(items), batch_size), desc="prediction", unit="batch", disable=None):
+        bar = tqdm(total=len(items), desc=f"prediction + {self.attribution.method}", unit="sample", disable=None)
+        for start in range(0, len(items), batch_size):
             batch = items[start:start + batch_size]
             names = ", ".join(i.name for i in batch)
             outcome = guard(names, self._predict_batch, batch, plans, record=False) if len(batch) > 1 else None
             if outcome is None:  # one at a time: a failing sample does not take its batch with it
                 outcome = [item for item in batch if guard(item.name, self._predict_batch, [item], plans)]
             done |= {item.subject for item in outcome}
+            bar.update(len(batch))
+        bar.close()
         in_training = [i.name for i in items if i.subject in done and self.bundle.was_trained_on(i.subject)]
         if in_training:  # one line, not one per participant (each sidecar and report says it too)
             shown = ", ".join(in_training[:10]) + (f" and {len(in_training) - 10} more" if len(in_training) > 10 else "")
@@ -156,15 +207,16 @@ class PredictionStage:
     def _predict_batch(self, batch: list[PredictionInput], plans: dict[str, SamplePlan]) -> list[PredictionInput]:
         for prediction in predict(self.bundle, batch, batch_size=len(batch), progress=False,
                                   min_panel_coverage=self.config.min_panel_coverage,
-                                  allow_unvalidated=self.config.allow_unvalidated_inputs):
+                                  allow_unvalidated=self.config.allow_unvalidated_inputs,
+                                  attribution=self.attribution):
             plan = plans[prediction.input.name]
             if plan.prediction.state() == OTHER and not self.config.overwrite:
                 self.refuse_other_outputs([plan])
             plan.prediction.prepare()
             write_prediction(self.writer, prediction, self.bundle, self.hash, self.config.genotypes,
                              provenance=plan.prediction.key)
-            log.info("%s: %s (p=%.3f) from %s", prediction.input.name, prediction.label,
-                     prediction.probabilities.max(), " + ".join(prediction.modalities))
+            log.info("%s: %s (p=%.3f) from %s; attribution %s", prediction.input.name, prediction.label,
+                     prediction.probabilities.max(), " + ".join(prediction.modalities), prediction.method.method)
         return batch
 
     def write_reports(self, subjects: set[str], skipped: list[SamplePlan], failed: dict[str, list[str]],

@@ -340,6 +340,7 @@ def train_fold(config: RunConfig, settings: TrainSettings, cohort: cohort_data.C
                 roi_mode=settings.imaging.mode, roi_normalization=settings.imaging.normalization,
                 distribution=training_distribution(in_role(train_p | val_p), genotypes, settings, ages or {},
                                                    with_genotypes=settings.data != "image"),
+                **reference_tokens(in_role(train_p | val_p), tokens),
                 model_card_notes=model_card_notes(settings, report, len(test_items), baselines[0][1],
                                                   fold_genes.screening, chances[bundle_name], chances[CLASSICAL],
                                                   probe))
@@ -405,6 +406,16 @@ def deepspeed_config(config: RunConfig, settings: TrainSettings) -> dict | None:
     if config.deepspeed is None:
         return None
     return distributed.load_deepspeed_config(config.deepspeed, settings.stage2)
+
+
+def reference_tokens(samples: list[cohort_data.CohortSample], tokens: dict[str, torch.Tensor]) -> dict:
+    """``save_bundle``'s ``reference_tokens``: each ROI's mean frozen RiT token over the training samples (the
+    participants the model was trained on, as ``training_distribution``), integrated gradients' reference input
+    at the participant level (docs/inference.md, "Attribution methods"); none for a model without images."""
+    stacked = [tokens[s.name] for s in samples if s.name in tokens]
+    if not stacked:
+        return {}
+    return {"reference_tokens": torch.stack(stacked).float().mean(0), "reference_samples": len(stacked)}
 
 
 def token_probe(train: list[cohort_data.CohortSample], held_out: list[cohort_data.CohortSample],

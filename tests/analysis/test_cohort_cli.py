@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import re
 import shutil
 import subprocess
@@ -22,6 +23,8 @@ from rgenima_app import STAGES
 from rgenima_app.analysis.metrics import classification_metrics
 from rgenima_app.bids.derivatives import DerivativesWriter, write_json
 from rgenima_app.imaging.roi_table import load_roi_table
+from rgenima_app.inference.methods import AttributionSettings
+from rgenima_app.inference.outputs import attribution_sidecar
 from rgenima_app.synthetic import build_phantom, fabricate_attention
 
 MODEL = "tinycohort"
@@ -86,7 +89,7 @@ def write_participant(out, label, session, roi, pairs, genes, proba, held_out, m
                      {"Description": "fabricated", "Model": model, "ModelHash": model_hash, "HeldOut": held_out,
                       "ImputedSNPs": 0, "Modalities": ["T1w", "genotype"], "Sources": [],
                       "OutOfDistribution": {"Available": False}})
-    rollout = {"Description": "fabricated", "Sources": [], "Definition": "fabricated"}
+    rollout = {"Description": "fabricated", "Sources": [], **attribution_sidecar(AttributionSettings("rollout"))}
     write_tsv = functools.partial(_write_with_sidecar, writer, rollout)
     rois = load_roi_table()
     write_tsv(stem.with_name(stem.name + "_roiattention.tsv"),
@@ -313,6 +316,87 @@ def test_outputs_of_two_models_are_refused(group_run, bundle, tmp_path):
     assert result.returncode == 1
     assert "2 different models" in result.stderr and "sub-07" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _set_attribution(out, label, method: str) -> None:
+    """Mark one participant's attention outputs as made by ``method`` (as ``participant --attribution`` would)."""
+    for kind in ("roiattention", "geneattention", "roigeneattention"):
+        sidecar = out / f"sub-{label}" / f"sub-{label}_desc-{MODEL}_{kind}.json"
+        write_json(sidecar, dict(json.loads(sidecar.read_text()),
+                                 **attribution_sidecar(AttributionSettings.of(method, 8))))
+
+
+def test_outputs_of_two_attribution_methods_are_refused(group_run, bundle, tmp_path):
+    bids, out, _, _ = group_run
+    mixed = tmp_path / "out"
+    shutil.copytree(out, mixed)
+    for label in ("07", "09"):
+        _set_attribution(mixed, label, "integrated_gradients")
+    result = run_rgenima(bids, mixed, "group", "--model", bundle)
+    assert result.returncode == 2, result.stderr   # a usage error, as the app's others
+    assert "2 different attribution methods" in result.stderr and "mean nothing" in result.stderr
+    assert re.search(r"rollout \(\d+ sample\(s\)\)", result.stderr)
+    assert "integrated_gradients (2 sample(s)): sub-07/sub-07_desc-tinycohort_roiattention.json, " \
+           "sub-09/sub-09_desc-tinycohort_roiattention.json" in result.stderr
+    assert "--attribution rollout --overwrite --participant-label 07 09" in result.stderr   # the fix
+    assert "Traceback" not in result.stderr
+
+
+def test_a_cohort_of_one_other_method_is_analysed_and_says_so(group_run, bundle, tmp_path):
+    bids, out, _, _ = group_run
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    sidecars = sorted(copy.glob(f"sub-*/**/*_desc-{MODEL}_*attention.json"))
+    assert len(sidecars) == 3 * 32   # 31 participants, one with two sessions
+    for path in sidecars:
+        write_json(path, dict(json.loads(path.read_text()), **attribution_sidecar(
+            AttributionSettings.of("integrated_gradients", 8))))
+    config = tmp_path / "analysis.toml"
+    config.write_text(ANALYSIS_TOML)
+    result = run_rgenima(bids, copy, "group", "--model", bundle, "--train-config", config)
+    assert result.returncode == 0, result.stderr
+    provenance = json.loads((copy / f"desc-{MODEL}_predictions.json").read_text())["Provenance"]
+    assert provenance["Attribution"]["Method"] == "integrated_gradients"
+    assert provenance["Attribution"]["Parameters"]["Steps"] == 8
+    report = (copy / "group.html").read_text()
+    assert "--attribution integrated_gradients</code> (Reference zero, Steps 8)" in report
+    assert "not the paper's attention rollout" in report and "attribution method (participant level)" in report
+
+
+def test_one_attribution_reads_the_method_and_takes_unrecorded_outputs_as_rollout(group_run, tmp_path):
+    from rgenima_app.errors import UsageError
+    from rgenima_app.workflows.analyse import load_cohort_outputs, one_attribution
+
+    bids, out, _, _ = group_run
+    cohort = load_cohort_outputs(out, MODEL)
+    assert set(cohort.predictions["attribution"]) == {"rollout"}
+    found = one_attribution(cohort.predictions, out, MODEL)
+    assert found["Method"] == "rollout" and found["Parameters"] == {}
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    # outputs written before rgenima recorded the method: rollout's, which is what they are
+    sidecar = copy / "sub-05" / f"sub-05_desc-{MODEL}_roiattention.json"
+    write_json(sidecar, {k: v for k, v in json.loads(sidecar.read_text()).items() if not k.startswith("Attribution")})
+    assert set(load_cohort_outputs(copy, MODEL).predictions["attribution"]) == {"rollout"}
+    # integrated gradients with two step counts: one method, analysed with a loud warning
+    _set_attribution(copy, "05", "integrated_gradients")
+    _set_attribution(copy, "06", "integrated_gradients")
+    sidecar = copy / "sub-06" / f"sub-06_desc-{MODEL}_roiattention.json"
+    recorded = json.loads(sidecar.read_text())
+    write_json(sidecar, dict(recorded, AttributionParameters=dict(recorded["AttributionParameters"], Steps=32)))
+    predictions = load_cohort_outputs(copy, MODEL).predictions
+    with pytest.raises(UsageError, match="2 different attribution methods"):
+        one_attribution(predictions, copy, MODEL)
+    warnings = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: warnings.append(record.getMessage())
+    logging.getLogger("rgenima").addHandler(handler)
+    try:
+        found = one_attribution(predictions[predictions["attribution"] == "integrated_gradients"], copy, MODEL)
+    finally:
+        logging.getLogger("rgenima").removeHandler(handler)
+    assert found["Method"] == "integrated_gradients" and sorted(p["Steps"] for p in found["Parameters"]) == [8, 32]
+    assert any("MIX integrated_gradients SETTINGS" in w and "sub-06" in w for w in warnings), warnings
 
 
 def test_group_of_one_is_skipped_with_a_warning(bundle, tmp_path):

@@ -129,6 +129,27 @@ def test_bundle_stores_the_training_distribution(trained, train_cohort):
     assert "Out-of-distribution check" in (trained / "models" / "tiny" / "MODEL_CARD.md").read_text()
 
 
+def test_bundle_stores_the_training_mean_rit_tokens(trained):
+    """Integrated gradients' reference at the participant level: each ROI's mean frozen RiT token over the
+    training and validation samples (the token cache of the run), no test sample."""
+    import torch
+    from safetensors.torch import load_file
+
+    from rgenima_app.training.tokens import weights_hash
+
+    bundle = load_bundle(trained / "models" / "tiny")
+    split = pd.read_csv(trained / "desc-tiny_split.tsv", sep="\t")
+    seen = set(split.loc[split["role"].isin(["train", "validation"]), "participant_id"])
+    cache = trained / ".work" / "tokens" / weights_hash(bundle.model.image_encoder)
+    owner = lambda f: "sub-" + f.name.split("-")[1].split("_")[0]  # noqa: E731  sub-X[_ses-Y]-<patches>.safetensors
+    files = [f for f in sorted(cache.glob("*.safetensors")) if owner(f) in seen]
+    assert files and len({owner(f) for f in files}) == len(seen)
+    expected = torch.stack([load_file(str(f))["tokens"] for f in files]).mean(0)
+    torch.testing.assert_close(bundle.reference_tokens, expected)
+    assert bundle.metadata["reference_tokens"]["n_samples"] == len(files)
+    assert "mean RiT token over" in (trained / "models" / "tiny" / "MODEL_CARD.md").read_text()
+
+
 def test_training_figure_and_curves(trained):
     svg = (trained / "figures" / "desc-tiny_training.svg").read_text()
     assert svg.lstrip().startswith("<svg") and "Stage 2" in svg
