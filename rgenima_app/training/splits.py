@@ -2,7 +2,8 @@
 
 The unit of every split is the participant: all sessions of one participant fall on one side, so no
 scan of a test participant (nor an augmented copy of one) is ever seen in training. Stratification is
-by stage, on each participant's label.
+on each participant's label: its stage, or, for the progression targets, the stratum of its target
+(``progression.training.split_strata``: converter/stable, or a quantile bin of ΔCDR-SB).
 """
 from __future__ import annotations
 
@@ -27,6 +28,12 @@ class Fold:
 
     def participants(self, role: str) -> list[str]:
         return sorted(p for p, r in self.roles.items() if r == role)
+
+
+def strata_order(labels: pd.Series) -> list[str]:
+    """The strata in the order they are drawn: the stages first (in STAGES order, present or not, as the
+    stage splits always did), then any other labels, sorted."""
+    return list(STAGES) + sorted(set(labels.dropna()) - set(STAGES))
 
 
 def check_labels(labels: pd.Series, folds: int = 0) -> None:
@@ -59,7 +66,7 @@ def train_test_split(labels: pd.Series, test: float, validation: float, seed: in
     check_labels(labels)
     rng = np.random.default_rng(seed)
     roles: dict[str, str] = {}
-    for stage in STAGES:
+    for stage in strata_order(labels):
         members = sorted(labels.index[labels == stage])
         if not members:
             continue
@@ -85,7 +92,7 @@ def kfold_splits(labels: pd.Series, folds: int, validation: float, seed: int) ->
     check_labels(labels, folds)
     rng = np.random.default_rng(seed)
     assignment: dict[str, int] = {}
-    for stage in STAGES:
+    for stage in strata_order(labels):
         members = sorted(labels.index[labels == stage])
         offset = int(rng.integers(folds))  # rotate so that small stages do not all land in fold 0
         for i, p in enumerate(members[j] for j in rng.permutation(len(members))):
