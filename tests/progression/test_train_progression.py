@@ -126,3 +126,34 @@ def test_split_strata_and_conformal_half_width():
     # 9 residuals, 90%: the ceil(10 * 0.9) = 9th smallest; 3 residuals: too few for 90% (NaN)
     assert conformal_half_width(np.array([-1, 2, 3, -4, 5, 6, 7, 8, -9.0])) == 9.0
     assert np.isnan(conformal_half_width(np.array([1.0, 2.0, 3.0])))
+
+
+def test_conversion_target_trains_on_baseline_mci_only_and_reports_probabilities(tmp_path):
+    spec = PRESETS["tiny"]
+    params = GeneratorParameters(preset="tiny", seed=7, n_participants=80, sessions=1, grid=spec["grid"],
+                                 voxel_mm=spec["voxel_mm"], snps_per_gene=spec["snps_per_gene"],
+                                 planted_rois=list(DEFAULT_PLANTED_ROIS), planted_genes=list(DEFAULT_PLANTED_GENES))
+    cohort = tmp_path / "cohort"
+    generate_cohort(cohort, params, progress=False, progression=ProgressionModel(visits=3))
+    config = tmp_path / "train.toml"
+    config.write_text(TINY_TRAIN_CONFIG.format(name="conv", data="image_gene", folds=0, epochs=2, baselines="[]")
+                      + TARGET.format(kind="conversion"))
+    out = tmp_path / "out"
+    result = run_rgenima(*train_args(cohort, out, config))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert check_outputs(out) == []
+    expected = load_progression_targets(cohort / "bids", 24, 6).conversion
+    targets = pd.read_csv(out / "desc-conv_targets.tsv", sep="\t")
+    included = targets[targets["included"]].set_index("participant_id")
+    assert sorted(included.index) == sorted(f"sub-{p}" for p in expected.index)
+    assert (targets.loc[~targets["included"], "reason"] == "baseline diagnosis not MCI").sum() == \
+        (pd.read_csv(cohort / "bids" / "participants.tsv", sep="\t")["diagnosis"] != "MCI").sum()
+    predictions = pd.read_csv(out / "desc-conv_progressionpredictions.tsv", sep="\t")
+    assert set(predictions["model"]) == {"conv", "sparse_logistic"}
+    assert predictions["predicted"].between(0, 1).all() and predictions["interval_low"].isna().all()
+    for p, row in predictions.iterrows():
+        assert row["observed"] == float(expected.loc[row["participant_id"].removeprefix("sub-"), "converted"])
+    evaluation = pd.read_csv(out / "desc-conv_progressionevaluation.tsv", sep="\t")
+    assert set(evaluation["metric"]) == {"balanced_accuracy", "auc", "sensitivity", "specificity", "accuracy"}
+    meta = json.loads((out / "models" / "conv" / "rgenima.json").read_text())
+    assert meta["target"]["kind"] == "conversion" and meta["target"]["n_participants"] == len(expected)
