@@ -43,6 +43,15 @@ def check_labels(labels: pd.Series, folds: int = 0) -> None:
         raise MissingInputError("no selected participant has a diagnosis in participants.tsv",
                           hint=f"training needs labelled participants ({', '.join(STAGES)})")
     counts = Counter(labels)
+    if not set(counts) <= set(STAGES):  # a progression target's strata (progression.training.split_strata)
+        if len(counts) < 2 or min(counts.values()) < max(folds, 2):
+            listing = ", ".join(f"{c}: {n}" for c, n in sorted(counts.items()))
+            raise ProcessingError(f"too few participants with the target for a participant-disjoint split "
+                                  f"stratified on it ({listing})",
+                                  hint=f"each of converter/stable (or of the ΔCDR-SB bins) needs at least "
+                                       f"{max(folds, 2)} participants: add participants with follow-up visits, "
+                                       "widen [target] window_months, or set [split] folds lower")
+        return
     if len(counts) < 2:
         raise ProcessingError(f"all {len(labels)} labelled participants are {next(iter(counts))}; training needs "
                          "at least 2 stages", hint="add participants of other stages to participants.tsv")

@@ -105,7 +105,7 @@ def train_group(config: RunConfig, writer: DerivativesWriter, run_id: str) -> No
                                     work_dir=config.work_dir, roi_size=config.roi_size, device=config.device)
         if "llm_wholebrain" in settings.baselines.run:
             cohort_data.prepare_wholebrain(cohort.samples, settings, config.work_dir, config.device)
-    keys = [run_key(config, settings, cohort, fold) for fold in folds]
+    keys = [run_key(config, settings, cohort, fold, progression) for fold in folds]
     finished = _finished_folds(config, names, keys)
     if rank == 0:
         writer.initialize(load_roi_table())
@@ -211,8 +211,10 @@ def _select_samples(cohort: cohort_data.Cohort, settings: TrainSettings) -> None
     cohort.samples = kept
 
 
-def run_key(config: RunConfig, settings: TrainSettings, cohort: cohort_data.Cohort, fold: Fold) -> str:
-    """What the fold's trained state depends on: settings, options, inputs and the split."""
+def run_key(config: RunConfig, settings: TrainSettings, cohort: cohort_data.Cohort, fold: Fold,
+            progression: ProgressionCohort | None = None) -> str:
+    """What the fold's trained state depends on: settings, options, inputs and the split (and a progression
+    target's values, which change with the visit tables while the settings stay the same)."""
     parts = {
         "settings": settings.to_dict(), "llm": config.llm, "finetune": config.finetune, "seed": config.seed,
         "roi_size": config.roi_size, "deepspeed": config.deepspeed, "genotypes": str(config.genotypes),
@@ -220,6 +222,8 @@ def run_key(config: RunConfig, settings: TrainSettings, cohort: cohort_data.Coho
         "samples": [(s.name, s.diagnosis, str(s.patches)) for s in cohort.samples],
         "roles": sorted(fold.roles.items()), "version": __version__,
     }
+    if progression is not None:
+        parts["targets"] = sorted(progression.values.items())
     return _digest(parts)
 
 
@@ -272,7 +276,7 @@ def train_fold(config: RunConfig, settings: TrainSettings, cohort: cohort_data.C
                progression: ProgressionCohort | None = None) -> dict | None:
     """Everything of one fold; returns its test predictions, metrics and curves (None on ranks > 0).
     With ``progression``, the model learns that target and the fold ends in ``train_progression.finish_fold``."""
-    state_dir = check_write(config.work_dir / "training" / run_key(config, settings, cohort, fold))
+    state_dir = check_write(config.work_dir / "training" / run_key(config, settings, cohort, fold, progression))
     train_p, val_p, test_p = (set(fold.participants(r)) for r in ("train", "validation", "test"))
     log.info("fold %d: %d train, %d validation, %d test participants", fold.index, len(train_p), len(val_p), len(test_p))
     fold_genes = cohort_data.fold_genotypes(config.genetics, settings, cohort, sorted(train_p),

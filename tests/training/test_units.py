@@ -101,6 +101,8 @@ def test_splits_stratify_on_target_strata_and_keep_the_stage_draws():
     assert strata_order(_labels({"NC": 5, "MCI": 7, "AD": 4})) == list(STAGES)
     strata = pd.Series(["converter"] * 6 + ["stable"] * 8, index=[f"p{i}" for i in range(14)])
     assert strata_order(strata) == [*STAGES, "converter", "stable"]
+    with pytest.raises(ProcessingError, match=r"too few participants with the target.*converter: 1, stable: 8"):
+        make_folds(pd.concat([strata[5:]]), 0.3, 0.0, 0, 1)
     for fold in make_folds(strata, 0.3, 0.0, 0, 1) + make_folds(strata, 0.3, 0.2, 3, 1):
         test = [p for p, r in fold.roles.items() if r == "test"]
         assert {strata[p] for p in test} == {"converter", "stable"}   # both strata in every test set
