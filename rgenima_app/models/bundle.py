@@ -53,6 +53,7 @@ BUNDLE_FORMAT = "rgenima-model-bundle"
 BUNDLE_FORMAT_VERSION = 1
 METADATA = "rgenima.json"
 REFERENCE_TOKENS = "reference_tokens.safetensors"
+TARGET_HEAD_FILE = "target_head.safetensors"   # a progression model's head (RGenIMA.set_target)
 _ENCODER_FILES = {"rit": "rit.safetensors", "wholebrain": "wholebrain.safetensors"}
 
 #: The input configurations a prediction can read (docs/inference.md, "Missing modalities").
@@ -181,7 +182,8 @@ def save_bundle(path: str | Path, model: RGenIMA, *, genome_build: str | None = 
                 metrics: dict | None = None, snp_panel: pd.DataFrame | None = None,
                 model_card_notes: str = "", overwrite: bool = False, name: str | None = None,
                 roi_mode: str = "stretch", roi_normalization: str = "wm", distribution: dict | None = None,
-                reference_tokens: torch.Tensor | None = None, reference_samples: int | None = None) -> Path:
+                reference_tokens: torch.Tensor | None = None, reference_samples: int | None = None,
+                target: dict | None = None) -> Path:
     """Write ``model`` as a bundle at ``path`` (atomically: built beside it, then renamed into place).
 
     ``name`` is the model label used in output file names (``desc-<name>``; letters and digits only;
@@ -191,6 +193,8 @@ def save_bundle(path: str | Path, model: RGenIMA, *, genome_build: str | None = 
     prediction scores samples against (out-of-distribution score); stored under ``distribution``.
     ``reference_tokens`` (n_image_tokens, image_dim): each ROI's mean RiT token over ``reference_samples``
     training samples, integrated gradients' reference (``REFERENCE_TOKENS``; described under ``reference_tokens``).
+    ``target`` (``progression.training.ProgressionCohort.summary``): a progression model's target, horizon,
+    window and exclusions, stored under ``target`` with its head's weights in ``target_head.safetensors``.
     """
     path = Path(path)
     if path.exists() and not overwrite:
@@ -216,7 +220,10 @@ def save_bundle(path: str | Path, model: RGenIMA, *, genome_build: str | None = 
                 "file": REFERENCE_TOKENS, "shape": list(expected), "n_samples": reference_samples,
                 "description": "each ROI's mean RiT token over the training samples: integrated gradients' "
                                "reference input for the ROI tokens"}
-        if distribution is not None or reference_tokens is not None:
+        if target is not None:
+            metadata["target"] = target
+            save_file(_contiguous(model.target_head.state_dict()), str(tmp / TARGET_HEAD_FILE))
+        if distribution is not None or reference_tokens is not None or target is not None:
             (tmp / METADATA).write_text(json.dumps(metadata, indent=2, default=str))
         (tmp / "MODEL_CARD.md").write_text(model_card(metadata, model_card_notes))
         _share_like_plain_files(tmp)
@@ -393,6 +400,13 @@ def read_bundle_metadata(path: str | Path, expected_roi_size: int | None = None)
     if list(metadata.get("labels") or []) != list(STAGES):
         raise MissingInputError(f"{meta_path}: the bundle's labels {metadata.get('labels')} differ from "
                                 f"rgenima's {list(STAGES)}", "this bundle was not trained on rgenima's stages")
+    target = metadata.get("target") or {}
+    if target.get("kind", "stage") != "stage":
+        raise UsageError(
+            f"{meta_path}: this bundle predicts {target['kind']} (horizon {target.get('horizon_months')} months), "
+            "not the stage; prediction, reports and interpretation with progression bundles are not built yet "
+            "(docs/progression.md)", "its held-out predictions are in desc-<model>_progressionpredictions.tsv of "
+            "the training run's outputs; use a stage bundle (no [target] in --train-config) with --model")
     names = list((metadata.get("rois") or {}).get("names") or [])
     if names != roi_names():
         expected = roi_names()

@@ -11,6 +11,10 @@ connector's projections of the image tokens into ``inputs_embeds`` at exactly th
   (softmax) — one probability per stage. The prompt runs once; its key/value cache is repeated for
   the four answers.
 * ``generate``: greedy decoding, for parity with the paper.
+* a progression target (``set_target``): a linear head on the LLM's last hidden state at the query
+  position (the last prompt token, whose output would predict the answer's first token) reads the
+  answer as a number: ΔCDR-SB (trained by mean squared error) or the logit of MCI-to-AD conversion
+  (binary cross-entropy); ``predict_targets`` returns the change or the probability.
 * ``PromptLayout`` tells the interpretation code where the image tokens, the SNP-text tokens and the
   label-predicting position are.
 """
@@ -42,6 +46,7 @@ class MLLMSample:
     genome_text: str | None = None
     image_tokens: torch.Tensor | None = None
     label: str | None = None
+    target: float | None = None     # ΔCDR-SB or converted (0/1): the progression head's training target
 
 
 @dataclass
@@ -76,6 +81,7 @@ class PromptBatch:
     image_features: torch.Tensor | None
     layouts: list[PromptLayout]
     pad_offsets: list[int]
+    targets: torch.Tensor | None = None   # (B,) progression targets (a model with a target head)
 
 
 @dataclass
@@ -119,6 +125,8 @@ class RGenIMA(nn.Module):
         self.image_encoder = image_encoder
         self.llm_description = dict(llm_description or {})
         self.finetune_mode = "full"  # set_finetune_mode() changes it
+        self.target_kind = "stage"   # set_target() changes it
+        self.target_head: nn.Module | None = None
         self.lora_settings = None
         self._answer_ids = [self._answer_token_ids(s) for s in STAGES]
         #: between the dosages of the compact SNP text: one token per dosage with this tokenizer
@@ -152,6 +160,20 @@ class RGenIMA(nn.Module):
     def _answer_token_ids(self, label: str) -> list[int]:
         ids = self.tokenizer(answer_text(label), add_special_tokens=False)["input_ids"]
         return list(ids) + [self.tokenizer.eos_token_id]
+
+    def set_target(self, kind: str, initial: float = 0.0) -> None:
+        """Answer a progression target (``progression``: ΔCDR-SB; ``conversion``: P(MCI to AD)) with a
+        linear head on the query position's last hidden state; ``initial`` is its starting output (the
+        training mean change, or the logit of the training converter rate), so training starts from the
+        trivial reference rather than from zero."""
+        if kind not in ("progression", "conversion"):
+            raise UsageError(f"unknown progression target {kind!r}", hint="progression or conversion")
+        self.target_kind = kind
+        self.target_head = nn.Linear(self.hidden_size, 1)
+        with torch.no_grad():
+            self.target_head.weight.zero_()
+            self.target_head.bias.fill_(float(initial))
+        self.target_head.to(self.lm_head.weight.device)
 
     # --------------------------------------------------------------- tokenizing
     def prompt_tokens(self, sample: MLLMSample) -> tuple[list[int], PromptLayout]:
@@ -193,7 +215,7 @@ class RGenIMA(nn.Module):
         for s in samples:
             ids, layout = self.prompt_tokens(s)
             mask = [False] * len(ids)
-            if with_answers:
+            if with_answers and self.target_head is None:
                 if s.label is None:
                     raise UsageError("training samples need a stage label")
                 answer_text(s.label)  # validates the label
@@ -203,6 +225,11 @@ class RGenIMA(nn.Module):
             layouts.append(layout)
             answer_masks.append(mask)
         ids, attn, pad = _pad(rows, self.tokenizer.pad_token_id, padding_side)
+        targets = None
+        if with_answers and self.target_head is not None:  # the head reads the prompt: no answer tokens
+            if any(s.target is None for s in samples):
+                raise UsageError("training samples of a progression target need their target value")
+            targets, with_answers = torch.tensor([float(s.target) for s in samples]), False
         answer_mask = _pad(answer_masks, False, padding_side)[0].bool() if with_answers else None
         labels = ids.masked_fill(~answer_mask, -100) if with_answers else None
         images = [s.image_tokens for s in samples if s.image_tokens is not None]
@@ -210,6 +237,7 @@ class RGenIMA(nn.Module):
             input_ids=ids, attention_mask=attn, position_ids=(attn.cumsum(-1) - 1).clamp_min(0),
             labels=labels, answer_mask=answer_mask,
             image_features=torch.stack(images) if images else None, layouts=layouts, pad_offsets=pad,
+            targets=targets,
         )
 
     # ---------------------------------------------------------------- embedding
@@ -242,7 +270,16 @@ class RGenIMA(nn.Module):
 
     # -------------------------------------------------------------- objectives
     def forward(self, batch: PromptBatch) -> torch.Tensor:
-        """Mean NLL of the answer tokens (per token), from a batch made by ``encode(..., with_answers=True)``."""
+        """Mean NLL of the answer tokens (per token), from a batch made by ``encode(..., with_answers=True)``;
+        with a target head, its loss (squared error of ΔCDR-SB, or binary cross-entropy of conversion)."""
+        if self.target_head is not None:
+            if batch.targets is None:
+                raise UsageError("the progression loss needs a batch encoded with targets")
+            output = self.target_outputs(batch)
+            targets = batch.targets.to(output.device)
+            if self.target_kind == "conversion":
+                return nn.functional.binary_cross_entropy_with_logits(output, targets)
+            return nn.functional.mse_loss(output, targets)
         if batch.answer_mask is None or batch.labels is None:
             raise UsageError("the loss needs a batch encoded with answers")
         hidden = self._run(batch, use_cache=False).last_hidden_state
@@ -252,6 +289,24 @@ class RGenIMA(nn.Module):
         logits = self.lm_head(hidden[:, :-1][predicts_answer]).float()
         targets = batch.labels[:, 1:].to(device)[predicts_answer]
         return nn.functional.cross_entropy(logits, targets)
+
+    def target_outputs(self, batch: PromptBatch) -> torch.Tensor:
+        """(B,) the target head's outputs (ΔCDR-SB, or the conversion logit) at each row's query position."""
+        hidden = self._run(batch, use_cache=False).last_hidden_state
+        # the query position of each row: its last prompt token (after any left padding)
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        query = torch.tensor([layout.query_position + offset for layout, offset in zip(batch.layouts, batch.pad_offsets)],
+                             device=hidden.device)
+        head = self.target_head
+        return head(hidden[rows, query].to(head.weight.dtype)).squeeze(-1).float()
+
+    @torch.no_grad()
+    def predict_targets(self, samples: list[MLLMSample]) -> torch.Tensor:
+        """(B,) the predicted ΔCDR-SB, or the probability of converting (a model with a target head)."""
+        if self.target_head is None:
+            raise UsageError("this model answers the stage; it has no progression head")
+        output = self.target_outputs(self.encode(samples, with_answers=False, padding_side="left"))
+        return torch.sigmoid(output) if self.target_kind == "conversion" else output
 
     def loss(self, samples: list[MLLMSample]) -> torch.Tensor:
         """Convenience: ``forward(encode(samples))``."""

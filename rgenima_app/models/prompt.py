@@ -33,6 +33,14 @@ PROMPT_TEMPLATE = (
     "<Image Content>. Your task is to classify the disease of the subject based on their Brain Image "
     "and Genome Information. Choose one of the following labels: [NC, SMC, MCI, AD]."
 )
+#: The progression targets' prompts (docs/progression.md): the paper's template with the task sentence
+#: replaced; ``{horizon}`` is the horizon in months. The answer is read by a head, not generated.
+TARGET_TASKS = {
+    "progression": "Your task is to predict the change in the CDR Sum of Boxes of the subject over the next "
+                   "{horizon} months based on their Brain Image and Genome Information.",
+    "conversion": "Your task is to predict whether the subject, who has mild cognitive impairment, converts to "
+                  "Alzheimer's disease within {horizon} months based on their Brain Image and Genome Information.",
+}
 GENETIC_SLOT = "<Genetic Content>"
 IMAGE_SLOT = "<Image Content>"
 #: The one special token that stands for all image tokens of a sample in the tokenized prompt.
@@ -41,6 +49,12 @@ ANSWER_TEMPLATE = "This subject is {label}."
 SYSTEM_MESSAGE = ("A chat between a curious user and an artificial intelligence assistant. The assistant "
                   "gives helpful, detailed, and polite answers.")
 CHAT_FORMATS = ("plain", "chat")
+
+
+def target_template(kind: str, horizon_months: float) -> str:
+    """The prompt template of a progression target: PROMPT_TEMPLATE with the task sentence replaced."""
+    stage_task = PROMPT_TEMPLATE[PROMPT_TEMPLATE.index("Your task"):]
+    return PROMPT_TEMPLATE.replace(stage_task, TARGET_TASKS[kind].format(horizon=f"{horizon_months:g}"))
 
 
 def answer_text(label: str) -> str:

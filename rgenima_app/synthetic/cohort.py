@@ -28,7 +28,7 @@ import json
 import math
 import os
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import click
@@ -367,6 +367,7 @@ def generate_cohort(out: Path, params: GeneratorParameters, progress: bool = Tru
     write_plink(out / "genotypes" / "cohort", snps, coded, genetic_ids, sexes=[1 if s == "M" else 2 for s in sexes])
     extra = None
     if progression is not None:
+        progression = replace(progression, stage_atrophy=tuple(params.atrophy))  # severity is relative to its stage's
         baseline_likelihood = np.array([r[4] for r in truth_rows[::len(sessions)]])
         extra = {"progression": write_longitudinal(
             out, progression, params.seed, participants, stage, (true_dosage - 2 * freqs) @ betas,

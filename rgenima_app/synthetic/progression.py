@@ -9,8 +9,14 @@ are unchanged: this model draws from its own random stream, seeded by (seed, 24)
    probability 0.10 (no later visits). Both are independent of everything else (missing completely at
    random), so the Bayes figures below need no correction for who stays. An attended follow-up lacks its
    CDR-SB with probability 0.02 (n/a).
-2. Baseline CDR-SB. A latent score ``c0 ~ U(band[stage])`` with bands NC (0, 0.25), SMC (0, 0.75),
-   MCI (0.75, 4.25), AD (4.25, 9); recorded CDR-SB = the latent rounded to the nearest 0.5, at most 18.
+2. Baseline CDR-SB. A latent score ``c0 = lo + (hi - lo) * Phi(S)`` inside its stage's band (lo, hi): NC
+   (0, 0.25), SMC (0, 0.75), MCI (0.75, 4.25), AD (4.25, 9); recorded CDR-SB = the latent rounded to the
+   nearest 0.5, at most 18. The position in the band follows the baseline severity
+   ``S = s_gene * G + s_atrophy * (A - stage_atrophy[stage]) + s_sd * N(0, 1)`` (G and A as in 3;
+   stage_atrophy: cohort.py's planted atrophy per stage, so the atrophy term is the image's deviation from
+   its stage's mean), s_gene = 0.5, s_atrophy = 40, s_sd = 0.6: within a stage, more atrophy and a higher
+   genetic score mean a more severe baseline, which images and genotypes therefore carry (without it an
+   MCI participant's distance to the AD band, which decides conversion, would be unobservable).
 3. Rate (CDR-SB points per year), fixed per participant:
    ``r = max(0, a[stage] + b_gene * G + b_atrophy * A + N(0, 0.4^2))`` with a = (-0.4, -0.1, 0.3, 0.9) for
    NC/SMC/MCI/AD, b_gene = 0.25, b_atrophy = 8;
@@ -31,7 +37,7 @@ Bayes truth (``progression_truth.tsv``, one row per participant): given what a m
   visit k is AD at any visit up to k).
 
 They are exact sums over the stage and over the genotypes of missing causal calls (the stage posterior of
-cohort.py, which is exact) of integrals over the rate noise, c0 and the visit's shift, computed by
+cohort.py, which is exact) of integrals over the rate noise, the severity noise and the visit's shift, computed by
 randomised quasi-Monte Carlo (``QUADRATURE_POINTS`` scrambled Sobol points, seeded, shared by all
 participants: its relative error on these smooth-in-mean integrands is well under 1%). The targets of
 ``rgenima_app.progression.targets`` with horizon 12 k months and a window under 9 months pick exactly
@@ -71,6 +77,10 @@ class ProgressionModel:
     dropout_per_interval: float = 0.10
     cdr_sb_missing_probability: float = 0.02
     baseline_bands: tuple = ((0.0, 0.25), (0.0, 0.75), (0.75, 4.25), (4.25, 9.0))
+    severity_per_genetic_score: float = 0.5
+    severity_per_atrophy: float = 40.0
+    severity_sd: float = 0.6
+    stage_atrophy: tuple = (0.0, 0.03, 0.06, 0.10)  # cohort.py's GeneratorParameters.atrophy (set from it)
     rate_intercept: tuple = (-0.4, -0.1, 0.3, 0.9)   # CDR-SB points per year, NC/SMC/MCI/AD
     rate_per_genetic_score: float = 0.25
     rate_per_atrophy: float = 8.0
@@ -100,6 +110,15 @@ def observed_atrophy(counts: np.ndarray, base: np.ndarray, model: ProgressionMod
     return (1.0 - counts / base).mean(axis=1) - (1.0 - model.reference_kept_fraction)
 
 
+def baseline_latent(stage, genetic_score, atrophy, noise, model: ProgressionModel) -> np.ndarray:
+    """c0: the position Phi(S) of the baseline severity S inside the stage's band (module docstring, 2);
+    ``noise`` is S's standard-normal part (broadcast with the other arguments)."""
+    bands = np.array(model.baseline_bands)[stage]
+    severity = model.severity_per_genetic_score * genetic_score \
+        + model.severity_per_atrophy * (atrophy - np.array(model.stage_atrophy)[stage]) + model.severity_sd * noise
+    return bands[..., 0] + (bands[..., 1] - bands[..., 0]) * ndtr(severity)
+
+
 def _shift_months(standard_normal: np.ndarray, model: ProgressionModel) -> np.ndarray:
     return np.clip(model.shift_sd_months * standard_normal, -model.shift_max_months, model.shift_max_months)
 
@@ -122,8 +141,7 @@ def simulate(stage: np.ndarray, genetic_score: np.ndarray, atrophy: np.ndarray, 
              rng: np.random.Generator) -> Trajectories:
     """Draw baseline scores, rates and visits of n participants (module docstring, 1-4)."""
     n = len(stage)
-    bands = np.array(model.baseline_bands)[stage]
-    c0 = rng.uniform(bands[:, 0], bands[:, 1])
+    c0 = baseline_latent(stage, genetic_score, atrophy, rng.normal(size=n), model)
     mean_rate = np.array(model.rate_intercept)[stage] + model.rate_per_genetic_score * genetic_score \
         + model.rate_per_atrophy * atrophy
     rate = np.maximum(0.0, mean_rate + model.rate_sd * rng.normal(size=n))
@@ -143,7 +161,7 @@ def simulate(stage: np.ndarray, genetic_score: np.ndarray, atrophy: np.ndarray, 
 
 
 def _nodes(seed: int) -> np.ndarray:
-    """(Q, 3) standard-uniform quadrature points: rate noise, baseline position in its band, visit shift."""
+    """(Q, 3) standard-uniform quadrature points: rate noise, baseline severity noise, visit shift."""
     return qmc.Sobol(3, scramble=True, seed=np.random.default_rng([seed, STREAM, 1])).random(QUADRATURE_POINTS)
 
 
@@ -155,9 +173,7 @@ def bayes_progression(dosage_causal: np.ndarray, betas: np.ndarray, freqs: np.nd
     dosage_causal: (n, genes) observed causal dosages (NaN: missing call); image_likelihood: (n, 4)
     P(planted ROI counts | stage); atrophy: (n,) A of the baseline image. Columns in the module docstring."""
     u = _nodes(seed)
-    z, position, shift = ndtri(u[:, 0]), u[:, 1], _shift_months(ndtri(u[:, 2]), model)
-    bands = np.array(model.baseline_bands)
-    c0 = bands[:, :1] + position[None, :] * (bands[:, 1:] - bands[:, :1])      # (stages, Q)
+    z, severity_noise, shift = ndtri(u[:, 0]), ndtri(u[:, 1]), _shift_months(ndtri(u[:, 2]), model)
     horizons = model.horizons()
     months = np.stack([_visit_months(h, shift) for h in horizons])            # (H, Q)
     mci = STAGES.index("MCI")
@@ -175,12 +191,13 @@ def bayes_progression(dosage_causal: np.ndarray, betas: np.ndarray, freqs: np.nd
                 mean_rate = model.rate_intercept[s] + model.rate_per_genetic_score * score \
                     + model.rate_per_atrophy * atrophy[i]
                 rate = np.maximum(0.0, mean_rate + model.rate_sd * z)                # (Q,)
-                later = c0[s][None, :] + rate[None, :] * months / 12.0               # (H, Q)
-                delta = recorded(later) - recorded(c0[s])[None, :]
+                c0 = baseline_latent(s, score, atrophy[i], severity_noise, model)    # (Q,)
+                later = c0[None, :] + rate[None, :] * months / 12.0                  # (H, Q)
+                delta = recorded(later) - recorded(c0)[None, :]
                 first += joint * delta.mean(axis=1)
                 second += joint * (delta ** 2).mean(axis=1)
                 total += joint
-                if s == mci:  # conversion is asked of baseline MCI only: the image adds nothing once s is known
+                if s == mci:  # conversion is asked of baseline MCI only (the image's stage likelihood cancels)
                     convert += weight * p_stage[s] * (recorded(later) >= model.ad_from).mean(axis=1)
                     convert_weight += weight * p_stage[s]
         mean = first / total
@@ -199,14 +216,16 @@ def progression_document(model: ProgressionModel, truth: pd.DataFrame, stage: np
             "schedule": "visit k planned at 12 k months, shifted by clip(N(0, 1), -3, 3) months, whole days; "
                         "follow-up missed w.p. 0.05, leaving the study w.p. 0.10 per interval (MCAR); "
                         "CDR-SB n/a at an attended follow-up w.p. 0.02",
-            "baseline_cdr_sb": "latent c0 ~ U(band[stage]); recorded = round to 0.5, clip 0-18",
+            "baseline_cdr_sb": "latent c0 = lo + (hi - lo) * Phi(S) in band[stage] = (lo, hi), S = severity_per_genetic_score"
+                               " * G + severity_per_atrophy * (A - stage_atrophy[stage]) + severity_sd * N(0, 1); "
+                               "recorded = round to 0.5, clip 0-18",
             "rate": "r = max(0, a[stage] + b_gene * G + b_atrophy * A + N(0, rate_sd^2)) per year; "
                     "G = sum_j beta_j (g_j - 2 p_j) (causal SNPs, true genotypes); A = mean planted-ROI lost "
                     "fraction of the baseline image - (1 - 0.92)",
             "trajectory": "latent CDR-SB(t) = c0 + r t / 12 (t in months)",
             "diagnosis": "AD if recorded CDR-SB >= 4.5, MCI if >= 1, else the baseline stage; never below it",
             "bayes": "exact sums over stage and missing causal genotypes; quasi-Monte Carlo over rate noise, "
-                     f"c0 and the visit shift ({QUADRATURE_POINTS} scrambled Sobol points)",
+                     f"severity noise and the visit shift ({QUADRATURE_POINTS} scrambled Sobol points)",
         },
         "parameters": asdict(model),
         "horizons_months": model.horizons(),

@@ -177,11 +177,13 @@ class FoldGenotypes:
 
 
 def fold_genotypes(genotypes: GenotypeInput, settings: TrainSettings, cohort: Cohort,
-                   train_participants: list[str]) -> FoldGenotypes:
+                   train_participants: list[str], labels: pd.Series | None = None) -> FoldGenotypes:
     """QC (and SNP screening) on this fold's training participants only; every participant's panel table.
 
     Nothing here reads a validation or test participant's label, and their genotypes only as inputs to
     the panel fitted without them (tests/training/test_screening.py changes them and checks).
+    ``labels`` (participant -> class) screen the SNPs; default the stages (a progression target passes the
+    strata of its target).
     """
     train_ids = [cohort.genetic_ids[p] for p in train_participants if p in cohort.genetic_ids]
     if not train_ids:
@@ -196,7 +198,7 @@ def fold_genotypes(genotypes: GenotypeInput, settings: TrainSettings, cohort: Co
     qc_tables = panel_genotypes(genotypes.path, qc_panel, cohort.genetic_ids)
     if g.snp_selection == "all":
         return FoldGenotypes(qc_panel, qc_panel, report, qc_tables, qc_tables)
-    labels = cohort.labels()
+    labels = cohort.labels() if labels is None else labels
     screening = screen_snps(qc_tables, {p: labels[p] for p in train_participants if p in qc_tables}, g.screen_top)
     keep = screening.table["selected"].to_numpy()
     stats = screening.table[["f_stat", "p_value", "rank"]].rename(columns=lambda c: f"screen_{c}")

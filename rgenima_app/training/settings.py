@@ -15,6 +15,9 @@ A train config has one table per part; every key is optional::
     [baselines] run = ["snp_mlp", "bert_rit_concat", ...]  epochs = 60  lr = 1e-3
                 wholebrain_size = 64  wholebrain_depth = 10  wholebrain_width = 16  wholebrain_dim = 256
     [evaluation] permutations = 1000  alpha = 0.05   (the chance check: analysis/metrics.py chance_check)
+    [target]  kind = "stage"   horizon_months = 24   window_months = 6
+              (stage: NC/SMC/MCI/AD, today's model; progression: ΔCDR-SB at the horizon; conversion: MCI to AD
+              within it; read from longitudinal BIDS visits, docs/progression.md)
 
 Unknown tables or keys are refused with the list of known ones, so a typo never silently falls back
 to a default.
@@ -127,6 +130,20 @@ class EvaluationSettings:
     alpha: float = 0.05        # a model beats chance only with permutation p <= alpha
 
 
+#: What a training run predicts (``[target] kind``): the stage, ΔCDR-SB at the horizon, or MCI-to-AD conversion.
+TARGET_KINDS = ("stage", "progression", "conversion")
+
+
+@dataclass
+class TargetSettings:
+    """The prediction target; horizon and window (months) define the follow-up visit of the progression
+    targets (``progression.targets``) and are not used by the stage target."""
+
+    kind: str = "stage"
+    horizon_months: float = 24.0
+    window_months: float = 6.0
+
+
 @dataclass
 class TrainSettings:
     """Everything ``group --train`` needs besides the run configuration."""
@@ -142,6 +159,7 @@ class TrainSettings:
     lora: LoraSettings = field(default_factory=LoraSettings)
     baselines: BaselineSettings = field(default_factory=BaselineSettings)
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
+    target: TargetSettings = field(default_factory=TargetSettings)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -149,7 +167,7 @@ class TrainSettings:
 
 _TABLES = {"split": SplitSettings, "genetics": GeneticsSettings, "imaging": ImagingSettings,
            "stage1": Stage1Settings, "stage2": Stage2Settings, "lora": LoraSettings,
-           "baselines": BaselineSettings, "evaluation": EvaluationSettings}
+           "baselines": BaselineSettings, "evaluation": EvaluationSettings, "target": TargetSettings}
 
 
 def _fill(cls, values: dict, where: str):
@@ -227,6 +245,13 @@ def check_settings(s: TrainSettings, source: Path | str) -> None:
                          f"evaluation.alpha = {s.evaluation.alpha}",
                          hint="at least 1 permutation (1000 or more for a p-value that resolves 0.001) "
                               "and a significance level between 0 and 1")
+    t = s.target
+    if t.kind not in TARGET_KINDS:
+        raise UsageError(f"{source}: target.kind = {t.kind!r}", hint=f"choose one of {', '.join(TARGET_KINDS)}")
+    if not 0 <= t.window_months < t.horizon_months:
+        raise UsageError(f"{source}: target.horizon_months = {t.horizon_months:g}, target.window_months = "
+                         f"{t.window_months:g}", hint="a horizon above 0 and a window from 0 up to below the horizon "
+                                                      "(months; e.g. horizon_months = 24, window_months = 6)")
     b = s.baselines
     if b.wholebrain_size < 16:  # smaller volumes leave the ResNet's last stages a single voxel
         raise UsageError(f"{source}: baselines.wholebrain_size = {b.wholebrain_size}",

@@ -2,7 +2,8 @@
 
 The unit of every split is the participant: all sessions of one participant fall on one side, so no
 scan of a test participant (nor an augmented copy of one) is ever seen in training. Stratification is
-by stage, on each participant's label.
+on each participant's label: its stage, or, for the progression targets, the stratum of its target
+(``progression.training.split_strata``: converter/stable, or a quantile bin of ΔCDR-SB).
 """
 from __future__ import annotations
 
@@ -29,6 +30,12 @@ class Fold:
         return sorted(p for p, r in self.roles.items() if r == role)
 
 
+def strata_order(labels: pd.Series) -> list[str]:
+    """The strata in the order they are drawn: the stages first (in STAGES order, present or not, as the
+    stage splits always did), then any other labels, sorted."""
+    return list(STAGES) + sorted(set(labels.dropna()) - set(STAGES))
+
+
 def check_labels(labels: pd.Series, folds: int = 0) -> None:
     """Refuse label sets that cannot be split: none, one class, a class smaller than the folds."""
     labels = labels.dropna()
@@ -36,6 +43,15 @@ def check_labels(labels: pd.Series, folds: int = 0) -> None:
         raise MissingInputError("no selected participant has a diagnosis in participants.tsv",
                           hint=f"training needs labelled participants ({', '.join(STAGES)})")
     counts = Counter(labels)
+    if not set(counts) <= set(STAGES):  # a progression target's strata (progression.training.split_strata)
+        if len(counts) < 2 or min(counts.values()) < max(folds, 2):
+            listing = ", ".join(f"{c}: {n}" for c, n in sorted(counts.items()))
+            raise ProcessingError(f"too few participants with the target for a participant-disjoint split "
+                                  f"stratified on it ({listing})",
+                                  hint=f"each of converter/stable (or of the ΔCDR-SB bins) needs at least "
+                                       f"{max(folds, 2)} participants: add participants with follow-up visits, "
+                                       "widen [target] window_months, or set [split] folds lower")
+        return
     if len(counts) < 2:
         raise ProcessingError(f"all {len(labels)} labelled participants are {next(iter(counts))}; training needs "
                          "at least 2 stages", hint="add participants of other stages to participants.tsv")
@@ -59,7 +75,7 @@ def train_test_split(labels: pd.Series, test: float, validation: float, seed: in
     check_labels(labels)
     rng = np.random.default_rng(seed)
     roles: dict[str, str] = {}
-    for stage in STAGES:
+    for stage in strata_order(labels):
         members = sorted(labels.index[labels == stage])
         if not members:
             continue
@@ -85,7 +101,7 @@ def kfold_splits(labels: pd.Series, folds: int, validation: float, seed: int) ->
     check_labels(labels, folds)
     rng = np.random.default_rng(seed)
     assignment: dict[str, int] = {}
-    for stage in STAGES:
+    for stage in strata_order(labels):
         members = sorted(labels.index[labels == stage])
         offset = int(rng.integers(folds))  # rotate so that small stages do not all land in fold 0
         for i, p in enumerate(members[j] for j in rng.permutation(len(members))):

@@ -1,4 +1,5 @@
-"""Stage 2: the connector and the LLM learn to answer ``This subject is <label>.`` (NLL of the answer only).
+"""Stage 2: the connector and the LLM learn to answer ``This subject is <label>.`` (NLL of the answer only),
+or, for a progression target, the target head learns ΔCDR-SB or conversion (``RGenIMA.set_target``).
 
 Which LLM weights train is set by ``--finetune`` (``models.finetune``); the RiT is frozen and its
 tokens come from the cache. A plain PyTorch loop (AdamW, linear warm-up then cosine decay, gradient
@@ -49,6 +50,7 @@ class Stage2Item:
     diagnosis: str
     genotypes: pd.DataFrame | None
     tokens: torch.Tensor | None
+    target: float | None = None     # ΔCDR-SB or converted (0/1) with a progression target
 
 
 def to_mllm_sample(item: Stage2Item, *, with_image: bool, with_genes: bool, fmt: str,
@@ -59,7 +61,8 @@ def to_mllm_sample(item: Stage2Item, *, with_image: bool, with_genes: bool, fmt:
     if with_genes and item.genotypes is not None:
         text = serialize_genotypes(item.genotypes, fmt, seed=gene_seed, sep=sep)
     tokens = item.tokens if with_image else None
-    return MLLMSample(genome_text=text, image_tokens=tokens, label=item.diagnosis if label else None)
+    return MLLMSample(genome_text=text, image_tokens=tokens, label=item.diagnosis if label else None,
+                      target=item.target if label else None)
 
 
 def evaluation_sample(item: Stage2Item, data: str, fmt: str, label: bool = False, sep: str = "") -> MLLMSample:
@@ -120,7 +123,9 @@ class Stage2Trainer:
     # ------------------------------------------------------------------ set-up
     def _param_groups(self) -> list[dict]:
         s = self.settings
-        connector = [p for p in self.model.connector.parameters() if p.requires_grad]
+        # the new layers (connector, and a progression target's head) train at the connector's rate
+        heads = self.model.target_head.parameters() if self.model.target_head is not None else []
+        connector = [p for p in [*self.model.connector.parameters(), *heads] if p.requires_grad]
         ids = {id(p) for p in connector}
         rest = [p for p in self.model.parameters() if p.requires_grad and id(p) not in ids]
         groups = [{"params": connector, "lr": s.connector_lr or s.lr, "weight_decay": s.weight_decay}]

@@ -5,7 +5,9 @@ and frozen (stage 1), its tokens cached, the connector + LLM trained (stage 2), 
 evaluated, and the model bundle written. Outputs (model label ``<m>``, from the train config's
 ``name``): ``models/<m>/`` (``<m>fold<k>`` with k-fold), ``desc-<m>_split.tsv``,
 ``desc-<m>_evaluation.tsv`` (held-out metrics with CIs, one row per model and metric, baselines
-included), ``desc-<m>_testpredictions.tsv`` and ``figures/desc-<m>_training.svg``.
+included), ``desc-<m>_testpredictions.tsv`` and ``figures/desc-<m>_training.svg``. With a progression
+target (``[target] kind``), the baseline sample of each participant with the target is trained on, and the
+fold ends in ``workflows/train_progression.py`` (its own evaluation and predictions tables).
 
 Work that is done is not redone: ROI patches, whole-brain volumes, stage-1 weights and RiT tokens are
 cached in the work dir, and stage 2 (R-GenIMA's and the ``llm_wholebrain`` baseline's) resumes from its
@@ -40,6 +42,8 @@ from rgenima_app.models.distribution import fit_distribution, missing_fraction, 
 from rgenima_app.models.finetune import set_finetune_mode, trainable_parameters
 from rgenima_app.models.llm import build_llm
 from rgenima_app.models.mllm import RGenIMA
+from rgenima_app.models.prompt import PROMPT_TEMPLATE, target_template
+from rgenima_app.progression.training import ProgressionCohort, progression_cohort
 from rgenima_app.models.tiny_llm import TinyLLMConfig
 from rgenima_app.reports.training import write_training_figure
 from rgenima_app.training import data as cohort_data
@@ -55,6 +59,7 @@ from rgenima_app.training.stage1 import load_rit, rit_config, save_weights, stag
 from rgenima_app.training.stage2 import Stage2Item, Stage2Trainer
 from rgenima_app.training.token_probe import TokenProbe, probe_tokens
 from rgenima_app.training.tokens import rit_tokens
+from rgenima_app.workflows import train_progression
 
 log = logging.getLogger("rgenima")
 
@@ -82,7 +87,16 @@ def train_group(config: RunConfig, writer: DerivativesWriter, run_id: str) -> No
     cohort = cohort_data.Cohort(cohort_data.labelled_samples(t1w, participants))
     cohort_data.match_genotypes(config.genetics, participants, cohort)
     _select_samples(cohort, settings)
-    labels = cohort.labels()  # unsplittable labels are refused before any imaging work
+    progression = None
+    if settings.target.kind != "stage":  # the baseline sample of each participant with the target
+        t = settings.target
+        progression = progression_cohort(config.bids_dir, t.kind, t.horizon_months, t.window_months, cohort)
+    # unsplittable labels are refused before any imaging work
+    labels = cohort.labels() if progression is None else progression.strata
+    if progression is not None and settings.baselines.run:
+        log.warning("[baselines] run = %s: the paper's baselines are not adapted to progression targets yet; "
+                    "skipped (the classical reference is trained)", ", ".join(settings.baselines.run))
+        settings.baselines.run = []
     folds = make_folds(labels, settings.split.test, settings.split.validation, settings.split.folds,
                        settings.split.seed if settings.split.seed else config.seed)
     if settings.data != "gene":
@@ -91,20 +105,29 @@ def train_group(config: RunConfig, writer: DerivativesWriter, run_id: str) -> No
                                     work_dir=config.work_dir, roi_size=config.roi_size, device=config.device)
         if "llm_wholebrain" in settings.baselines.run:
             cohort_data.prepare_wholebrain(cohort.samples, settings, config.work_dir, config.device)
-    keys = [run_key(config, settings, cohort, fold) for fold in folds]
+    keys = [run_key(config, settings, cohort, fold, progression) for fold in folds]
     finished = _finished_folds(config, names, keys)
     if rank == 0:
         writer.initialize(load_roi_table())
         config.save(config.output_dir / "logs", run_id)
         table = split_table(cohort.table(), folds)
         writer.write_tsv(writer.path(None, desc=label, suffix="split", extension=".tsv"), table, SPLIT_SIDECAR)
+        if progression is not None:
+            train_progression.write_targets(writer, label, settings, progression)
     log.info("training %s on %d samples of %d participants (%s), %d fold(s), device %s", label,
              len(cohort.samples), len(labels), settings.data, len(folds), device)
 
     ages = participant_ages(participants)
     results = [finished[fold.index] if fold.index in finished else
-               train_fold(config, settings, cohort, fold, names[fold.index], device, rank, ages) for fold in folds]
+               train_fold(config, settings, cohort, fold, names[fold.index], device, rank, ages, progression)
+               for fold in folds]
     if rank != 0:  # rank 0 evaluates and writes the outputs
+        return
+    if progression is not None:
+        train_progression.write_outputs(writer, label, settings, results)
+        write_training_figure(config.output_dir / "figures" / f"desc-{label}_training.svg",
+                              {names[r["fold"]]: r["curves"] for r in results})
+        log.info("training finished: %s", ", ".join(str(config.output_dir / "models" / n) for n in names))
         return
     write_evaluation(writer, label, settings, results)
 
@@ -188,8 +211,10 @@ def _select_samples(cohort: cohort_data.Cohort, settings: TrainSettings) -> None
     cohort.samples = kept
 
 
-def run_key(config: RunConfig, settings: TrainSettings, cohort: cohort_data.Cohort, fold: Fold) -> str:
-    """What the fold's trained state depends on: settings, options, inputs and the split."""
+def run_key(config: RunConfig, settings: TrainSettings, cohort: cohort_data.Cohort, fold: Fold,
+            progression: ProgressionCohort | None = None) -> str:
+    """What the fold's trained state depends on: settings, options, inputs and the split (and a progression
+    target's values, which change with the visit tables while the settings stay the same)."""
     parts = {
         "settings": settings.to_dict(), "llm": config.llm, "finetune": config.finetune, "seed": config.seed,
         "roi_size": config.roi_size, "deepspeed": config.deepspeed, "genotypes": str(config.genotypes),
@@ -197,6 +222,8 @@ def run_key(config: RunConfig, settings: TrainSettings, cohort: cohort_data.Coho
         "samples": [(s.name, s.diagnosis, str(s.patches)) for s in cohort.samples],
         "roles": sorted(fold.roles.items()), "version": __version__,
     }
+    if progression is not None:
+        parts["targets"] = sorted(progression.values.items())
     return _digest(parts)
 
 
@@ -216,25 +243,44 @@ def _digest(parts: dict) -> str:
 
 
 def build_model(config: RunConfig, settings: TrainSettings, image_dim: int, n_image_tokens: int,
-                device: torch.device) -> RGenIMA:
-    """A fresh R-GenIMA (LLM from ``--llm``, connector) in the ``--finetune`` mode, seeded."""
+                device: torch.device, target_initial: float = 0.0) -> RGenIMA:
+    """A fresh R-GenIMA (LLM from ``--llm``, connector) in the ``--finetune`` mode, seeded; with a
+    progression target, its prompt and its head (starting at ``target_initial``)."""
     torch.manual_seed(config.seed)
     tiny = TinyLLMConfig(**{**asdict(TinyLLMConfig()), **settings.tiny, "seed": config.seed})
     llm, tokenizer, description = build_llm(config.llm, tiny=tiny)
+    target = settings.target
+    template = PROMPT_TEMPLATE if target.kind == "stage" else target_template(target.kind, target.horizon_months)
     model = RGenIMA(llm, tokenizer, image_dim=image_dim, n_image_tokens=n_image_tokens,
-                    connector=settings.stage2.connector, llm_description=description)
+                    connector=settings.stage2.connector, llm_description=description, prompt_template=template)
     set_finetune_mode(model, config.finetune, settings.lora)
+    if target.kind != "stage":  # after the fine-tune mode, which sets requires_grad of the other parts
+        model.set_target(target.kind, target_initial)
     return model.to(device)
 
 
+def target_initial(progression: ProgressionCohort | None, train_participants: set[str]) -> float:
+    """The head's starting output: the training participants' mean change, or the logit of their converter
+    rate (clipped away from 0 and 1)."""
+    if progression is None:
+        return 0.0
+    mean = float(progression.values[sorted(train_participants)].mean())
+    if progression.kind == "conversion":
+        rate = min(max(mean, 0.01), 0.99)
+        return float(np.log(rate / (1 - rate)))
+    return mean
+
+
 def train_fold(config: RunConfig, settings: TrainSettings, cohort: cohort_data.Cohort, fold: Fold,
-               bundle_name: str, device: torch.device, rank: int = 0, ages: dict[str, float] | None = None
-               ) -> dict | None:
-    """Everything of one fold; returns its test predictions, metrics and curves (None on ranks > 0)."""
-    state_dir = check_write(config.work_dir / "training" / run_key(config, settings, cohort, fold))
+               bundle_name: str, device: torch.device, rank: int = 0, ages: dict[str, float] | None = None,
+               progression: ProgressionCohort | None = None) -> dict | None:
+    """Everything of one fold; returns its test predictions, metrics and curves (None on ranks > 0).
+    With ``progression``, the model learns that target and the fold ends in ``train_progression.finish_fold``."""
+    state_dir = check_write(config.work_dir / "training" / run_key(config, settings, cohort, fold, progression))
     train_p, val_p, test_p = (set(fold.participants(r)) for r in ("train", "validation", "test"))
     log.info("fold %d: %d train, %d validation, %d test participants", fold.index, len(train_p), len(val_p), len(test_p))
-    fold_genes = cohort_data.fold_genotypes(config.genetics, settings, cohort, sorted(train_p))
+    fold_genes = cohort_data.fold_genotypes(config.genetics, settings, cohort, sorted(train_p),
+                                            labels=progression.strata if progression is not None else None)
     snp_panel, genotypes = fold_genes.snp_panel, fold_genes.tables
     in_role = lambda role: [s for s in cohort.samples if s.participant in role]  # noqa: E731
 
@@ -260,12 +306,14 @@ def train_fold(config: RunConfig, settings: TrainSettings, cohort: cohort_data.C
     if probe is not None:
         log.info("fold %d: %s", fold.index, probe.summary())
 
+    value = progression.values.get if progression is not None else lambda participant: None
     items = {s.name: Stage2Item(s.name, s.participant, s.diagnosis, genotypes.get(s.participant),
-                                tokens.get(s.name)) for s in cohort.samples}
+                                tokens.get(s.name), value(s.participant)) for s in cohort.samples}
     pick = lambda role: [items[s.name] for s in in_role(role)]  # noqa: E731
     dim = rit.config.dim if rit is not None else settings.stage1.dim
     n_tokens = rit.config.n_rois if rit is not None else N_ROIS
-    model = build_model(config, settings, dim, n_tokens, device)
+    initial = target_initial(progression, train_p)
+    model = build_model(config, settings, dim, n_tokens, device, initial)
     log.info("stage 2: %s", trainable_parameters(model))
     trainer = Stage2Trainer(model, settings.stage2, data=settings.data, fmt=settings.genetics.snp_text_format,
                             seed=config.seed, device=device, checkpoint_dir=state_dir / "stage2" / "checkpoint",
@@ -277,10 +325,39 @@ def train_fold(config: RunConfig, settings: TrainSettings, cohort: cohort_data.C
         state = distributed.gathered_state(model)
         if rank != 0:
             return None
-        model = build_model(config, settings, dim, n_tokens, device)
+        model = build_model(config, settings, dim, n_tokens, device, initial)
         model.load_state_dict(state)
         model.eval()
     model.image_encoder = rit
+    training = training_summary(
+        sorted(train_p | val_p), fold=fold.index, run_key=state_dir.name, data=settings.data, n_test=len(test_p),
+        split={"test": settings.split.test, "validation": settings.split.validation, "folds": settings.split.folds},
+        settings=settings.to_dict(), seed=config.seed, curves=curves,
+        qc={"variants_read": int(len(fold_genes.qc_report)), "snps_passing_qc": int(len(fold_genes.qc_panel)),
+            "snps_kept": int(len(snp_panel))},
+        snp_selection=fold_genes.screening.to_dict() if fold_genes.screening else {"method": "all"},
+        token_probe=probe.to_dict(list(load_roi_table().name)) if probe is not None else None)
+    bundle = config.output_dir / "models" / bundle_name
+
+    def save(metrics: dict, notes: str, target: dict | None = None) -> None:
+        save_bundle(bundle, model, genome_build=config.genome_build, snp_text_format=settings.genetics.snp_text_format,
+                    training=training, metrics=metrics, name=bundle_name,
+                    snp_panel=None if settings.data == "image" else snp_panel,  # an image-only model reads no SNPs
+                    roi_mode=settings.imaging.mode, roi_normalization=settings.imaging.normalization,
+                    distribution=training_distribution(in_role(train_p | val_p), genotypes, settings, ages or {},
+                                                       with_genotypes=settings.data != "image"),
+                    **reference_tokens(in_role(train_p | val_p), tokens),
+                    model_card_notes=notes, target=target)
+
+    if progression is not None:
+        result = train_progression.finish_fold(
+            progression=progression, settings=settings, config=config, fold=fold, bundle_name=bundle_name,
+            model=model, items_of=pick, samples_of=in_role, roles={"train": train_p, "validation": val_p,
+                                                                   "test": test_p},
+            fold_genes=fold_genes, curves=curves, state_dir=state_dir,
+            save=lambda metrics, notes: save(metrics, notes, progression.summary()))
+        _remove_checkpoints(state_dir)
+        return result
 
     test_items = pick(test_p)
     proba = predict_items(model, test_items, settings.data, settings.genetics.snp_text_format,
@@ -290,14 +367,6 @@ def train_fold(config: RunConfig, settings: TrainSettings, cohort: cohort_data.C
     chance = lambda p: evaluate_chance(test_items, p, check.permutations, check.alpha, config.seed)  # noqa: E731
     chances = {bundle_name: chance(proba)}
     predictions = prediction_table(test_items, proba, fold.index, bundle_name)
-    training = training_summary(
-        sorted(train_p | val_p), fold=fold.index, run_key=state_dir.name, data=settings.data, n_test=len(test_p),
-        split={"test": settings.split.test, "validation": settings.split.validation, "folds": settings.split.folds},
-        settings=settings.to_dict(), seed=config.seed, curves=curves,
-        qc={"variants_read": int(len(fold_genes.qc_report)), "snps_passing_qc": int(len(fold_genes.qc_panel)),
-            "snps_kept": int(len(snp_panel))},
-        snp_selection=fold_genes.screening.to_dict() if fold_genes.screening else {"method": "all"},
-        token_probe=probe.to_dict(list(load_roi_table().name)) if probe is not None else None)
     metrics = {"test": report.to_dict(), "n_test_samples": len(test_items),
                "confusion": report.confusion.to_dict(orient="index"), "chance": chances[bundle_name].to_dict()}
     classical = train_classical(in_role(train_p), in_role(val_p), in_role(test_p), fold_genes.qc_tables,
@@ -330,25 +399,21 @@ def train_fold(config: RunConfig, settings: TrainSettings, cohort: cohort_data.C
         log.info("fold %d: baseline %s test accuracy %.3f", fold.index, name, baselines[-1][1].value("accuracy"))
     metrics["baselines"] = {name: r.to_dict() for name, r in baselines}
     metrics["baselines_chance"] = {name: chances[name].to_dict() for name, _ in baselines}
-    bundle = config.output_dir / "models" / bundle_name
     result = {"fold": fold.index, "report": report, "predictions": predictions, "curves": curves,
               "bundle": bundle, "baselines": baselines, "chance": chances}
     save_fold_result(state_dir / "result", result)  # before the bundle: a bundle always has its result
-    save_bundle(bundle, model, genome_build=config.genome_build, snp_text_format=settings.genetics.snp_text_format,
-                training=training, metrics=metrics, name=bundle_name,
-                snp_panel=None if settings.data == "image" else snp_panel,  # an image-only model reads no SNPs
-                roi_mode=settings.imaging.mode, roi_normalization=settings.imaging.normalization,
-                distribution=training_distribution(in_role(train_p | val_p), genotypes, settings, ages or {},
-                                                   with_genotypes=settings.data != "image"),
-                **reference_tokens(in_role(train_p | val_p), tokens),
-                model_card_notes=model_card_notes(settings, report, len(test_items), baselines[0][1],
-                                                  fold_genes.screening, chances[bundle_name], chances[CLASSICAL],
-                                                  probe))
+    save(metrics, model_card_notes(settings, report, len(test_items), baselines[0][1], fold_genes.screening,
+                                   chances[bundle_name], chances[CLASSICAL], probe))
     log.info("fold %d: test accuracy %.3f (%d samples); bundle %s", fold.index,
              report.table.set_index("metric").loc["accuracy", "value"], len(test_items), bundle)
-    for checkpoint in [state_dir / "stage2" / "checkpoint", *(state_dir / "baselines").glob("*/checkpoint")]:
-        shutil.rmtree(checkpoint, ignore_errors=True)  # the bundle and the fold's result now hold the results
+    _remove_checkpoints(state_dir)
     return result
+
+
+def _remove_checkpoints(state_dir: Path) -> None:
+    """The bundle and the fold's result now hold the results: the resumable checkpoints go."""
+    for checkpoint in [state_dir / "stage2" / "checkpoint", *(state_dir / "baselines").glob("*/checkpoint")]:
+        shutil.rmtree(checkpoint, ignore_errors=True)
 
 
 def save_fold_result(directory: Path, result: dict) -> None:
@@ -392,7 +457,8 @@ def _finished_folds(config: RunConfig, names: list[str], keys: list[str]) -> dic
             recorded = None
         if recorded == key and (result / "result.json").is_file():
             log.info("%s was trained by this same run (same settings and inputs): kept, not retrained", bundle)
-            finished[index] = load_fold_result(result, bundle)
+            finished[index] = train_progression.load_result(result, bundle) \
+                if train_progression.is_progression_result(result) else load_fold_result(result, bundle)
         else:
             foreign.append(str(bundle))
     if foreign:

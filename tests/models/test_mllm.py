@@ -192,3 +192,44 @@ def test_attention_record_matches_output_attentions(model):
         model.run_prompt(batch_samples[:1])
     assert [i for i, _ in seen] == list(range(model.llm.config.num_hidden_layers))
     assert all(m is None for m in rec.maps)
+
+
+@pytest.mark.parametrize("kind", ["progression", "conversion"])
+def test_target_head_reads_the_query_position_and_learns_its_target(fresh_tiny_llm, kind):
+    """The progression head: its output at the query position does not depend on padding (left or right,
+    batch mates of other lengths), starts at its initial value, and a few steps fit two participants'
+    targets (squared error for ΔCDR-SB, cross-entropy for conversion) through the LLM and the connector."""
+    from rgenima_app.models.prompt import target_template
+
+    llm, tok, desc = fresh_tiny_llm
+    n = 4  # image tokens: few, to keep the steps cheap
+    model = RGenIMA(llm, tok, image_dim=D, n_image_tokens=n, llm_description=desc,
+                    prompt_template=target_template(kind, 24))
+    set_finetune_mode(model, "full")
+    model.set_target(kind, initial=0.5)
+    a = MLLMSample(GENOME, torch.randn(n, D), target=2.0 if kind == "progression" else 1.0)
+    b = MLLMSample("CLU: rs1 A/G 0;", torch.randn(n, D), target=0.0)
+    start = model.predict_targets([a, b])
+    expected = 0.5 if kind == "progression" else torch.sigmoid(torch.tensor(0.5)).item()
+    assert torch.allclose(start, torch.full((2,), expected), atol=1e-6)
+    with pytest.raises(Exception, match="target value"):
+        model.loss([MLLMSample(GENOME, torch.randn(n, D))])
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    model.train()
+    losses = []
+    for _ in range(40):
+        loss = model.loss([a, b])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert model.connector.weight.grad.abs().sum() > 0 and model.target_head.weight.grad.abs().sum() > 0
+    assert losses[-1] < 0.2 * losses[0]
+    model.eval()
+    together = model.predict_targets([a, b])
+    alone = torch.cat([model.predict_targets([a]), model.predict_targets([b])])
+    assert torch.allclose(together, alone, atol=1e-4)               # left padding does not move the query
+    right = model.target_outputs(model.encode([a, b], with_answers=True))  # right-padded training batch
+    left = model.target_outputs(model.encode([a, b], with_answers=False, padding_side="left"))
+    assert torch.allclose(right, left, atol=1e-4)
+    assert together[0] > together[1]                                 # it learned which one progresses

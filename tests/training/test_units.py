@@ -13,7 +13,7 @@ from rgenima_app import STAGES
 from rgenima_app.errors import MissingInputError, ProcessingError, UsageError
 from rgenima_app.training.distributed import load_deepspeed_config, shard
 from rgenima_app.training.settings import Stage2Settings, train_settings
-from rgenima_app.training.splits import make_folds, split_table
+from rgenima_app.training.splits import make_folds, split_table, strata_order
 from rgenima_app.training.stage2 import Stage2Item, epoch_samples, evaluation_sample, lr_lambda
 
 
@@ -80,6 +80,33 @@ def test_settings_refuse_typos_and_wrong_types():
         train_settings({"data": "images"})
     with pytest.raises(UsageError, match="unknown baseline"):
         train_settings({"baselines": {"run": ["svm"]}})
+
+
+def test_target_settings_default_to_the_stage_and_refuse_unknown_kinds_and_windows():
+    assert train_settings(None).target.kind == "stage"
+    target = train_settings({"target": {"kind": "conversion", "horizon_months": 36, "window_months": 3}}).target
+    assert (target.kind, target.horizon_months, target.window_months) == ("conversion", 36.0, 3.0)
+    with pytest.raises(UsageError) as refused:
+        train_settings({"target": {"kind": "delta"}})
+    assert "target.kind = 'delta'" in str(refused.value) and "stage, progression, conversion" in refused.value.hint
+    with pytest.raises(UsageError, match="horizon_months = 12, target.window_months = 12"):
+        train_settings({"target": {"kind": "progression", "horizon_months": 12, "window_months": 12}})
+    with pytest.raises(UsageError, match="unknown key.*horizon"):
+        train_settings({"target": {"horizon": 24}})
+
+
+def test_splits_stratify_on_target_strata_and_keep_the_stage_draws():
+    # a stage split walks the stages as it always did (every stage, present or not, in STAGES order), so its
+    # random draws are unchanged; other labels come after them
+    assert strata_order(_labels({"NC": 5, "MCI": 7, "AD": 4})) == list(STAGES)
+    strata = pd.Series(["converter"] * 6 + ["stable"] * 8, index=[f"p{i}" for i in range(14)])
+    assert strata_order(strata) == [*STAGES, "converter", "stable"]
+    with pytest.raises(ProcessingError, match=r"too few participants with the target.*converter: 1, stable: 8"):
+        make_folds(pd.concat([strata[5:]]), 0.3, 0.0, 0, 1)
+    for fold in make_folds(strata, 0.3, 0.0, 0, 1) + make_folds(strata, 0.3, 0.2, 3, 1):
+        test = [p for p, r in fold.roles.items() if r == "test"]
+        assert {strata[p] for p in test} == {"converter", "stable"}   # both strata in every test set
+        assert set(fold.roles) == set(strata.index)
 
 
 def _items(n: int = 6) -> list[Stage2Item]:
