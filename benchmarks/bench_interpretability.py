@@ -224,6 +224,8 @@ def main() -> None:
                         help="the --out of bench_training.py")
     parser.add_argument("--model", default=MODEL, help="the bundle's name in the run (bench_training's --label-suffix "
                                                        "appended to 'bench')")
+    parser.add_argument("--methods", type=lambda text: tuple(text.split(",")), default=ATTRIBUTIONS,
+                        help=f"comma-separated attribution methods (default: all of {', '.join(ATTRIBUTIONS)})")
     parser.add_argument("--roi-top-k", type=int, default=10)
     parser.add_argument("--gene-top", type=int, default=10)
     parser.add_argument("--n-boot", type=int, default=1000)
@@ -310,7 +312,7 @@ def main() -> None:
     model, samples = cohort_samples(out, args.model, cohort, args.run / "work", args.roi_size, participants)
     # the reference of integrated gradients and of deletion: each ROI's mean RiT token over these participants
     reference = torch.stack([s.image_tokens for s in samples]).mean(0)
-    found, faithful = attributions(model, samples, list(outputs.genes), ATTRIBUTIONS, reference, args.ig_steps,
+    found, faithful = attributions(model, samples, list(outputs.genes), args.methods, reference, args.ig_steps,
                                    min(args.faithfulness_participants, len(samples)), seed=0)
     times["attributions"] = time.perf_counter() - start
     per_attribution = {}
@@ -324,7 +326,8 @@ def main() -> None:
                                       replace(options, **settings), snps_per_gene=snps)
             per_attribution[method]["by_importance_method"][name] = scores(analysis, planted_rois, planted_genes)
     per_attribution["random"] = {"default": summary(random_runs), "faithfulness": faithful["random"]}
-    by_method["gradient saliency"] = per_attribution["input_gradient"]["by_importance_method"]
+    if "input_gradient" in per_attribution:
+        by_method["gradient saliency"] = per_attribution["input_gradient"]["by_importance_method"]
     result = {
         "benchmark": "interpretability", "date": datetime.now().isoformat(timespec="seconds"),
         "provenance": provenance(args.quick),
@@ -333,11 +336,12 @@ def main() -> None:
         "planted_rois": sorted(planted_rois), "planted_genes": sorted(planted_genes),
         "settings": {"roi_top_k": args.roi_top_k, "gene_top": args.gene_top, "n_boot": args.n_boot,
                      "threshold": options.roi_threshold, "gene_threshold": options.gene_threshold,
-                     "random_repeats": args.random_repeats},
+                     "random_repeats": args.random_repeats, "methods": list(args.methods),
+                     "ig_steps": args.ig_steps, "faithfulness_participants": args.faithfulness_participants},
         "ad_stage_rois_of_the_group_run": sorted(ad_group_run),
         "attention_rollout": result_rollout,
         "random_attention": summary(random_runs),
-        "gradient_saliency": per_attribution["input_gradient"]["default"],
+        "gradient_saliency": per_attribution.get("input_gradient", {}).get("default"),
         "attribution_methods": per_attribution,
         "reference": "each ROI's mean RiT token over the analysed participants (integrated gradients, deletion); "
                      "SNP-text tokens: the padding token's embedding",

@@ -163,7 +163,8 @@ def main() -> None:
         "chance_majority_class": float(post["stage"].value_counts(normalize=True).max()),
         "models": {m: v for run in runs.values() for m, v in run["models"].items()},
         "wall_seconds": round(sum(run["wall"] for run in runs.values()), 1),
-        "runs": {d: {"wall_seconds": round(r["wall"], 1), "log_times": r["log_times"]} for d, r in runs.items()},
+        "runs": {d: {"wall_seconds": round(r["wall"], 1), "log_times": r["log_times"], "token_probe": r["token_probe"],
+                     "stage1_curve": r["stage1_curve"]} for d, r in runs.items()},
     }
     # the cohort's panel (before QC), as bench_genetics.py counts the real set's
     result["snp_text_tokens"] = bench_tokens(cohort / "genotypes" / "cohort", None, 200)

@@ -99,6 +99,22 @@ COMMANDS = {
     "training_gpu.json": "PYTHONPATH=. python benchmarks/bench_training_gpu.py --shape qwen2.5-7b --finetune lora",
     "bench_models.json": "PYTHONPATH=. python benchmarks/bench_models.py --out benchmarks/results/bench_models.json",
     "progression.json": "PYTHONPATH=. python benchmarks/bench_progression.py",
+    "interpretability_methods_300.json": ("PYTHONPATH=. python benchmarks/bench_interpretability.py --run "
+                                          "/tmp/rgenima-interp-300 --model bench --json "
+                                          "benchmarks/results/interpretability_methods_300.json (after "
+                                          "bench_training.py --participants 300 --baselines '' --out /tmp/rgenima-interp-300)"),
+    "interpretability_methods_300_roisupervised.json": (
+        "PYTHONPATH=. python benchmarks/bench_interpretability.py --run /tmp/rgenima-interp-300 --model benchvolstage "
+        "--methods rollout,attention_gradient --json benchmarks/results/interpretability_methods_300_roisupervised.json "
+        "(after the roi_supervision_300_roivolume_stage.json run)"),
+    "roi_supervision_300_paper.json": ("PYTHONPATH=. python benchmarks/bench_training.py --participants 300 "
+                                       "--baselines '' --out /tmp/rgenima-interp-300 --label-suffix paper"),
+    "roi_supervision_300_roivolume.json": ("PYTHONPATH=. python benchmarks/bench_training.py --participants 300 "
+                                           "--baselines '' --out /tmp/rgenima-interp-300 --roi-volume-loss 1 "
+                                           "--label-suffix vol"),
+    "roi_supervision_300_roivolume_stage.json": ("PYTHONPATH=. python benchmarks/bench_training.py --participants 300 "
+                                                 "--baselines '' --out /tmp/rgenima-interp-300 --roi-volume-loss 1 "
+                                                 "--roi-stage-loss 1 --label-suffix volstage"),
     "bench_models_gpu.json": ("PYTHONPATH=. python benchmarks/bench_models_gpu.py "
                               "--out benchmarks/results/bench_models_gpu.json"),
 }
@@ -547,6 +563,63 @@ def interpretability_controls(r: Results) -> list[dict]:
     return out
 
 
+def attribution_methods(r: Results) -> list[dict]:
+    """Every attribution method through one trained model (issue 20 item 4): planted-ROI recall and precision
+    in the AD stage and the ROI deletion/insertion faithfulness score, and whether the app's default attribution
+    is the most faithful of those measured."""
+    from rgenima_app.inference.methods import DEFAULT_METHOD
+
+    S = "Group analysis: truth-known interpretability"
+    d, key = r.data, r.name.removesuffix(".json")
+    model = d["run"].rsplit("/", 1)[-1]
+    methods = d["attribution_methods"]
+    random = methods["random"]
+    out = []
+    for method, v in methods.items():
+        if method == "random":
+            continue
+        ad = v["default"]["rois"]["AD"]
+        for metric, target in (("recall", 0.8), ("precision", 0.5)):
+            out.append(r.fig(f"{key}.{method}.rois.AD.{metric}", S, f"{metric} of the planted ROIs among the AD "
+                             f"stage-specific ROIs, {method}, {d['participants']} participants, model of {model}",
+                             ad[metric], metric, f"attribution_methods.{method}.default.rois.AD.{metric}",
+                             baseline=base("random importance (mean)", random["default"]["rois"]["AD"][metric]["mean"],
+                                           metric), target=f">= {target}", met=ad[metric] >= target))
+        score = v["faithfulness"]["roi"]["score"]
+        out.append(r.fig(f"{key}.{method}.faithfulness.roi", S, f"ROI deletion + insertion gain over random "
+                         f"orders, {method} ({v['faithfulness']['roi']['participants']} participants)", score,
+                         "AUC gain", f"attribution_methods.{method}.faithfulness.roi.score",
+                         baseline=base("random importance", random["faithfulness"]["roi"]["score"], "AUC gain")))
+    scores = {m: v["faithfulness"]["roi"]["score"] for m, v in methods.items() if m != "random"}
+    if DEFAULT_METHOD in scores and len(scores) > 2:
+        best = max(scores, key=scores.get)
+        out.append(r.fig(f"{key}.default_is_most_faithful", S, f"ROI faithfulness of the default attribution "
+                         f"({DEFAULT_METHOD}) against the most faithful measured ({best})", scores[DEFAULT_METHOD],
+                         "AUC gain", f"attribution_methods.*.faithfulness.roi.score",
+                         baseline=base(best, scores[best], "AUC gain"),
+                         target="the default is the most faithful method", met=best == DEFAULT_METHOD))
+    return out
+
+
+def roi_supervision(r: Results) -> list[dict]:
+    """A bench_training.py run with or without the stage-1 ROI-token losses: R-GenIMA's held-out accuracy beside
+    the classical reference, and the own-ROI probe of the frozen tokens."""
+    S = "Training: ROI-token supervision"
+    d, key = r.data, r.name.removesuffix(".json")
+    label = d["data_configurations"]["image_gene"]
+    weights = f"roi_volume_loss {d.get('roi_volume_loss', 0)}, roi_stage_loss {d.get('roi_stage_loss', 0)}"
+    acc = {m: v["accuracy"]["value"] for m, v in d["models"].items()}
+    out = [r.fig(f"{key}.accuracy", S, f"R-GenIMA test accuracy ({weights}; {d['n_test']} test participants)",
+                 acc[label], "accuracy", f"models.{label}.accuracy.value",
+                 baseline=base("sparse logistic regression, same participants", acc["sparse_logistic"], "accuracy"))]
+    probe = d["runs"]["image_gene"].get("token_probe") or {}
+    if "median_own_r2" in probe:
+        out.append(r.fig(f"{key}.token_probe", S, f"median held-out R2 of each ROI token's own ROI volume ({weights})",
+                         probe["median_own_r2"], "R2", "runs.image_gene.token_probe.median_own_r2",
+                         baseline=base("the same probe on another ROI's volume", probe["median_other_r2"], "R2")))
+    return out
+
+
 def roi_modes(r: Results) -> list[dict]:
     S = "Training (group --train)"
     d = r.data
@@ -763,7 +836,8 @@ READERS = [("roi_extraction.json", roi_extraction), ("bootstrap.json", bootstrap
            ("interpretability_1000.json", interpretability), ("interpretability_controls.json", interpretability_controls),
            ("roi_modes.json", roi_modes), ("science_*.json", science), ("screening.json", screening),
            ("pretrained_llm*.json", pretrained_llm), ("participant_parallel.json", participant_parallel),
-           ("progression.json", progression)]
+           ("progression.json", progression), ("interpretability_methods_*.json", attribution_methods),
+           ("roi_supervision_*.json", roi_supervision)]
 
 
 # ----------------------------------------------------------------------------- hand-kept figures

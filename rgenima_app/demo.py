@@ -7,7 +7,7 @@ OUT/derivatives (rgenima's BIDS-Derivatives output), running the same entry poin
 
 1. ``participant``: FreeSurfer subjects reused, 109 ROIs extracted, panel genotypes written;
 2. ``group --train``: the tiny LLM trained on CPU (packaged ``train-demo.toml``), bundle in models/demo;
-3. ``participant --model``: stage probabilities, attention rollout, attention maps, subject reports;
+3. ``participant --model``: stage probabilities, attributions (attention x gradient by default), attention maps, subject reports;
 4. ``group --model``: cohort predictions, held-out metrics, stable ROIs and genes, group.html.
 
 A step whose outputs exist is not redone, so rerunning the demo finishes what an interrupted one left.

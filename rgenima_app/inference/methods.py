@@ -3,7 +3,8 @@ methods"): their names, the default, and what each means, in one place without t
 the configuration and the reports import it; ``attribution.py`` computes them).
 
 ``DEFAULT_METHOD`` is the one constant that decides which attribution a run writes when ``--attribution`` is
-not given (the paper's rollout); a benchmark may change it here, nowhere else.
+not given: attention x gradient, the most faithful of the four in the interpretability benchmark
+(docs/benchmarks.md, "Attribution methods through the trained model"); a benchmark may change it here, nowhere else.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 
 METHODS = ("rollout", "input_gradient", "attention_gradient", "integrated_gradients")
 #: The attribution written by ``participant --model`` without ``--attribution``.
-DEFAULT_METHOD = "rollout"
+DEFAULT_METHOD = "attention_gradient"
 #: Integrated gradients' path steps without ``--attribution-steps``.
 DEFAULT_STEPS = 16
 #: How ``attention_gradient`` reads its relevance: the rows of the positions that score the four answers.

@@ -52,7 +52,8 @@ def run(tiny_cohort, bundle, tmp_path_factory):
     out = root / "out"
     result = run_rgenima(bids, out, "participant", "--model", bundle, "--genotypes",
                          tiny_cohort / "genotypes" / "cohort.bed", "--fs-subjects-dir", tiny_cohort / "freesurfer",
-                         "--roi-size", "8", "--skip-bids-validation", "-w", root / "work", "--allow-unvalidated-inputs")
+                         "--roi-size", "8", "--skip-bids-validation", "-w", root / "work", "--allow-unvalidated-inputs",
+                         "--attribution", "rollout")  # the paper's method, whose definition and citation are checked here
     assert result.returncode == 0, result.stderr
     return out, result, sorted(table["participant_id"])
 
