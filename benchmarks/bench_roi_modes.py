@@ -46,7 +46,7 @@ def main() -> None:
     from rgenima_app.config import RunConfig
     from rgenima_app.training import data as cohort_data
     from rgenima_app.training.settings import Stage1Settings, TrainSettings
-    from rgenima_app.training.stage1 import _evaluate, train_stage1
+    from rgenima_app.training.stage1 import evaluate_rit, train_stage1
 
     cohort = args.run / "cohort"
     runs = sorted(d for d in args.run.glob("derivatives-*") if (d / "desc-bench_split.tsv").is_file())
@@ -79,7 +79,7 @@ def main() -> None:
         start = time.perf_counter()
         rit, curve = train_stage1(pick("train"), pick("validation"), stage1, args.roi_size, 0, device)
         training = time.perf_counter() - start
-        test_loss, test_accuracy = _evaluate(rit, pick("test"), stage1.batch_size, device)
+        test_loss, test_accuracy = evaluate_rit(rit, pick("test"), stage1.batch_size, device)
         best = min(range(len(curve.val_loss)), key=curve.val_loss.__getitem__)
         results.append({"variant": name, "mode": mode, "size_feature": size_feature,
                         "best_val_loss": curve.val_loss[best], "val_accuracy": curve.val_accuracy[best],

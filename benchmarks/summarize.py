@@ -107,6 +107,11 @@ COMMANDS = {
         "PYTHONPATH=. python benchmarks/bench_interpretability.py --run /tmp/rgenima-interp-300 --model benchvolstage "
         "--methods rollout,attention_gradient --json benchmarks/results/interpretability_methods_300_roisupervised.json "
         "(after the roi_supervision_300_roivolume_stage.json run)"),
+    "science_300_gene_tiny.json": ("PYTHONPATH=. python benchmarks/bench_training.py --participants 300 --data gene "
+                                   "--epochs 6 --baselines snp_mlp --out /tmp/rgenima-interp-300 --label-suffix tiny6"),
+    "science_300_gene_smollm2.json": ("PYTHONPATH=. python benchmarks/bench_training.py --participants 300 --data gene "
+                                      "--epochs 6 --baselines '' --llm smollm2 --finetune lora --lr 1e-3 --out "
+                                      "/tmp/rgenima-interp-300 --label-suffix sm6"),
     "roi_supervision_300_paper.json": ("PYTHONPATH=. python benchmarks/bench_training.py --participants 300 "
                                        "--baselines '' --out /tmp/rgenima-interp-300 --label-suffix paper"),
     "roi_supervision_300_roivolume.json": ("PYTHONPATH=. python benchmarks/bench_training.py --participants 300 "

@@ -85,6 +85,12 @@ def evaluate_classifier(model: nn.Module, forward: Forward, samples: list[Cohort
     return sum(losses) / len(samples), correct / len(samples)
 
 
+def evaluate_rit(model: RiT, samples: list[CohortSample], batch_size: int, device) -> tuple[float, float]:
+    """(mean cross-entropy of the CLS head, accuracy) of a trained RiT on ``samples``."""
+    return evaluate_classifier(model, lambda batch: (model(*image_batch(batch, device)).logits, None), samples,
+                               batch_size)
+
+
 def rit_forward(model: RiT, settings: Stage1Settings, device) -> Forward:
     """The RiT's stage logits and its weighted ROI-token losses (None when both weights are 0)."""
     def forward(batch: list[CohortSample]) -> tuple[torch.Tensor, torch.Tensor | None]:
