@@ -1,7 +1,8 @@
 """Synthetic cohorts with known ground truth, for the demo, the tests and the benchmarks.
 
     python -m rgenima_app.synthetic OUT --preset {tiny,demo,bench} --seed N [--n-participants N]
-        [--planted-rois NAME,...] [--planted-genes GENE,...] [--sessions 1|2] [--visits N]
+        [--planted-rois NAME,...] [--planted-genes GENE,...] [--sessions 1|2] [--visits N [--followup-images]
+        [--dropout informative|mcar]]
 
 The generating model (every parameter is written to OUT/ground_truth.json):
 
@@ -14,9 +15,11 @@ The generating model (every parameter is written to OUT/ground_truth.json):
    of its phantom voxels (the outermost ones are lost, as atrophy erodes a structure from its surface);
    only planted ROIs depend on the stage. Sessions of one participant share the stage and draw f anew.
 
-4. With ``--visits N`` (N >= 2), a longitudinal cohort: visits 12 months apart with shifts and dropout,
-   a CDR-SB trajectory whose rate depends on the baseline stage, the planted ROIs' atrophy and the
-   planted genes, and the Bayes truth of ΔCDR-SB and conversion (``synthetic/progression.py``).
+4. With ``--visits N`` (N >= 2), a longitudinal cohort: visits 12 months apart with shifts and
+   informative dropout, a CDR-SB trajectory whose rate depends on the baseline stage, the planted ROIs'
+   atrophy and the planted genes, and the Bayes truth of ΔCDR-SB and conversion; with
+   ``--followup-images`` also a T1w at every attended follow-up whose planted ROIs shrink with the
+   participant's decline (``synthetic/progression.py``). ``ground_truth.tsv`` covers the baseline images.
 
 Because the model is known, each sample's Bayes-optimal posterior given what a classifier can observe
 (the genotypes with their missing calls, and the ROI voxel counts) is computed exactly: missing causal
@@ -46,7 +49,8 @@ from rgenima_app.genetics.writers import write_plink
 from rgenima_app.imaging.roi_table import load_roi_table, resolve_roi_names
 from rgenima_app.synthetic.liability import missing_call_combinations
 from rgenima_app.synthetic.phantom import build_phantom
-from rgenima_app.synthetic.progression import ProgressionModel, write_longitudinal
+from rgenima_app.synthetic.progression import STREAM as PROGRESSION_STREAM
+from rgenima_app.synthetic.progression import MCAR_DROPOUT, ProgressionModel, followup_fractions, write_longitudinal
 
 PRESETS = {
     # grid edge and voxel size of the phantom, participants, SNPs per gene, default planted ROIs/genes
@@ -250,6 +254,23 @@ def write_freesurfer_subject(root: Path, name: str, phantom, labels: np.ndarray,
     (stats / "aseg.stats").write_text(aseg_stats_text(labels, intensity, phantom.voxel_mm, name))
 
 
+def write_sample(bids: Path, fs_root: Path, phantom, order: dict[int, np.ndarray], roi_labels: list[int],
+                 fractions: np.ndarray, label: str, session: str | None, rng: np.random.Generator) -> np.ndarray:
+    """One image sample: the phantom eroded to the ROIs' kept ``fractions``, its T1w in the BIDS dataset and its
+    FreeSurfer subject; returns the kept voxel count of every ROI."""
+    counts = kept_counts(np.array([len(order[r]) for r in roi_labels]), fractions)
+    sample_labels = erode(phantom.labels, order, dict(zip(roi_labels, counts)))
+    intensity = intensity_image(phantom, sample_labels, rng)
+    name = f"sub-{label}" + (f"_ses-{session}" if session else "")
+    anat = bids / f"sub-{label}" / (f"ses-{session}" if session else "") / "anat"
+    anat.mkdir(parents=True, exist_ok=True)
+    t1w = nib.Nifti1Image(intensity.astype(np.int16), phantom.affine)
+    t1w.header.set_xyzt_units("mm", "sec")
+    nib.save(t1w, str(anat / f"{name}_T1w.nii.gz"))
+    write_freesurfer_subject(fs_root, name, phantom, sample_labels, intensity, t1w)
+    return counts
+
+
 def write_bids_dataset_files(bids: Path, params: GeneratorParameters, participants: pd.DataFrame) -> None:
     bids.mkdir(parents=True, exist_ok=True)
     (bids / "dataset_description.json").write_text(json.dumps({
@@ -282,10 +303,11 @@ def write_bids_dataset_files(bids: Path, params: GeneratorParameters, participan
 def generate_cohort(out: Path, params: GeneratorParameters, progress: bool = True, progression=None) -> dict:
     """Write the cohort folder (bids/, freesurfer/, genotypes/, ground_truth.json/.tsv); return the truth.
 
-    ``progression`` (a ``synthetic.progression.ProgressionModel``): a longitudinal cohort; the image is
-    the baseline session ``ses-1``, each participant's visits are in its sessions file, and the Bayes
-    truth of the progression targets in progression_truth.tsv (progression.py). Everything else is drawn
-    exactly as without it."""
+    ``progression`` (a ``synthetic.progression.ProgressionModel``): a longitudinal cohort; the image
+    sampled as above is the baseline session ``ses-1`` (with ``followup_images``, every attended follow-up
+    ``ses-<k>`` has one too, drawn from the progression model's own streams), each participant's visits
+    are in its sessions file, and the Bayes truth of the progression targets in progression_truth.tsv
+    (progression.py). Everything else is drawn exactly as without it."""
     if progression is not None and params.sessions != 1:
         raise ValueError("a longitudinal cohort (--visits) has one image session, the baseline: leave --sessions at 1")
     rng = np.random.default_rng(params.seed)
@@ -339,27 +361,18 @@ def generate_cohort(out: Path, params: GeneratorParameters, progress: bool = Tru
     write_bids_dataset_files(bids, params, participants)
     sessions = ([None] if progression is None else ["1"]) if params.sessions == 1 else \
         [str(s + 1) for s in range(params.sessions)]
-    baseline_counts = np.zeros((n, int(planted.sum())), dtype=np.int64)  # the first session's planted ROIs
+    baseline_fractions = np.zeros((n, len(base)))  # the first session's, which a longitudinal model starts from
     truth_rows = []
     bar = tqdm(total=n * len(sessions), desc="synthetic samples", unit="sample", disable=not progress or None)
     for i in range(n):
         for session in sessions:
             fractions = np.clip(means[stage[i]] + rng.normal(0.0, params.kept_fraction_sd, size=len(base)), 0.3, 1.0)
-            counts = kept_counts(base, fractions)
-            sample_labels = erode(phantom.labels, order, dict(zip(roi_labels, counts)))
-            intensity = intensity_image(phantom, sample_labels, rng)
-            name = f"sub-{labels[i]}" + (f"_ses-{session}" if session else "")
-            anat = bids / f"sub-{labels[i]}" / (f"ses-{session}" if session else "") / "anat"
-            anat.mkdir(parents=True, exist_ok=True)
-            t1w = nib.Nifti1Image(intensity.astype(np.int16), phantom.affine)
-            t1w.header.set_xyzt_units("mm", "sec")
-            nib.save(t1w, str(anat / f"{name}_T1w.nii.gz"))
-            write_freesurfer_subject(fs_root, name, phantom, sample_labels, intensity, t1w)
+            counts = write_sample(bids, fs_root, phantom, order, roi_labels, fractions, labels[i], session, rng)
             image_lik = image_likelihood(counts[None, planted], base[planted], means[:, planted],
                                          params.kept_fraction_sd)[0]
             truth_rows.append((f"sub-{labels[i]}", session, STAGES[stage[i]], gene_post[i], image_lik))
             if session == sessions[0]:
-                baseline_counts[i] = counts[planted]
+                baseline_fractions[i] = fractions
             bar.update()
     bar.close()
     (out / "genotypes").mkdir(parents=True, exist_ok=True)
@@ -369,9 +382,17 @@ def generate_cohort(out: Path, params: GeneratorParameters, progress: bool = Tru
     if progression is not None:
         progression = replace(progression, stage_atrophy=tuple(params.atrophy))  # severity is relative to its stage's
         baseline_likelihood = np.array([r[4] for r in truth_rows[::len(sessions)]])
-        extra = {"progression": write_longitudinal(
+        document, trajectories = write_longitudinal(
             out, progression, params.seed, participants, stage, (true_dosage - 2 * freqs) @ betas,
-            dosage[:, causal], betas, freqs, thresholds, baseline_counts, base[planted], baseline_likelihood)}
+            dosage[:, causal], betas, freqs, thresholds, kept_counts(base, baseline_fractions)[:, planted],
+            base[planted], baseline_likelihood)
+        extra = {"progression": document}
+        if progression.followup_images:  # their own stream: the sessions files and the truth do not change
+            image_rng = np.random.default_rng([params.seed, PROGRESSION_STREAM, 2])
+            for i, visit, fractions in tqdm(followup_fractions(baseline_fractions, planted, trajectories, progression,
+                                                               image_rng),
+                                            desc="follow-up images", unit="sample", disable=not progress or None):
+                write_sample(bids, fs_root, phantom, order, roi_labels, fractions, labels[i], str(visit + 1), image_rng)
     return write_ground_truth(out, params, snps, causal, betas, thresholds, prior, truth_rows, base, table, extra)
 
 
@@ -437,9 +458,16 @@ def main(argv: list[str] | None = None) -> None:
     @click.option("--sessions", type=click.IntRange(1, 2), default=1, show_default=True)
     @click.option("--visits", type=click.IntRange(1, 10), default=1, show_default=True,
                   help="Clinical visits per participant, 12 months apart (2 or more: a longitudinal cohort with "
-                       "sessions files and progression truth; images at the baseline only).")
+                       "sessions files and progression truth; images at the baseline only unless --followup-images).")
+    @click.option("--followup-images", is_flag=True,
+                  help="With --visits: a T1w (and FreeSurfer subject) at every attended follow-up visit, whose planted "
+                       "ROIs shrink with the participant's CDR-SB decline.")
+    @click.option("--dropout", type=click.Choice(["informative", "mcar"]), default="informative", show_default=True,
+                  help="With --visits: leaving the study depends on the latent CDR-SB (informative) or not (mcar, "
+                       "probability 0.10 per interval).")
     @click.option("--overwrite", is_flag=True, help="Replace an existing cohort folder.")
-    def command(out, preset, seed, n_participants, planted_rois, planted_genes, sessions, visits, overwrite):
+    def command(out, preset, seed, n_participants, planted_rois, planted_genes, sessions, visits, followup_images,
+                dropout, overwrite):
         if out.exists() and any(out.iterdir()):
             if not overwrite:
                 raise click.UsageError(f"{out} exists and is not empty; choose another folder or pass --overwrite")
@@ -451,10 +479,15 @@ def main(argv: list[str] | None = None) -> None:
             planted_rois=planted_rois.split(",") if planted_rois else list(DEFAULT_PLANTED_ROIS),
             planted_genes=planted_genes.split(",") if planted_genes else list(DEFAULT_PLANTED_GENES))
         if visits > 1 and sessions > 1:
-            raise click.UsageError("--visits gives a longitudinal cohort with one image session (the baseline); "
-                                   "leave --sessions at 1")
+            raise click.UsageError("--visits gives a longitudinal cohort whose image sessions are its visits; "
+                                   "leave --sessions at 1 (--followup-images adds images at the follow-ups)")
+        if visits == 1 and (followup_images or dropout != "informative"):
+            raise click.UsageError("--followup-images and --dropout describe the visits of a longitudinal cohort; "
+                                   "give --visits 2 or more")
+        progression = ProgressionModel(visits, followup_images=followup_images,
+                                       **(MCAR_DROPOUT if dropout == "mcar" else {})) if visits > 1 else None
         try:
-            truth = generate_cohort(out, params, progression=ProgressionModel(visits) if visits > 1 else None)
+            truth = generate_cohort(out, params, progression=progression)
         except ValueError as exc:
             raise click.UsageError(str(exc)) from exc
         click.echo(f"wrote {out}: {params.n_participants} participants x {sessions} session(s)"
