@@ -194,6 +194,17 @@ def reference_name(model: str, data: str) -> str:
     return f"{model}_{data}" if model == CLASSICAL and data != "image_gene" else model
 
 
+def group_train_command(cohort: Path, out: Path, config: Path, args) -> list[str]:
+    """``rgenima COHORT/bids OUT group --train`` on a synthetic cohort (its genotypes and FreeSurfer subjects),
+    with the options of ``args`` (roi_size, seed, llm, finetune; the work dir ``args.out/work`` caches the
+    ROI patches between runs)."""
+    return [sys.executable, "-m", "rgenima_app", str(cohort / "bids"), str(out), "group", "--train",
+            "--train-config", str(config), "--genotypes", str(cohort / "genotypes" / "cohort.bed"),
+            "--fs-subjects-dir", str(cohort / "freesurfer"), "--roi-size", str(args.roi_size),
+            "--seed", str(args.seed), "--skip-bids-validation", "-w", str(args.out / "work"),
+            "--llm", args.llm, "--finetune", args.finetune]
+
+
 def train(args, cohort: Path, data: str, baselines: list[str]) -> dict:
     """One ``group --train`` run of one data configuration; its test metrics, test participants and times."""
     label = model_name(data) + args.label_suffix
@@ -207,13 +218,8 @@ def train(args, cohort: Path, data: str, baselines: list[str]) -> dict:
                                           roi_volume_loss=args.roi_volume_loss, roi_stage_loss=args.roi_stage_loss))
     if args.quick:
         config.write_text(quick_config(config.read_text()))
-    command = [sys.executable, "-m", "rgenima_app", str(cohort / "bids"), str(out), "group", "--train",
-               "--train-config", str(config), "--genotypes", str(cohort / "genotypes" / "cohort.bed"),
-               "--fs-subjects-dir", str(cohort / "freesurfer"), "--roi-size", str(args.roi_size),
-               "--seed", str(args.seed), "--skip-bids-validation", "-w", str(args.out / "work"),
-               "--llm", args.llm, "--finetune", args.finetune]
     start = time.perf_counter()
-    subprocess.run(command, check=True)
+    subprocess.run(group_train_command(cohort, out, config, args), check=True)
     wall = time.perf_counter() - start
 
     predictions = pd.read_csv(out / f"desc-{label}_testpredictions.tsv", sep="\t")

@@ -98,7 +98,8 @@ COMMANDS = {
                               "benchmarks/bench_training.py --participants 300 --baselines snp_mlp)"),
     "training_gpu.json": "PYTHONPATH=. python benchmarks/bench_training_gpu.py --shape qwen2.5-7b --finetune lora",
     "bench_models.json": "PYTHONPATH=. python benchmarks/bench_models.py --out benchmarks/results/bench_models.json",
-    "progression.json": "PYTHONPATH=. python benchmarks/bench_progression.py",
+    "progression.json": ("PYTHONPATH=. python benchmarks/bench_progression.py --dropout mcar (recorded before "
+                         "informative dropout became the generator's default; --dropout mcar draws that cohort)"),
     "interpretability_methods_300.json": ("PYTHONPATH=. python benchmarks/bench_interpretability.py --run "
                                           "/tmp/rgenima-interp-300 --model bench --json "
                                           "benchmarks/results/interpretability_methods_300.json (after "
@@ -830,6 +831,33 @@ def progression(r: Results) -> list[dict]:
                          baseline=base("Bayes-optimal probability", conversion["bayes_optimal"]["auc"]["value"], "AUC")
                          if model != "bayes_optimal" else None,
                          note=f"95% CI {auc['ci_low']:.3f}-{auc['ci_high']:.3f}"))
+    return out + progression_rgenima(r, names)
+
+
+def progression_rgenima(r: Results, names: dict) -> list[dict]:
+    """bench_progression.py --rgenima: R-GenIMA's heads beside the Bayes-optimal prediction, the run's classical
+    reference and the trivial one, all on the test participants of R-GenIMA's own run (absent without it)."""
+    S, d = "Progression (issue 24, foundations)", r.data
+    if "rgenima" not in d:
+        return []
+    names = {**names, "rgenima": f"R-GenIMA ({d['rgenima']['settings']['llm']} LLM, head)"}
+    out = []
+    for kind, metric, unit, target in (
+            ("progression", "rmse", "CDR-SB points", "within 10% of the Bayes-optimal RMSE and below the classical "
+                                                     "reference's (issue 24)"),
+            ("conversion", "auc", "AUC", "within 3 points of the Bayes-optimal AUC (issue 24)")):
+        run = d["rgenima"][kind]
+        what = "ΔCDR-SB RMSE" if kind == "progression" else "MCI-to-AD conversion AUC"
+        bayes = run["models"]["bayes_optimal"][metric]["value"]
+        for model, m in run["models"].items():
+            value = m[metric]
+            mine = model == "rgenima"
+            out.append(r.fig(f"progression.rgenima.{kind}.{model}.{metric}", S,
+                             f"{what}, {names[model]}, on the R-GenIMA run's {run['n']['test']} test participants",
+                             value["value"], unit, f"rgenima.{kind}.models.{model}.{metric}.value",
+                             baseline=None if model == "bayes_optimal" else base("Bayes-optimal prediction", bayes, unit),
+                             target=target if mine else None, met=run["issue_target"]["met"] if mine else None,
+                             note=f"95% CI {value['ci_low']:.3f}-{value['ci_high']:.3f}"))
     return out
 
 

@@ -55,7 +55,8 @@ QUICK = [  # longest first: two run at a time
     Quick("bench_screening.py", "--json", frozenset({"sizes", "planted_snps", "majority_test_accuracy",
                                                     "bayes_optimal_gene_only_test_accuracy", "provenance"})),
     Quick("bench_progression.py", "--json", frozenset({"delta_cdr_sb", "conversion", "targets", "horizon_months",
-                                                      "bayes_optimal_rmse_expected_all", "provenance"})),
+                                                      "bayes_optimal_rmse_expected_all", "rgenima", "provenance"}),
+          extra=("--rgenima",)),
     # on the tiny trained run of bench_training.py --quick (its scratch folder, see quick_runs)
     Quick("bench_interpretability.py", "--json", frozenset({"attention_rollout", "random_attention",
                                                            "gradient_saliency", "attribution_methods", "seconds",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -155,6 +156,23 @@ def test_training_reads_the_baseline_image_of_a_cohort_with_followup_images(imag
     assert {s.session for s in cohort.samples} == {"1"}
     targets = load_progression_targets(bids, 24, 6)
     assert sorted(s.participant for s in cohort.samples) == sorted(targets.delta.index)
+
+
+def test_command_line_options_of_the_visits(tmp_path):
+    def synthetic(out, *options):
+        return subprocess.run([sys.executable, "-m", "rgenima_app.synthetic", str(tmp_path / out), "--n-participants",
+                               "6", *options], capture_output=True, text=True)
+
+    done = synthetic("mcar", "--visits", "2", "--followup-images", "--dropout", "mcar")
+    assert done.returncode == 0, done.stderr
+    parameters = json.loads((tmp_path / "mcar" / "ground_truth.json").read_text())["progression"]["parameters"]
+    assert parameters["followup_images"] and parameters["dropout_logit_per_cdr_sb"] == 0
+    assert parameters["dropout_per_interval"] == MCAR_DROPOUT["dropout_per_interval"]
+    assert list((tmp_path / "mcar" / "bids").glob("sub-*/ses-2/anat/*_T1w.nii.gz"))
+    for options in (["--followup-images"], ["--dropout", "mcar"]):
+        bad = synthetic("bad", *options)
+        assert bad.returncode == 2 and "--visits 2 or more" in bad.stderr and "Traceback" not in bad.stderr
+        assert not (tmp_path / "bad").exists()
 
 
 @requires_validator
