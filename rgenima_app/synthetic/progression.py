@@ -248,7 +248,7 @@ def bayes_progression(dosage_causal: np.ndarray, betas: np.ndarray, freqs: np.nd
                 c0 = baseline_latent(s, score, atrophy[i], severity_noise, model)    # (Q,)
                 later = recorded(c0[None, :] + rate[None, :] * months / 12.0)        # (H, Q)
                 delta = later - recorded(c0)[None, :]
-                kept = stay_probability(c0, rate, model)[[round(h / model.interval_months) - 1 for h in horizons]]
+                kept = stay_probability(c0, rate, model)                             # (H, Q): S_k
                 total += joint
                 stay += joint * kept.mean(axis=1)
                 delta_sum += joint * delta.mean(axis=1)
